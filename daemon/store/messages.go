@@ -1,0 +1,570 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Message scopes.
+const (
+	ScopeIncoming = "incoming"
+	ScopeOutgoing = "outgoing"
+)
+
+// Message statuses, as Postal names them.
+const (
+	StatusPending  = "Pending"
+	StatusSent     = "Sent"
+	StatusSoftFail = "SoftFail"
+	StatusHardFail = "HardFail"
+	StatusHeld     = "Held"
+	StatusBounced  = "Bounced"
+)
+
+// Message is one message to one recipient (Postal stores one per recipient).
+type Message struct {
+	ID                  int64     `json:"id"`
+	ServerID            int64     `json:"server_id"`
+	Token               string    `json:"token"`
+	Scope               string    `json:"scope"`
+	RcptTo              string    `json:"rcpt_to"`
+	MailFrom            string    `json:"mail_from"`
+	Subject             string    `json:"subject"`
+	MessageID           string    `json:"message_id"`
+	Tag                 string    `json:"tag,omitempty"`
+	Status              string    `json:"status"`
+	Held                bool      `json:"held"`
+	HoldExpiry          time.Time `json:"hold_expiry,omitzero"`
+	Bounce              bool      `json:"bounce"`
+	BounceForID         int64     `json:"bounce_for_id,omitempty"`
+	DomainID            int64     `json:"domain_id,omitempty"`
+	CredentialID        int64     `json:"credential_id,omitempty"`
+	RouteID             int64     `json:"route_id,omitempty"`
+	RawMessageID        int64     `json:"raw_message_id,omitempty"`
+	Size                int64     `json:"size"`
+	ReceivedWithSSL     bool      `json:"received_with_ssl"`
+	LastDeliveryAttempt time.Time `json:"last_delivery_attempt,omitzero"`
+	Details             string    `json:"details,omitempty"`
+	Timestamp           time.Time `json:"timestamp"`
+}
+
+// NewMessage is one recipient's message inside a Submission.
+type NewMessage struct {
+	ServerID        int64
+	Scope           string // ScopeIncoming or ScopeOutgoing
+	RcptTo          string
+	MailFrom        string
+	Subject         string
+	MessageID       string
+	Tag             string
+	Token           string // generated when empty
+	Status          string // StatusPending when empty
+	Held            bool
+	HoldExpiry      time.Time
+	Bounce          bool
+	BounceForID     int64
+	DomainID        int64
+	CredentialID    int64
+	RouteID         int64
+	ReceivedWithSSL bool
+	// Queue creates a queued_messages row (due now) for this message, for
+	// stream QueueKind (the scope when empty) with destination QueueDomain.
+	Queue       bool
+	QueueDomain string
+}
+
+// Submission is one accepted message body and its recipients' messages.
+type Submission struct {
+	Raw      []byte
+	Messages []NewMessage
+}
+
+// Accepted reports one stored message of a submission.
+type Accepted struct {
+	MessageID int64
+	Token     string
+	RcptTo    string
+	// QueuedID is the queued_messages row, 0 when none was created.
+	QueuedID int64
+	Scope    string
+	Domain   string
+}
+
+// InsertSubmissions stores submissions in ONE transaction (group commit):
+// for each, the raw body, one message row per recipient and the queued rows
+// asked for. It returns, per submission, the stored messages in order. When
+// it returns nil everything is durable; on error nothing was stored.
+func (s *Store) InsertSubmissions(ctx context.Context, subs []Submission) ([][]Accepted, error) {
+	now := s.now().UnixMicro()
+	out := make([][]Accepted, len(subs))
+	err := s.inTx(ctx, func(t tx) error {
+		rawStmt, err := t.PrepareContext(ctx, t.d.rebind(`INSERT INTO raw_messages (data, size, created_at) VALUES (?, ?, ?) RETURNING id`))
+		if err != nil {
+			return fmt.Errorf("prepare raw insert: %w", err)
+		}
+		defer rawStmt.Close()
+		msgStmt, err := t.PrepareContext(ctx, t.d.rebind(`INSERT INTO messages (server_id, token, scope, rcpt_to, mail_from,
+			subject, message_id, tag, status, held, hold_expiry, bounce, bounce_for_id, domain_id, credential_id, route_id,
+			raw_message_id, size, received_with_ssl, timestamp)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`))
+		if err != nil {
+			return fmt.Errorf("prepare message insert: %w", err)
+		}
+		defer msgStmt.Close()
+		qStmt, err := t.PrepareContext(ctx, t.d.rebind(`INSERT INTO queued_messages (message_id, server_id, scope, domain,
+			retry_after, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`))
+		if err != nil {
+			return fmt.Errorf("prepare queue insert: %w", err)
+		}
+		defer qStmt.Close()
+		for i, sub := range subs {
+			var rawID int64
+			if err := rawStmt.QueryRowContext(ctx, sub.Raw, len(sub.Raw), now).Scan(&rawID); err != nil {
+				return fmt.Errorf("insert raw message: %w", err)
+			}
+			acc := make([]Accepted, len(sub.Messages))
+			for j, m := range sub.Messages {
+				token := m.Token
+				if token == "" {
+					token = RandomToken(8)
+				}
+				status := m.Status
+				if status == "" {
+					status = StatusPending
+				}
+				var id int64
+				if err := msgStmt.QueryRowContext(ctx, m.ServerID, token, m.Scope, m.RcptTo, m.MailFrom, m.Subject, m.MessageID,
+					nullString(m.Tag), status, m.Held, micros(m.HoldExpiry), m.Bounce, nullID(m.BounceForID), nullID(m.DomainID),
+					nullID(m.CredentialID), nullID(m.RouteID), rawID, len(sub.Raw), m.ReceivedWithSSL, now).Scan(&id); err != nil {
+					return fmt.Errorf("insert message for %s: %w", m.RcptTo, err)
+				}
+				acc[j] = Accepted{MessageID: id, Token: token, RcptTo: m.RcptTo, Scope: m.Scope, Domain: m.QueueDomain}
+				if m.Queue {
+					if err := qStmt.QueryRowContext(ctx, id, m.ServerID, m.Scope, strings.ToLower(m.QueueDomain), now, now, now).Scan(&acc[j].QueuedID); err != nil {
+						return fmt.Errorf("insert queued message for %s: %w", m.RcptTo, err)
+					}
+				}
+			}
+			out[i] = acc
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store submissions: %w", err)
+	}
+	return out, nil
+}
+
+const messageColumns = `id, server_id, token, scope, rcpt_to, mail_from, subject, message_id, tag, status, held, hold_expiry,
+	bounce, bounce_for_id, domain_id, credential_id, route_id, raw_message_id, size, received_with_ssl,
+	last_delivery_attempt, details, timestamp`
+
+func scanMessage(sc interface{ Scan(...any) error }) (*Message, error) {
+	var (
+		m                                 Message
+		tag, details                      sql.NullString
+		holdExp, bounceFor, dom, cred, rt sql.NullInt64
+		raw, last                         sql.NullInt64
+		ts                                int64
+	)
+	if err := sc.Scan(&m.ID, &m.ServerID, &m.Token, &m.Scope, &m.RcptTo, &m.MailFrom, &m.Subject, &m.MessageID, &tag,
+		&m.Status, &m.Held, &holdExp, &m.Bounce, &bounceFor, &dom, &cred, &rt, &raw, &m.Size, &m.ReceivedWithSSL,
+		&last, &details, &ts); err != nil {
+		return nil, err
+	}
+	m.Tag, m.Details = tag.String, details.String
+	m.HoldExpiry, m.LastDeliveryAttempt = fromMicros(holdExp), fromMicros(last)
+	m.BounceForID, m.DomainID, m.CredentialID, m.RouteID, m.RawMessageID = bounceFor.Int64, dom.Int64, cred.Int64, rt.Int64, raw.Int64
+	m.Timestamp = time.UnixMicro(ts)
+	return &m, nil
+}
+
+// Message looks a message up by id.
+func (s *Store) Message(ctx context.Context, id int64) (*Message, error) {
+	m, err := scanMessage(s.queryRow(ctx, `SELECT `+messageColumns+` FROM messages WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("message %d: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("message %d: %w", id, err)
+	}
+	return m, nil
+}
+
+// MessageByToken looks a message up by its token.
+func (s *Store) MessageByToken(ctx context.Context, token string) (*Message, error) {
+	m, err := scanMessage(s.queryRow(ctx, `SELECT `+messageColumns+` FROM messages WHERE token = ?`, token))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("message %s: %w", token, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("message %s: %w", token, err)
+	}
+	return m, nil
+}
+
+// Messages loads messages by id; missing ids are left out.
+func (s *Store) Messages(ctx context.Context, ids []int64) ([]*Message, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	rows, err := s.query(ctx, `SELECT `+messageColumns+` FROM messages WHERE id IN (`+placeholders(len(ids))+`) ORDER BY id`, int64Args(ids)...)
+	if err != nil {
+		return nil, fmt.Errorf("load messages: %w", err)
+	}
+	defer rows.Close()
+	var out []*Message
+	for rows.Next() {
+		m, err := scanMessage(rows)
+		if err != nil {
+			return nil, fmt.Errorf("load messages: %w", err)
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+// RawMessage returns a stored message body. A body removed by retention
+// wraps ErrNotFound.
+func (s *Store) RawMessage(ctx context.Context, id int64) ([]byte, error) {
+	var data []byte
+	err := s.queryRow(ctx, `SELECT data FROM raw_messages WHERE id = ?`, id).Scan(&data)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("raw message %d: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("raw message %d: %w", id, err)
+	}
+	return data, nil
+}
+
+// Delivery is one attempt to deliver a message (or a status change such as
+// a hold), as Postal records them.
+type Delivery struct {
+	ID          int64     `json:"id"`
+	MessageID   int64     `json:"message_id"`
+	Status      string    `json:"status"`
+	Details     string    `json:"details"`
+	Output      string    `json:"output"`
+	SentWithSSL bool      `json:"sent_with_ssl"`
+	LogID       string    `json:"log_id"`
+	Time        float64   `json:"time"`
+	Timestamp   time.Time `json:"timestamp"`
+}
+
+// Deliveries lists a message's deliveries, oldest first.
+func (s *Store) Deliveries(ctx context.Context, messageID int64) ([]*Delivery, error) {
+	rows, err := s.query(ctx, `SELECT id, message_id, status, details, output, sent_with_ssl, log_id, time, timestamp
+		FROM deliveries WHERE message_id = ? ORDER BY id`, messageID)
+	if err != nil {
+		return nil, fmt.Errorf("list deliveries: %w", err)
+	}
+	defer rows.Close()
+	var out []*Delivery
+	for rows.Next() {
+		var (
+			d  Delivery
+			tm sql.NullFloat64
+			ts int64
+		)
+		if err := rows.Scan(&d.ID, &d.MessageID, &d.Status, &d.Details, &d.Output, &d.SentWithSSL, &d.LogID, &tm, &ts); err != nil {
+			return nil, fmt.Errorf("list deliveries: %w", err)
+		}
+		d.Time, d.Timestamp = tm.Float64, time.UnixMicro(ts)
+		out = append(out, &d)
+	}
+	return out, rows.Err()
+}
+
+// QueuedMessage is a message waiting for (re)delivery or processing.
+type QueuedMessage struct {
+	ID          int64     `json:"id"`
+	MessageID   int64     `json:"message_id"`
+	ServerID    int64     `json:"server_id"`
+	Scope       string    `json:"scope"`
+	Domain      string    `json:"domain"`
+	IPAddressID int64     `json:"ip_address_id,omitempty"`
+	Attempts    int       `json:"attempts"`
+	RetryAfter  time.Time `json:"retry_after"`
+	LockedBy    string    `json:"locked_by,omitempty"`
+	LockedUntil time.Time `json:"locked_until,omitzero"`
+	CreatedAt   time.Time `json:"created_at"`
+}
+
+const queuedColumns = `id, message_id, server_id, scope, domain, ip_address_id, attempts, retry_after, locked_by, locked_until, created_at`
+
+func scanQueued(sc interface{ Scan(...any) error }) (*QueuedMessage, error) {
+	var (
+		q             QueuedMessage
+		ip, until     sql.NullInt64
+		by            sql.NullString
+		retry, create int64
+	)
+	if err := sc.Scan(&q.ID, &q.MessageID, &q.ServerID, &q.Scope, &q.Domain, &ip, &q.Attempts, &retry, &by, &until, &create); err != nil {
+		return nil, err
+	}
+	q.IPAddressID, q.LockedBy, q.LockedUntil = ip.Int64, by.String, fromMicros(until)
+	q.RetryAfter, q.CreatedAt = time.UnixMicro(retry), time.UnixMicro(create)
+	return &q, nil
+}
+
+func collectQueued(rows *sql.Rows) ([]*QueuedMessage, error) {
+	defer rows.Close()
+	var out []*QueuedMessage
+	for rows.Next() {
+		q, err := scanQueued(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, q)
+	}
+	return out, rows.Err()
+}
+
+// ClaimQueued locks the given queued messages for owner until until, by
+// compare-and-set: only rows that are due (retry_after <= now) and unlocked
+// (or whose lock expired) are taken. It returns the rows it took; ids that
+// are gone, not due or locked by someone else are silently left out.
+func (s *Store) ClaimQueued(ctx context.Context, ids []int64, owner string, now, until time.Time) ([]*QueuedMessage, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	args := []any{owner, until.UnixMicro(), now.UnixMicro()}
+	args = append(args, int64Args(ids)...)
+	args = append(args, now.UnixMicro(), now.UnixMicro())
+	rows, err := s.query(ctx, `UPDATE queued_messages SET locked_by = ?, locked_until = ?, updated_at = ?
+		WHERE id IN (`+placeholders(len(ids))+`) AND retry_after <= ? AND (locked_by IS NULL OR locked_until < ?)
+		RETURNING `+queuedColumns, args...)
+	if err != nil {
+		return nil, fmt.Errorf("claim queued messages: %w", err)
+	}
+	out, err := collectQueued(rows)
+	if err != nil {
+		return nil, fmt.Errorf("claim queued messages: %w", err)
+	}
+	return out, nil
+}
+
+// ClaimQueuedForDomain locks up to limit other due, unlocked queued messages
+// of scope for the same destination domain (Postal's batching), skipping
+// rows other claimers hold.
+func (s *Store) ClaimQueuedForDomain(ctx context.Context, scope, domain, owner string, now, until time.Time, limit int) ([]*QueuedMessage, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	n := now.UnixMicro()
+	rows, err := s.query(ctx, `UPDATE queued_messages SET locked_by = ?, locked_until = ?, updated_at = ?
+		WHERE id IN (SELECT id FROM queued_messages WHERE scope = ? AND domain = ? AND retry_after <= ?
+			AND (locked_by IS NULL OR locked_until < ?) ORDER BY id LIMIT ?`+s.dialect.skipLocked()+`)
+		AND retry_after <= ? AND (locked_by IS NULL OR locked_until < ?)
+		RETURNING `+queuedColumns,
+		owner, until.UnixMicro(), n, scope, strings.ToLower(domain), n, n, limit, n, n)
+	if err != nil {
+		return nil, fmt.Errorf("claim queued messages for %s: %w", domain, err)
+	}
+	out, err := collectQueued(rows)
+	if err != nil {
+		return nil, fmt.Errorf("claim queued messages for %s: %w", domain, err)
+	}
+	return out, nil
+}
+
+// NewDelivery is a delivery row recorded with an outcome.
+type NewDelivery struct {
+	Status      string
+	Details     string
+	Output      string
+	SentWithSSL bool
+	LogID       string
+	Time        float64 // seconds the attempt took
+}
+
+// Outcome is the result of working on one claimed queued message.
+type Outcome struct {
+	QueuedID  int64
+	MessageID int64
+	// Owner must still hold the queued row's lock, or the outcome is refused.
+	Owner string
+	// Status is the message's new status ("" leaves it unchanged).
+	Status  string
+	Details string
+	// Delivery, when set, is recorded as a delivery row.
+	Delivery *NewDelivery
+	// Retry keeps the queued row, unlocked, due at RetryAfter, with attempts
+	// incremented; otherwise the queued row is deleted (work finished).
+	Retry      bool
+	RetryAfter time.Time
+	// Held sets the message's held flag and expiry.
+	Held       bool
+	HoldExpiry time.Time
+}
+
+// RecordOutcomes applies outcomes in ONE transaction. Each is guarded by the
+// lock owner: an outcome whose queued row is no longer locked by its Owner
+// (lock expired and taken by another worker, or row gone) changes nothing
+// and is reported false in the returned slice.
+func (s *Store) RecordOutcomes(ctx context.Context, outs []Outcome) ([]bool, error) {
+	applied := make([]bool, len(outs))
+	now := s.now().UnixMicro()
+	err := s.inTx(ctx, func(t tx) error {
+		for i, o := range outs {
+			var res sql.Result
+			var err error
+			if o.Retry {
+				res, err = t.exec(ctx, `UPDATE queued_messages SET attempts = attempts + 1, retry_after = ?, locked_by = NULL,
+					locked_until = NULL, updated_at = ? WHERE id = ? AND locked_by = ?`, o.RetryAfter.UnixMicro(), now, o.QueuedID, o.Owner)
+			} else {
+				res, err = t.exec(ctx, `DELETE FROM queued_messages WHERE id = ? AND locked_by = ?`, o.QueuedID, o.Owner)
+			}
+			if err != nil {
+				return fmt.Errorf("queued message %d: %w", o.QueuedID, err)
+			}
+			if n, _ := res.RowsAffected(); n == 0 {
+				continue
+			}
+			applied[i] = true
+			if err := applyMessageChange(ctx, t, now, o); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("record outcomes: %w", err)
+	}
+	return applied, nil
+}
+
+func applyMessageChange(ctx context.Context, t tx, now int64, o Outcome) error {
+	if o.Status != "" || o.Held || o.Delivery != nil {
+		set := []string{}
+		args := []any{}
+		if o.Status != "" {
+			set = append(set, "status = ?")
+			args = append(args, o.Status)
+		}
+		if o.Details != "" {
+			set = append(set, "details = ?")
+			args = append(args, o.Details)
+		}
+		if o.Held {
+			set = append(set, "held = ?", "hold_expiry = ?")
+			args = append(args, true, micros(o.HoldExpiry))
+		}
+		if o.Delivery != nil {
+			set = append(set, "last_delivery_attempt = ?")
+			args = append(args, now)
+		}
+		if len(set) > 0 {
+			args = append(args, o.MessageID)
+			if _, err := t.exec(ctx, `UPDATE messages SET `+strings.Join(set, ", ")+` WHERE id = ?`, args...); err != nil {
+				return fmt.Errorf("update message %d: %w", o.MessageID, err)
+			}
+		}
+	}
+	if d := o.Delivery; d != nil {
+		if _, err := t.exec(ctx, `INSERT INTO deliveries (message_id, status, details, output, sent_with_ssl, log_id, time, timestamp)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, o.MessageID, d.Status, d.Details, truncate(d.Output, 512), d.SentWithSSL, d.LogID, d.Time, now); err != nil {
+			return fmt.Errorf("insert delivery for message %d: %w", o.MessageID, err)
+		}
+	}
+	return nil
+}
+
+// FailQueued marks the message of a queued row HardFail with reason and
+// removes the queued row, whoever holds it. It is used for dead letters
+// (work that repeatedly killed or stalled its workers).
+func (s *Store) FailQueued(ctx context.Context, queuedID int64, reason string) error {
+	now := s.now().UnixMicro()
+	return s.inTx(ctx, func(t tx) error {
+		var msgID int64
+		err := t.queryRow(ctx, `SELECT message_id FROM queued_messages WHERE id = ?`, queuedID).Scan(&msgID)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("fail queued message %d: %w", queuedID, err)
+		}
+		if _, err := t.exec(ctx, `DELETE FROM queued_messages WHERE id = ?`, queuedID); err != nil {
+			return fmt.Errorf("fail queued message %d: %w", queuedID, err)
+		}
+		return applyMessageChange(ctx, t, now, Outcome{MessageID: msgID, Status: StatusHardFail, Details: reason,
+			Delivery: &NewDelivery{Status: StatusHardFail, Details: reason}})
+	})
+}
+
+// DueQueued lists queued messages that are due at now and not locked (or
+// whose lock expired), with id > afterID, in id order, at most limit: the
+// reconciliation scan that re-dispatches work Redis lost.
+func (s *Store) DueQueued(ctx context.Context, now time.Time, afterID int64, limit int) ([]*QueuedMessage, error) {
+	n := now.UnixMicro()
+	rows, err := s.query(ctx, `SELECT `+queuedColumns+` FROM queued_messages
+		WHERE id > ? AND retry_after <= ? AND (locked_by IS NULL OR locked_until < ?) ORDER BY id LIMIT ?`, afterID, n, n, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list due queued messages: %w", err)
+	}
+	out, err := collectQueued(rows)
+	if err != nil {
+		return nil, fmt.Errorf("list due queued messages: %w", err)
+	}
+	return out, nil
+}
+
+// QueuedMessages lists queued messages in id order from afterID, at most
+// limit (for postalctl queue).
+func (s *Store) QueuedMessages(ctx context.Context, afterID int64, limit int) ([]*QueuedMessage, error) {
+	rows, err := s.query(ctx, `SELECT `+queuedColumns+` FROM queued_messages WHERE id > ? ORDER BY id LIMIT ?`, afterID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list queued messages: %w", err)
+	}
+	out, err := collectQueued(rows)
+	if err != nil {
+		return nil, fmt.Errorf("list queued messages: %w", err)
+	}
+	return out, nil
+}
+
+// QueueCounts summarises the queue: total rows, rows due now, rows locked.
+type QueueCounts struct {
+	Total  int64 `json:"total"`
+	Due    int64 `json:"due"`
+	Locked int64 `json:"locked"`
+}
+
+// CountQueued returns QueueCounts at now.
+func (s *Store) CountQueued(ctx context.Context, now time.Time) (QueueCounts, error) {
+	var c QueueCounts
+	n := now.UnixMicro()
+	err := s.queryRow(ctx, `SELECT count(*),
+		COALESCE(sum(CASE WHEN retry_after <= ? THEN 1 ELSE 0 END), 0),
+		COALESCE(sum(CASE WHEN locked_by IS NOT NULL AND locked_until >= ? THEN 1 ELSE 0 END), 0)
+		FROM queued_messages`, n, n).Scan(&c.Total, &c.Due, &c.Locked)
+	if err != nil {
+		return c, fmt.Errorf("count queued messages: %w", err)
+	}
+	return c, nil
+}
+
+// placeholders returns "?, ?, ..." with n marks.
+func placeholders(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
+}
+
+func int64Args(ids []int64) []any {
+	out := make([]any, len(ids))
+	for i, id := range ids {
+		out[i] = id
+	}
+	return out
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}

@@ -1,0 +1,204 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
+	_ "modernc.org/sqlite"             // registers the "sqlite" database/sql driver
+)
+
+// ErrNotFound is returned (wrapped) when a looked-up record does not exist.
+var ErrNotFound = errors.New("not found")
+
+// ErrConflict is returned (wrapped) when a write would break a uniqueness
+// rule, such as a second domain of the same name on one server.
+var ErrConflict = errors.New("already exists")
+
+// Options selects and tunes the database.
+type Options struct {
+	// Driver is SQLite or Postgres.
+	Driver Driver
+	// Path is the SQLite database file; its folder is created if missing.
+	Path string
+	// URL is the PostgreSQL connection string (URL or key=value form).
+	URL string
+	// MaxOpenConns caps the connection pool (0: 20 for PostgreSQL, 8 for SQLite).
+	MaxOpenConns int
+}
+
+// Store is a handle on the database. It is safe for concurrent use.
+type Store struct {
+	db      *sql.DB
+	dialect dialect
+	now     func() time.Time
+}
+
+// Open connects to the database described by o and checks that it answers.
+// It does not migrate: call Migrate (postalctl upgrade) for that.
+func Open(ctx context.Context, o Options) (*Store, error) {
+	var (
+		db  *sql.DB
+		err error
+	)
+	switch o.Driver {
+	case SQLite, "":
+		if o.Path == "" {
+			return nil, errors.New("open sqlite: database.path is empty")
+		}
+		if err := os.MkdirAll(filepath.Dir(o.Path), 0o750); err != nil {
+			return nil, fmt.Errorf("open sqlite: create folder: %w", err)
+		}
+		q := url.Values{}
+		for _, p := range []string{"journal_mode(WAL)", "synchronous(FULL)", "busy_timeout(30000)", "foreign_keys(1)"} {
+			q.Add("_pragma", p)
+		}
+		q.Set("_txlock", "immediate")
+		db, err = sql.Open("sqlite", "file:"+o.Path+"?"+q.Encode())
+		if err != nil {
+			return nil, fmt.Errorf("open sqlite %s: %w", o.Path, err)
+		}
+		n := o.MaxOpenConns
+		if n <= 0 {
+			n = 8
+		}
+		db.SetMaxOpenConns(n)
+		db.SetMaxIdleConns(n)
+		o.Driver = SQLite
+	case Postgres:
+		if o.URL == "" {
+			return nil, errors.New("open postgres: database.url is empty")
+		}
+		db, err = sql.Open("pgx", o.URL)
+		if err != nil {
+			return nil, fmt.Errorf("open postgres: %w", err)
+		}
+		n := o.MaxOpenConns
+		if n <= 0 {
+			n = 20
+		}
+		db.SetMaxOpenConns(n)
+		db.SetMaxIdleConns(n)
+		db.SetConnMaxIdleTime(5 * time.Minute)
+	default:
+		return nil, fmt.Errorf("open database: unknown driver %q (want sqlite or postgres)", o.Driver)
+	}
+	s := &Store{db: db, dialect: dialect{driver: o.Driver}, now: time.Now}
+	if err := s.Ping(ctx); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Driver reports which database the store talks to.
+func (s *Store) Driver() Driver { return s.dialect.driver }
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.db.PingContext(ctx); err != nil {
+		return fmt.Errorf("database ping: %w", err)
+	}
+	return nil
+}
+
+// Close closes every connection.
+func (s *Store) Close() error { return s.db.Close() }
+
+// SetClock replaces the store's clock (tests use it to control created_at
+// and similar stamps). It must be called before the store is shared.
+func (s *Store) SetClock(now func() time.Time) { s.now = now }
+
+func (s *Store) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	return s.db.ExecContext(ctx, s.dialect.rebind(q), args...)
+}
+
+func (s *Store) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	return s.db.QueryContext(ctx, s.dialect.rebind(q), args...)
+}
+
+func (s *Store) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
+	return s.db.QueryRowContext(ctx, s.dialect.rebind(q), args...)
+}
+
+// tx is a transaction that rebinds placeholders for the store's dialect.
+type tx struct {
+	*sql.Tx
+	d dialect
+}
+
+func (t tx) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	return t.ExecContext(ctx, t.d.rebind(q), args...)
+}
+
+func (t tx) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	return t.QueryContext(ctx, t.d.rebind(q), args...)
+}
+
+func (t tx) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
+	return t.QueryRowContext(ctx, t.d.rebind(q), args...)
+}
+
+// inTx runs fn in a transaction and commits it when fn returns nil.
+func (s *Store) inTx(ctx context.Context, fn func(tx) error) error {
+	sqlTx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	t := tx{Tx: sqlTx, d: s.dialect}
+	if err := fn(t); err != nil {
+		_ = sqlTx.Rollback()
+		return err
+	}
+	if err := sqlTx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// micros converts a time to the stored integer form; the zero time is NULL.
+func micros(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UnixMicro()
+}
+
+// fromMicros converts a stored integer back to a time; NULL is the zero time.
+func fromMicros(v sql.NullInt64) time.Time {
+	if !v.Valid {
+		return time.Time{}
+	}
+	return time.UnixMicro(v.Int64)
+}
+
+// nullID turns 0 into NULL for optional foreign keys.
+func nullID(id int64) any {
+	if id == 0 {
+		return nil
+	}
+	return id
+}
+
+// nullString turns "" into NULL.
+func nullString(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// RandomToken returns n random bytes as lower-case hex (2n characters).
+func RandomToken(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // never fails: crypto/rand crashes the program rather than return short
+	return hex.EncodeToString(b)
+}
