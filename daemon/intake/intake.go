@@ -1,0 +1,222 @@
+// Package intake makes accepted mail durable before anyone is told it was
+// accepted. Callers (the SMTP server, later the HTTP API) hand it a
+// store.Submission; Submit returns only after the submission is committed in
+// SQL, and after its dispatch entries were written to Redis or that write
+// failed (the message is durable either way: the requeuer's reconciliation
+// dispatches what Redis missed).
+//
+// Concurrent submissions are group-committed: a committer takes every
+// submission waiting at that moment (up to MaxBatch) and stores them in one
+// transaction, then dispatches them in one round trip per stream, so the
+// cost of an fsync is shared by every message in the batch.
+package intake
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/postalgo/postal/daemon/queue"
+	"github.com/postalgo/postal/daemon/store"
+)
+
+// Storer is what intake needs of the database.
+type Storer interface {
+	InsertSubmissions(ctx context.Context, subs []store.Submission) ([][]store.Accepted, error)
+}
+
+// Dispatcher is what intake needs of the queue.
+type Dispatcher interface {
+	Enqueue(ctx context.Context, kind queue.Kind, jobs ...queue.Job) error
+}
+
+// ErrStopped is returned by Submit once the intake has shut down.
+var ErrStopped = errors.New("intake stopped")
+
+// Options configures an Intake.
+type Options struct {
+	Store Storer
+	Queue Dispatcher
+	Log   *slog.Logger
+	// MaxBatch caps the submissions committed in one transaction (default 256).
+	MaxBatch int
+	// Committers is how many batches may commit at once (default 1; SQLite
+	// has a single writer, PostgreSQL benefits from 2-4).
+	Committers int
+	// CommitTimeout bounds one batch's commit and dispatch (default 30s).
+	CommitTimeout time.Duration
+	// Registerer receives the intake's metrics; nil registers none.
+	Registerer prometheus.Registerer
+}
+
+type request struct {
+	sub  store.Submission
+	done chan result
+}
+
+type result struct {
+	accepted []store.Accepted
+	err      error
+}
+
+// Intake group-commits submissions. Create it with New, start Run, then
+// call Submit from any number of goroutines.
+type Intake struct {
+	o        Options
+	reqs     chan request
+	stopped  chan struct{}
+	stopOnce sync.Once
+
+	batchSize   prometheus.Histogram
+	commitTime  prometheus.Histogram
+	dispatchErr prometheus.Counter
+}
+
+// New returns an Intake; it accepts nothing until Run is called.
+func New(o Options) *Intake {
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = 256
+	}
+	if o.Committers <= 0 {
+		o.Committers = 1
+	}
+	if o.CommitTimeout <= 0 {
+		o.CommitTimeout = 30 * time.Second
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	in := &Intake{
+		o:       o,
+		reqs:    make(chan request, o.MaxBatch*o.Committers),
+		stopped: make(chan struct{}),
+		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "postal_intake_batch_size",
+			Help: "Submissions committed per SQL transaction.", Buckets: prometheus.ExponentialBuckets(1, 2, 10)}),
+		commitTime: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "postal_intake_commit_seconds",
+			Help: "Time to commit and dispatch one batch.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
+		dispatchErr: prometheus.NewCounter(prometheus.CounterOpts{Name: "postal_intake_dispatch_errors_total",
+			Help: "Batches committed to SQL whose Redis dispatch failed (left to reconciliation)."}),
+	}
+	if o.Registerer != nil {
+		o.Registerer.MustRegister(in.batchSize, in.commitTime, in.dispatchErr)
+	}
+	return in
+}
+
+// Submit stores sub durably and returns its stored messages. Once the
+// submission has been handed to a committer, Submit waits for the commit to
+// finish even if ctx ends, so that a caller never reports failure for mail
+// that was in fact stored.
+func (in *Intake) Submit(ctx context.Context, sub store.Submission) ([]store.Accepted, error) {
+	r := request{sub: sub, done: make(chan result, 1)}
+	select {
+	case <-in.stopped:
+		return nil, ErrStopped
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case in.reqs <- r:
+	}
+	res := <-r.done
+	return res.accepted, res.err
+}
+
+// Run commits batches until ctx ends, then refuses new submissions, commits
+// those already handed over, and returns nil.
+func (in *Intake) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for range in.o.Committers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			in.commitLoop(ctx)
+		}()
+	}
+	<-ctx.Done()
+	in.stopOnce.Do(func() { close(in.stopped) })
+	wg.Wait()
+	// Submissions that slipped in while the loops were stopping.
+	for {
+		select {
+		case r := <-in.reqs:
+			in.commit([]request{r})
+		default:
+			return nil
+		}
+	}
+}
+
+func (in *Intake) commitLoop(ctx context.Context) {
+	batch := make([]request, 0, in.o.MaxBatch)
+	for {
+		batch = batch[:0]
+		select {
+		case <-ctx.Done():
+			return
+		case r := <-in.reqs:
+			batch = append(batch, r)
+		}
+	drain:
+		for len(batch) < in.o.MaxBatch {
+			select {
+			case r := <-in.reqs:
+				batch = append(batch, r)
+			default:
+				break drain
+			}
+		}
+		in.commit(batch)
+	}
+}
+
+// commit stores one batch and answers every request in it.
+func (in *Intake) commit(batch []request) {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), in.o.CommitTimeout)
+	defer cancel()
+	subs := make([]store.Submission, len(batch))
+	for i, r := range batch {
+		subs[i] = r.sub
+	}
+	accepted, err := in.o.Store.InsertSubmissions(ctx, subs)
+	if err != nil {
+		err = fmt.Errorf("intake: %w", err)
+		in.o.Log.Error("commit failed", "submissions", len(batch), "err", err)
+		for _, r := range batch {
+			r.done <- result{err: err}
+		}
+		return
+	}
+	in.dispatch(ctx, accepted)
+	for i, r := range batch {
+		r.done <- result{accepted: accepted[i]}
+	}
+	in.batchSize.Observe(float64(len(batch)))
+	in.commitTime.Observe(time.Since(start).Seconds())
+}
+
+// dispatch writes one stream entry per queued message, one round trip per
+// stream. A failure is logged and left to reconciliation: the rows are
+// already durable and due, so the requeuer finds them.
+func (in *Intake) dispatch(ctx context.Context, accepted [][]store.Accepted) {
+	byKind := map[queue.Kind][]queue.Job{}
+	for _, sub := range accepted {
+		for _, a := range sub {
+			if a.QueuedID == 0 {
+				continue
+			}
+			k := queue.Kind(a.Scope)
+			byKind[k] = append(byKind[k], queue.Job{ID: a.QueuedID, Domain: a.Domain})
+		}
+	}
+	for kind, jobs := range byKind {
+		if err := in.o.Queue.Enqueue(ctx, kind, jobs...); err != nil {
+			in.dispatchErr.Inc()
+			in.o.Log.Warn("dispatch failed; reconciliation will re-dispatch", "queue", string(kind), "jobs", len(jobs), "err", err)
+		}
+	}
+}
