@@ -4,12 +4,43 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/postalgo/postal/ctl/cli"
+	"github.com/postalgo/postal/ctl/configcmd"
+	"github.com/postalgo/postal/ctl/credential"
+	"github.com/postalgo/postal/ctl/domain"
+	"github.com/postalgo/postal/ctl/ipaddress"
+	"github.com/postalgo/postal/ctl/ippool"
+	"github.com/postalgo/postal/ctl/iprule"
+	"github.com/postalgo/postal/ctl/org"
+	"github.com/postalgo/postal/ctl/route"
+	"github.com/postalgo/postal/ctl/server"
+	"github.com/postalgo/postal/ctl/setup"
+	"github.com/postalgo/postal/ctl/signingkey"
+	"github.com/postalgo/postal/ctl/suppression"
+	"github.com/postalgo/postal/ctl/trackdomain"
+	"github.com/postalgo/postal/ctl/upgrade"
+	"github.com/postalgo/postal/ctl/webhook"
 )
 
 // commands lists the top-level commands, one constructor per noun package.
 func commands(f *cli.Factory) []*cobra.Command {
 	return []*cobra.Command{
 		newVersionCmd(),
+		setup.NewCmd(f, nil),
+		configcmd.NewCmd(f),
+		signingkey.NewCmd(f),
+		upgrade.NewCmd(f, nil),
+		// The mail model (issue 4).
+		org.NewCmd(f),
+		server.NewCmd(f),
+		domain.NewCmd(f),
+		credential.NewCmd(f),
+		route.NewCmd(f),
+		webhook.NewCmd(f),
+		ippool.NewCmd(f),
+		ipaddress.NewCmd(f),
+		iprule.NewCmd(f),
+		trackdomain.NewCmd(f),
+		suppression.NewCmd(f),
 	}
 }
 

@@ -1,0 +1,267 @@
+package daemon_test
+
+// End-to-end tests of the built binaries: they run postald and postalctl as
+// real processes against real SQLite/Redis.
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+// binaries builds postald and postalctl once per test binary run.
+func binaries(t *testing.T) (postald, postalctl string) {
+	t.Helper()
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "postal-e2e-bin")
+		if buildErr != nil {
+			return
+		}
+		out, err := exec.Command("go", "build", "-race", "-o", binDir+"/", "github.com/postalgo/postal/cmd/postald",
+			"github.com/postalgo/postal/cmd/postalctl").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return filepath.Join(binDir, "postald"), filepath.Join(binDir, "postalctl")
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// install is a configured installation in a temp folder.
+type install struct {
+	dir, config                  string
+	healthPort, webPort, smtpPort int
+}
+
+// newInstall runs `postalctl init` with free ports and migrates unless
+// migrate is false.
+func newInstall(t *testing.T, migrate bool) install {
+	t.Helper()
+	_, postalctl := binaries(t)
+	dir := t.TempDir()
+	in := install{dir: dir, config: filepath.Join(dir, "postal.yml"), healthPort: freePort(t), webPort: freePort(t), smtpPort: freePort(t)}
+	if out, err := exec.Command(postalctl, "init", "--dir", dir, "--smtp-port", fmt.Sprint(in.smtpPort), "--web-port", fmt.Sprint(in.webPort)).CombinedOutput(); err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
+	if migrate {
+		if out, err := exec.Command(postalctl, "--config", in.config, "upgrade").CombinedOutput(); err != nil {
+			t.Fatalf("upgrade: %v\n%s", err, out)
+		}
+	}
+	return in
+}
+
+// env returns the environment postald runs with: the redis URL, ports and
+// a unique key prefix, as environment overrides (as operators would).
+func (in install) env(redisURL string) []string {
+	return append(os.Environ(),
+		"REDIS_URL="+redisURL,
+		"REDIS_KEY_PREFIX=e2e-"+filepath.Base(in.dir),
+		fmt.Sprintf("WORKER_DEFAULT_HEALTH_SERVER_PORT=%d", in.healthPort),
+		"WORKER_DEFAULT_HEALTH_SERVER_BIND_ADDRESS=127.0.0.1",
+		"WEB_SERVER_DEFAULT_BIND_ADDRESS=127.0.0.1",
+		"SMTP_SERVER_DEFAULT_BIND_ADDRESS=127.0.0.1",
+		"LOGGING_FORMAT=json",
+	)
+}
+
+type proc struct {
+	cmd    *exec.Cmd
+	stderr *bytes.Buffer
+	done   chan error
+}
+
+func startPostald(t *testing.T, in install, redisURL string, args ...string) *proc {
+	t.Helper()
+	postald, _ := binaries(t)
+	cmd := exec.Command(postald, append([]string{"--config", in.config}, args...)...)
+	cmd.Env = in.env(redisURL)
+	var stderr bytes.Buffer
+	cmd.Stderr = &lockedWriter{w: &stderr}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, stderr: &stderr, done: make(chan error, 1)}
+	go func() { p.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-p.done
+	})
+	return p
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+func readyStatus(port int) int {
+	c := http.Client{Timeout: time.Second}
+	resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/ready", port))
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// redisProc is a private redis-server on a TCP port that can be stopped
+// and started again on the same port.
+type redisProc struct {
+	port int
+	cmd  *exec.Cmd
+}
+
+func (r *redisProc) url() string { return fmt.Sprintf("redis://127.0.0.1:%d/0", r.port) }
+
+func (r *redisProc) start(t *testing.T) {
+	t.Helper()
+	r.cmd = exec.Command("redis-server", "--port", fmt.Sprint(r.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
+	if err := r.cmd.Start(); err != nil {
+		t.Fatalf("redis-server: %v", err)
+	}
+	waitFor(t, "redis to listen", 10*time.Second, func() bool {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", r.port))
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+}
+
+func (r *redisProc) stop() {
+	if r.cmd != nil && r.cmd.Process != nil {
+		_ = r.cmd.Process.Kill()
+		_ = r.cmd.Wait()
+		r.cmd = nil
+	}
+}
+
+// A fresh install starts every role; /ready follows Redis going away and
+// coming back without a restart; SIGTERM drains and exits 0.
+func TestAllRolesReadyFollowsRedisAndStopsCleanly(t *testing.T) {
+	r := &redisProc{port: freePort(t)}
+	r.start(t)
+	t.Cleanup(r.stop)
+	in := newInstall(t, true)
+	p := startPostald(t, in, r.url(), "--role", "all")
+	waitFor(t, "/ready 200", 30*time.Second, func() bool { return readyStatus(in.healthPort) == 200 })
+	if got := readyStatus(in.webPort); got != 200 {
+		t.Fatalf("web server /ready = %d, want 200", got)
+	}
+
+	r.stop()
+	waitFor(t, "/ready 503 with Redis down", 15*time.Second, func() bool { return readyStatus(in.healthPort) == 503 })
+	r.start(t)
+	waitFor(t, "/ready 200 after Redis returned", 15*time.Second, func() bool { return readyStatus(in.healthPort) == 200 })
+
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-p.done:
+		p.done <- err // for the cleanup
+		if err != nil {
+			t.Fatalf("postald exited with %v after SIGTERM\n%s", err, p.stderr)
+		}
+	case <-time.After(45 * time.Second):
+		t.Fatalf("postald did not stop within 45s of SIGTERM\n%s", p.stderr)
+	}
+	if !strings.Contains(p.stderr.String(), "postald stopped cleanly") {
+		t.Fatalf("no clean-stop log line:\n%s", p.stderr)
+	}
+}
+
+// postald refuses to start, with one clear reason and the right exit code,
+// when its preconditions fail.
+func TestRefusesToStart(t *testing.T) {
+	postald, _ := binaries(t)
+	tests := []struct {
+		name    string
+		prepare func(t *testing.T, in install)
+		code    int
+		want    string
+	}{
+		{"schema behind", func(t *testing.T, in install) {}, 1, "run `postalctl upgrade`"},
+		{"signing key missing", func(t *testing.T, in install) { os.Remove(filepath.Join(in.dir, "signing.key")) },
+			2, "not found: run \"postalctl signing-key generate"},
+		{"signing key world-readable", func(t *testing.T, in install) { os.Chmod(filepath.Join(in.dir, "signing.key"), 0o644) },
+			2, "readable by everyone"},
+		{"invalid config", func(t *testing.T, in install) {
+			os.WriteFile(in.config, []byte("version: 2\nsmtp_server:\n  default_port: 0\nworker:\n  thread: 3\n"), 0o600)
+		}, 2, "has 2 problem(s)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := newInstall(t, false)
+			tt.prepare(t, in)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, postald, "--config", in.config, "--role", "worker")
+			cmd.Env = in.env("redis://127.0.0.1:6379/0")
+			out, err := cmd.CombinedOutput()
+			code := 0
+			if ee, ok := err.(*exec.ExitError); ok {
+				code = ee.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if code != tt.code || !strings.Contains(string(out), tt.want) {
+				t.Fatalf("exit %d, output:\n%s\nwant exit %d containing %q", code, out, tt.code, tt.want)
+			}
+		})
+	}
+}

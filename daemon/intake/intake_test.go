@@ -1,0 +1,136 @@
+package intake_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/postalgo/postal/daemon/intake"
+	"github.com/postalgo/postal/daemon/queue"
+	"github.com/postalgo/postal/daemon/redisconn"
+	"github.com/postalgo/postal/daemon/redisconn/redistest"
+	"github.com/postalgo/postal/daemon/store"
+	"github.com/postalgo/postal/daemon/store/storetest"
+)
+
+func submission(serverID int64, rcpts ...string) store.Submission {
+	sub := store.Submission{Raw: []byte("From: a@example.com\r\nSubject: x\r\n\r\nhello\r\n")}
+	for _, r := range rcpts {
+		sub.Messages = append(sub.Messages, store.NewMessage{ServerID: serverID, Scope: store.ScopeOutgoing,
+			RcptTo: r, MailFrom: "a@example.com", Queue: true, QueueDomain: "dest.test"})
+	}
+	return sub
+}
+
+// Concurrent submitters share transactions, every one gets its own rows
+// back, and every queued row is dispatched exactly once.
+func TestConcurrentSubmissionsAreStoredAndDispatched(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, s *store.Store) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		f := storetest.NewFixture(t, s, "example.com", "")
+		rdb, keys := redistest.New(t)
+		q := queue.New(queue.Options{Client: rdb, Keys: keys})
+		if err := q.Init(ctx); err != nil {
+			t.Fatal(err)
+		}
+		in := intake.New(intake.Options{Store: s, Queue: q, MaxBatch: 16})
+		done := make(chan error, 1)
+		go func() { done <- in.Run(ctx) }()
+
+		const n = 40
+		var wg sync.WaitGroup
+		results := make([][]store.Accepted, n)
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				acc, err := in.Submit(ctx, submission(f.Server.ID, fmt.Sprintf("r%d@dest.test", i), fmt.Sprintf("s%d@dest.test", i)))
+				if err != nil {
+					t.Error(err)
+				}
+				results[i] = acc
+			}()
+		}
+		wg.Wait()
+		ids := map[int64]bool{}
+		for i, acc := range results {
+			if len(acc) != 2 || acc[0].RcptTo != fmt.Sprintf("r%d@dest.test", i) || acc[0].QueuedID == 0 {
+				t.Fatalf("submission %d got %+v", i, acc)
+			}
+			for _, a := range acc {
+				ids[a.QueuedID] = true
+			}
+		}
+		var got []queue.Delivery
+		deadline := time.Now().Add(10 * time.Second)
+		for len(got) < 2*n && time.Now().Before(deadline) {
+			ds, err := q.Read(ctx, queue.Outgoing, "c1", 100, 100*time.Millisecond)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, ds...)
+		}
+		if len(got) != 2*n {
+			t.Fatalf("dispatched %d entries, want %d", len(got), 2*n)
+		}
+		for _, d := range got {
+			if !ids[d.Job.ID] || d.Job.Domain != "dest.test" {
+				t.Fatalf("unexpected entry %+v", d)
+			}
+			delete(ids, d.Job.ID)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if _, err := in.Submit(context.Background(), submission(f.Server.ID, "late@dest.test")); !errors.Is(err, intake.ErrStopped) {
+			t.Fatalf("submit after stop = %v, want ErrStopped", err)
+		}
+	})
+}
+
+// When Redis is unreachable the submission is still durable (and Submit
+// succeeds): reconciliation dispatches it later.
+func TestRedisDownStillStoresDurably(t *testing.T) {
+	s := storetest.SQLite(t)
+	f := storetest.NewFixture(t, s, "example.com", "")
+	srv := redistest.StartServer(t)
+	rdb, err := redisconn.New(redisconn.Options{URL: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rdb.Close()
+	q := queue.New(queue.Options{Client: rdb, Keys: redisconn.NewKeys("intake-test")})
+	srv.Kill()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	in := intake.New(intake.Options{Store: s, Queue: q, CommitTimeout: 3 * time.Second})
+	go func() { _ = in.Run(ctx) }()
+	acc, err := in.Submit(ctx, submission(f.Server.ID, "x@dest.test"))
+	if err != nil {
+		t.Fatalf("submit with Redis down: %v", err)
+	}
+	due, err := s.DueQueued(ctx, time.Now().Add(time.Second), 0, 10)
+	if err != nil || len(due) != 1 || due[0].ID != acc[0].QueuedID {
+		t.Fatalf("queued rows = %+v, %v; want the submission's row, due", due, err)
+	}
+}
+
+// A database failure fails every submission of the batch and stores nothing.
+func TestDatabaseFailureFailsSubmit(t *testing.T) {
+	s := storetest.SQLite(t)
+	f := storetest.NewFixture(t, s, "example.com", "")
+	rdb, keys := redistest.New(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	in := intake.New(intake.Options{Store: s, Queue: queue.New(queue.Options{Client: rdb, Keys: keys})})
+	go func() { _ = in.Run(ctx) }()
+	_ = s.Close()
+	if _, err := in.Submit(ctx, submission(f.Server.ID, "x@dest.test")); err == nil {
+		t.Fatal("submit on a closed database succeeded")
+	}
+}

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Makes sure the services the tests need are running on this machine:
+# Redis on 127.0.0.1:6379 and PostgreSQL on 127.0.0.1:5432 with a postgres
+# superuser reachable over TCP. Installs them from Debian's packages when
+# missing. Prints the environment the tests should use (eval it).
+set -euo pipefail
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+apt_install() {
+  if [ -z "${APT_UPDATED:-}" ]; then as_root apt-get update -qq >&2; APT_UPDATED=1; fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
+}
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+if ! port_open 6379; then
+  command -v redis-server >/dev/null 2>&1 || apt_install redis-server
+  mkdir -p /var/lib/redis /var/log/redis 2>/dev/null || true
+  as_root redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no >&2
+  for _ in $(seq 100); do port_open 6379 && break; sleep 0.1; done
+fi
+port_open 6379 || { echo "ci-services: Redis did not start" >&2; exit 1; }
+command -v redis-server >/dev/null 2>&1 || apt_install redis-server   # tests start private servers too
+
+if ! port_open 5432; then
+  command -v pg_ctlcluster >/dev/null 2>&1 || apt_install postgresql
+  ver=$(ls /etc/postgresql | sort -V | tail -1)
+  as_root pg_ctlcluster --skip-systemctl-redirect "$ver" main start >&2 || true
+  for _ in $(seq 100); do port_open 5432 && break; sleep 0.1; done
+fi
+port_open 5432 || { echo "ci-services: PostgreSQL did not start" >&2; exit 1; }
+
+url="postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+if ! psql "$url" -Atc 'select 1' >/dev/null 2>&1; then
+  # A distribution install wants a password over TCP: give postgres one.
+  as_root su postgres -c "psql -qc \"ALTER USER postgres PASSWORD 'postgres'\"" >&2
+  url="postgres://postgres:postgres@127.0.0.1:5432/postgres?sslmode=disable"
+  psql "$url" -Atc 'select 1' >/dev/null || { echo "ci-services: cannot log in to PostgreSQL as postgres" >&2; exit 1; }
+fi
+echo "export POSTAL_TEST_POSTGRES_URL='$url'"
+echo "export POSTAL_TEST_REDIS_URL='redis://127.0.0.1:6379/0'"
