@@ -67,10 +67,13 @@ type result struct {
 // Intake group-commits submissions. Create it with New, start Run, then
 // call Submit from any number of goroutines.
 type Intake struct {
-	o        Options
-	reqs     chan request
-	stopped  chan struct{}
-	stopOnce sync.Once
+	o    Options
+	reqs chan request
+	// mu guards closed: Submit sends under the read lock, Run closes reqs
+	// under the write lock, so no request is ever sent on a closed channel
+	// or left behind after the committers finished.
+	mu     sync.RWMutex
+	closed bool
 
 	batchSize   prometheus.Histogram
 	commitTime  prometheus.Histogram
@@ -92,9 +95,8 @@ func New(o Options) *Intake {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
 	in := &Intake{
-		o:       o,
-		reqs:    make(chan request, o.MaxBatch*o.Committers),
-		stopped: make(chan struct{}),
+		o:    o,
+		reqs: make(chan request, o.MaxBatch*o.Committers),
 		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "postal_intake_batch_size",
 			Help: "Submissions committed per SQL transaction.", Buckets: prometheus.ExponentialBuckets(1, 2, 10)}),
 		commitTime: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "postal_intake_commit_seconds",
@@ -111,59 +113,61 @@ func New(o Options) *Intake {
 // Submit stores sub durably and returns its stored messages. Once the
 // submission has been handed to a committer, Submit waits for the commit to
 // finish even if ctx ends, so that a caller never reports failure for mail
-// that was in fact stored.
+// that was in fact stored. After Run has returned it fails with ErrStopped.
 func (in *Intake) Submit(ctx context.Context, sub store.Submission) ([]store.Accepted, error) {
 	r := request{sub: sub, done: make(chan result, 1)}
-	select {
-	case <-in.stopped:
+	in.mu.RLock()
+	if in.closed {
+		in.mu.RUnlock()
 		return nil, ErrStopped
+	}
+	select {
 	case <-ctx.Done():
+		in.mu.RUnlock()
 		return nil, ctx.Err()
 	case in.reqs <- r:
 	}
+	in.mu.RUnlock()
 	res := <-r.done
 	return res.accepted, res.err
 }
 
-// Run commits batches until ctx ends, then refuses new submissions, commits
-// those already handed over, and returns nil.
+// Run commits batches until ctx ends; then it refuses new submissions,
+// commits every submission already handed over, and returns nil.
 func (in *Intake) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for range in.o.Committers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			in.commitLoop(ctx)
+			in.commitLoop()
 		}()
 	}
 	<-ctx.Done()
-	in.stopOnce.Do(func() { close(in.stopped) })
+	in.mu.Lock() // waits for senders in flight; the committers keep draining meanwhile
+	in.closed = true
+	close(in.reqs)
+	in.mu.Unlock()
 	wg.Wait()
-	// Submissions that slipped in while the loops were stopping.
-	for {
-		select {
-		case r := <-in.reqs:
-			in.commit([]request{r})
-		default:
-			return nil
-		}
-	}
+	return nil
 }
 
-func (in *Intake) commitLoop(ctx context.Context) {
+// commitLoop commits batches until reqs is closed and empty.
+func (in *Intake) commitLoop() {
 	batch := make([]request, 0, in.o.MaxBatch)
 	for {
-		batch = batch[:0]
-		select {
-		case <-ctx.Done():
+		r, ok := <-in.reqs
+		if !ok {
 			return
-		case r := <-in.reqs:
-			batch = append(batch, r)
 		}
+		batch = append(batch[:0], r)
 	drain:
 		for len(batch) < in.o.MaxBatch {
 			select {
-			case r := <-in.reqs:
+			case r, ok := <-in.reqs:
+				if !ok {
+					break drain
+				}
 				batch = append(batch, r)
 			default:
 				break drain
