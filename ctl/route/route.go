@@ -1,0 +1,113 @@
+// Package route is `postalctl route`: add, list and remove a server's
+// routes, which decide what happens to mail arriving for name@domain
+// (deliver to an HTTP, SMTP or address endpoint, accept, hold, bounce or
+// reject). An endpoint given with --endpoint is created with its route in
+// one transaction.
+package route
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/go-playground/validator/v10"
+	"github.com/spf13/cobra"
+
+	"github.com/postalgo/postal/ctl/cli"
+	"github.com/postalgo/postal/daemon/store"
+)
+
+// NewCmd returns the route command with its verbs.
+func NewCmd(f *cli.Factory) *cobra.Command {
+	cmd := &cobra.Command{Use: "route", Short: "Manage a server's routes for incoming mail"}
+	cmd.AddCommand(newAddCmd(f, nil), newListCmd(f, nil), newRemoveCmd(f, nil))
+	return cmd
+}
+
+// ParseMode maps endpoint, accept, hold, bounce and reject (any case) to
+// the store's names.
+func ParseMode(m string) (string, error) {
+	for _, v := range []string{store.RouteModeEndpoint, store.RouteModeAccept, store.RouteModeHold, store.RouteModeBounce, store.RouteModeReject} {
+		if strings.EqualFold(m, v) {
+			return v, nil
+		}
+	}
+	return "", cli.Usagef("--mode %q: want endpoint, accept, hold, bounce or reject", m)
+}
+
+// ParseSpamMode maps mark, quarantine and fail (any case) to the store's names.
+func ParseSpamMode(m string) (string, error) {
+	for _, v := range []string{store.SpamModeMark, store.SpamModeQuarantine, store.SpamModeFail} {
+		if strings.EqualFold(m, v) {
+			return v, nil
+		}
+	}
+	return "", cli.Usagef("--spam-mode %q: want mark, quarantine or fail", m)
+}
+
+// ParseEndpoint reads http:URL, smtp:HOST:PORT or address:ADDRESS.
+func ParseEndpoint(s string) (*store.NewEndpoint, error) {
+	v := validator.New()
+	kind, rest, _ := strings.Cut(s, ":")
+	switch strings.ToLower(kind) {
+	case "http":
+		u, err := url.Parse(rest)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || v.Var(rest, "url") != nil {
+			return nil, cli.Usagef("--endpoint %q: %q is not an http(s) URL", s, rest)
+		}
+		return &store.NewEndpoint{Type: store.EndpointHTTP, URL: rest}, nil
+	case "smtp":
+		host, portText, err := net.SplitHostPort(rest)
+		port, perr := strconv.Atoi(portText)
+		if err != nil || perr != nil || port < 1 || port > 65535 {
+			return nil, cli.Usagef("--endpoint %q: want smtp:HOST:PORT with a port from 1 to 65535", s)
+		}
+		if v.Var(host, "hostname_rfc1123") != nil && v.Var(host, "ip") != nil {
+			return nil, cli.Usagef("--endpoint %q: %q is not a host name or IP address", s, host)
+		}
+		return &store.NewEndpoint{Type: store.EndpointSMTP, Hostname: strings.ToLower(host), Port: port}, nil
+	case "address":
+		if v.Var(rest, "required,email") != nil {
+			return nil, cli.Usagef("--endpoint %q: %q is not an e-mail address", s, rest)
+		}
+		return &store.NewEndpoint{Type: store.EndpointAddress, Address: rest}, nil
+	}
+	return nil, cli.Usagef("--endpoint %q: want http:URL, smtp:HOST:PORT or address:ADDRESS", s)
+}
+
+// parseAddress splits NAME@DOMAIN; NAME may be "*" for any local part.
+func parseAddress(s string) (name, domain string, err error) {
+	at := strings.LastIndex(s, "@")
+	if at <= 0 || at == len(s)-1 {
+		return "", "", cli.Usagef("%q is not NAME@DOMAIN (NAME may be * for any address)", s)
+	}
+	name, domain = strings.ToLower(s[:at]), strings.ToLower(s[at+1:])
+	if name != "*" && validator.New().Var(name+"@example.com", "email") != nil {
+		return "", "", cli.Usagef("%q: %q is not a valid local part", s, name)
+	}
+	return name, domain, nil
+}
+
+func describe(r *store.Route) string {
+	if r.Endpoint == "" {
+		return "-"
+	}
+	return fmt.Sprintf("%s %s", strings.TrimSuffix(r.EndpointType, "Endpoint"), r.Endpoint)
+}
+
+// find returns the route named by ref (its UUID or NAME@DOMAIN) on serverID.
+func find(ctx context.Context, st *store.Store, serverID int64, ref string) (*store.Route, error) {
+	list, err := st.Routes(ctx, serverID)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range list {
+		if r.UUID == ref || strings.EqualFold(r.Address(), ref) {
+			return r, nil
+		}
+	}
+	return nil, store.ErrNotFound
+}

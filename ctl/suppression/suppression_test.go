@@ -1,0 +1,42 @@
+package suppression_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/postalgo/postal/ctl/cli/clitest"
+	"github.com/postalgo/postal/ctl/suppression"
+	"github.com/postalgo/postal/daemon/store"
+)
+
+func TestSuppressionCommands(t *testing.T) {
+	clitest.Each(t, func(t *testing.T, e *clitest.Env) {
+		ctx := context.Background()
+		if _, err := e.Store.CreateOrganization(ctx, "Acme", "acme"); err != nil {
+			t.Fatal(err)
+		}
+		srv, err := e.Store.CreateServer(ctx, "acme", store.NewServer{Name: "Mail", Permalink: "mail"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := run(t, e, suppression.NewCmd, []step{
+			{args: []string{"suppression", "ls", "acme/mail"}, json: true},
+			{args: []string{"suppression", "add", "acme/mail", "Bob@Example.net", "--reason", "asked us"}, json: true},
+			{args: []string{"suppression", "add", "acme/mail", "carol@example.net", "--days", "2"}, out: "Suppressed carol@example.net on acme/mail until"},
+			{args: []string{"suppression", "add", "acme/mail", "not-an-address"}, code: 2, errText: `"not-an-address" is not an e-mail address`},
+			{args: []string{"suppression", "add", "acme/nope", "a@example.net"}, code: 1, errText: "server acme/nope not found"},
+			{args: []string{"suppression", "ls", "acme/mail"}, json: true},
+			{args: []string{"suppression", "rm", "acme/mail", "bob@example.net"}, json: true},
+			{args: []string{"suppression", "rm", "acme/mail", "bob@example.net"}, code: 1, errText: "bob@example.net is not suppressed on acme/mail"},
+		})
+		golden(t, "suppression", got)
+		s, err := e.Store.ServerSuppression(ctx, srv.ID, "carol@example.net")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := time.Until(s.KeepUntil); d < 47*time.Hour || d > 49*time.Hour {
+			t.Fatalf("--days 2 keeps the entry for %s", d)
+		}
+	})
+}

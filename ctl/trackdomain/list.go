@@ -1,0 +1,58 @@
+package trackdomain
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	"github.com/postalgo/postal/ctl/cli"
+	"github.com/postalgo/postal/ctl/server"
+)
+
+// ListOptions are the parsed arguments of `track-domain ls`.
+type ListOptions struct {
+	Factory *cli.Factory
+	Path    string
+}
+
+func newListCmd(f *cli.Factory, runF func(context.Context, *ListOptions) error) *cobra.Command {
+	o := &ListOptions{Factory: f}
+	return &cobra.Command{
+		Use:               "ls ORG/SERVER",
+		Aliases:           []string{"list"},
+		Short:             "List a server's tracking domains",
+		Args:              cli.ExactArgs(1, "ORG/SERVER"),
+		ValidArgsFunction: server.Complete(f),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.Path = args[0]
+			if runF != nil {
+				return runF(cmd.Context(), o)
+			}
+			return runList(cmd.Context(), o)
+		},
+	}
+}
+
+func runList(ctx context.Context, o *ListOptions) error {
+	st, srv, err := server.Find(ctx, o.Factory, o.Path)
+	if err != nil {
+		return err
+	}
+	list, err := st.TrackDomains(ctx, srv.ID)
+	if err != nil {
+		return err
+	}
+	return o.Factory.Render(list, func(w io.Writer) {
+		fmt.Fprintln(w, "NAME\tSSL\tCLICKS\tLOADS\tDNS\tCHECKED")
+		for _, t := range list {
+			dns := t.DNS.Status
+			if dns == "" {
+				dns = "-"
+			}
+			fmt.Fprintf(w, "%s\t%t\t%t\t%t\t%s\t%s\n", t.FullName(), t.SSLEnabled, t.TrackClicks, t.TrackLoads, dns,
+				cli.FormatTime(t.DNSCheckedAt))
+		}
+	})
+}
