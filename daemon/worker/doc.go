@@ -1,0 +1,92 @@
+// Package worker is the worker role: it consumes the dispatch streams
+// (package queue), claims the SQL rows the entries name, hands them to a
+// Handler per stream kind in batches for one destination, records the
+// outcomes in SQL and only then acknowledges the entries.
+//
+// # Contract
+//
+//   - An entry is acknowledged (XACK) only after the outcome of its row is
+//     committed in SQL, or after the worker has established that the entry
+//     carries no work (see below). A worker that dies at any point leaves its
+//     entries pending; after Config.VisibilityTimeout another worker's
+//     reclaim takes them over.
+//   - A row is worked on only by the worker that holds its SQL lock, taken
+//     by compare-and-set (store.ClaimQueued) until now + VisibilityTimeout,
+//     under a lock owner unique to that claim ("<consumer>:<instance>:<n>").
+//     Outcomes are recorded guarded by that owner, so a worker that lost its
+//     lock cannot overwrite a newer owner's result.
+//   - Batching: after claiming the rows of a read, the worker groups them by
+//     destination domain and, with postal.batch_queued_messages, tops each
+//     group up to worker.batch_size with other ready rows for that domain
+//     (store.ClaimQueuedForDomain), then splits each group by IP address, so
+//     one Handler call is one destination over one connection. Those extra
+//     rows' own entries later find them gone or locked and are dropped.
+//   - Concurrency: worker.threads consumers per kind, each a named stream
+//     consumer ("<owner>-<kind>-<n>"). A consumer keeps at most
+//     Options.MaxInFlight of its own entries in flight and runs the Handler
+//     calls of different destinations concurrently; outcomes of all
+//     consumers of a kind are recorded by one completer, as many per SQL
+//     transaction as have finished meanwhile (group commit).
+//
+// # Entries whose row cannot be claimed
+//
+// ClaimQueued leaves out rows that are gone, locked by someone else or not
+// due. The worker looks those rows up (store.QueuedByIDs) and decides per
+// entry:
+//
+//	gone                      ack: the work is finished (or failed) already
+//	not due (retry_after>now) move the entry to the retry set due at
+//	                          retry_after (queue.Retry): it is the work's
+//	                          only dispatch in the normal case, so dropping
+//	                          it would leave the row to reconciliation
+//	locked, first delivery    ack: another worker took the row (batching or
+//	                          a duplicate entry) and records its outcome; if
+//	                          that worker dies, its lock expires and
+//	                          reconciliation re-dispatches the row
+//	locked, redelivered       move the entry to the retry set due when the
+//	                          lock expires: this is a reclaimed entry of a
+//	                          dead worker whose lock has not quite expired
+//	                          (the lock is taken just after the read)
+//	due and unlocked (a race) move to the retry set, due now
+//
+// The requeuer's reconciliation (every requeuer.reconcile_interval) is the
+// safety net under all of these: any due, unlocked row without an inflight
+// marker is dispatched again. A duplicate entry is therefore always harmless:
+// it costs a lookup and an ack.
+//
+// # Outcomes
+//
+// The Handler returns one store.Outcome per row. Done outcomes delete the
+// row and the entry is acked; Retry outcomes reschedule the row in SQL and
+// then move the entry to the retry set at RetryAfter (queue.Retry; for a
+// topped-up row, which has no entry of its own here, queue.Schedule). An
+// outcome refused because the lock was lost is acked without effect. If the
+// Handler panics, returns the wrong number of outcomes or is abandoned at
+// shutdown, nothing is recorded and nothing acked: the entries are reclaimed
+// after the visibility timeout, and after worker.max_deliveries deliveries an
+// entry goes to the dead stream and its message is marked HardFail with a
+// reason (store.FailQueued) that postalctl shows.
+//
+// # The at-least-once window
+//
+// The Handler's side effect (an SMTP transaction) and the SQL commit of its
+// outcome are not atomic. If the worker dies, or SQL fails, after the Handler
+// delivered a message but before its outcome committed, the row stays locked
+// until its lock expires and is then delivered again. The window is at most
+// the messages in flight at that moment. The same holds for work that takes
+// longer than the visibility timeout from read to outcome: another worker
+// may then reclaim the entry and, the SQL lock having expired too, deliver
+// the message again (the outcome of the first is then refused). Keep Handler
+// timeouts well below the visibility timeout. Within one process this cannot
+// happen: a reclaim that returns an entry the process is still working on is
+// ignored (the work in progress acks it).
+//
+// # Shutdown
+//
+// When Run's context ends, consumers stop reading, in-flight Handler calls
+// get Options.Grace (default 30 s) to finish, their outcomes are recorded
+// and acked, and Run returns. A Handler still running after the grace period
+// has its context cancelled and is abandoned (its goroutine ends when the
+// Handler returns); its rows stay locked until the visibility timeout and are
+// then reclaimed.
+package worker
