@@ -1,0 +1,189 @@
+package outbound
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/postalgo/postal/daemon/queue"
+	"github.com/postalgo/postal/daemon/store"
+)
+
+// Webhook event names, as Postal names them.
+const (
+	EventMessageSent           = "MessageSent"
+	EventMessageDelayed        = "MessageDelayed"
+	EventMessageDeliveryFailed = "MessageDeliveryFailed"
+	EventMessageHeld           = "MessageHeld"
+	EventMessageBounced        = "MessageBounced"
+)
+
+// deliveryEvent maps a delivery status to its webhook event ("" for none).
+func deliveryEvent(status string) string {
+	switch status {
+	case store.StatusSent:
+		return EventMessageSent
+	case store.StatusSoftFail:
+		return EventMessageDelayed
+	case store.StatusHardFail:
+		return EventMessageDeliveryFailed
+	case store.StatusHeld:
+		return EventMessageHeld
+	}
+	return ""
+}
+
+// MessagePayload is Postal's message object in webhook payloads.
+type MessagePayload struct {
+	ID         int64   `json:"id"`
+	Token      string  `json:"token"`
+	Direction  string  `json:"direction"`
+	MessageID  string  `json:"message_id"`
+	To         string  `json:"to"`
+	From       string  `json:"from"`
+	Subject    string  `json:"subject"`
+	Timestamp  float64 `json:"timestamp"`
+	SpamStatus string  `json:"spam_status"`
+	Tag        *string `json:"tag"`
+}
+
+// DeliveryPayload is the payload of MessageSent, MessageDelayed,
+// MessageDeliveryFailed and MessageHeld.
+type DeliveryPayload struct {
+	Message     MessagePayload `json:"message"`
+	Status      string         `json:"status"`
+	Details     string         `json:"details"`
+	Output      string         `json:"output"`
+	SentWithSSL bool           `json:"sent_with_ssl"`
+	Timestamp   float64        `json:"timestamp"`
+	Time        *float64       `json:"time"`
+}
+
+// BouncedPayload is the payload of MessageBounced.
+type BouncedPayload struct {
+	OriginalMessage MessagePayload `json:"original_message"`
+	Bounce          MessagePayload `json:"bounce"`
+}
+
+// NewMessagePayload returns m as Postal describes a message in webhooks.
+// Messages are not inspected for spam yet, so spam_status is "NotChecked".
+func NewMessagePayload(m *store.Message) MessagePayload {
+	p := MessagePayload{ID: m.ID, Token: m.Token, Direction: m.Scope, MessageID: m.MessageID, To: m.RcptTo,
+		From: m.MailFrom, Subject: m.Subject, Timestamp: unixSeconds(m.Timestamp), SpamStatus: "NotChecked"}
+	if m.Tag != "" {
+		tag := m.Tag
+		p.Tag = &tag
+	}
+	return p
+}
+
+func newDeliveryPayload(m *store.Message, d *store.NewDelivery, now time.Time) DeliveryPayload {
+	p := DeliveryPayload{Message: NewMessagePayload(m), Status: d.Status, Details: d.Details,
+		Output: truncateUTF8(d.Output, 512), SentWithSSL: d.SentWithSSL, Timestamp: unixSeconds(now)}
+	if d.Time != 0 {
+		t := d.Time
+		p.Time = &t
+	}
+	return p
+}
+
+func unixSeconds(t time.Time) float64 {
+	return float64(t.UnixMicro()) / 1e6
+}
+
+// truncateUTF8 cuts s to at most n bytes without splitting a character and
+// replaces invalid bytes, as Postal scrubs output.
+func truncateUTF8(s string, n int) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+// event is one webhook event of a server.
+type event struct {
+	serverID int64
+	name     string
+	payload  any
+}
+
+// emitter turns events into webhook_requests rows for the subscribed,
+// enabled webhooks of their server, and dispatches them.
+type emitter struct {
+	store WebhookStore
+	queue Enqueuer
+	hooks *ttlCache[int64, []*store.Webhook]
+	log   *slog.Logger
+}
+
+func newEmitter(s WebhookStore, q Enqueuer, ttl time.Duration, log *slog.Logger) *emitter {
+	return &emitter{store: s, queue: q, hooks: newTTLCache[int64, []*store.Webhook](ttl, 4096), log: log}
+}
+
+// emit stores one request per subscribed webhook and event in one
+// transaction, then enqueues them all in one round trip. Failures are
+// logged: a lost event does not undo a delivery. Requests stored but not
+// enqueued are dispatched by the requeuer's reconciliation.
+func (e *emitter) emit(ctx context.Context, evs []event, now time.Time) {
+	var reqs []store.NewWebhookRequest
+	for _, ev := range evs {
+		hooks, ok := e.hooks.get(ev.serverID, now)
+		if !ok {
+			var err error
+			if hooks, err = e.store.Webhooks(ctx, ev.serverID); err != nil {
+				e.log.Error("loading webhooks failed; events dropped", "err", err, "server", ev.serverID, "event", ev.name)
+				continue
+			}
+			e.hooks.put(ev.serverID, hooks, now)
+		}
+		var body []byte
+		for _, h := range hooks {
+			if !h.Enabled || !subscribed(h, ev.name) {
+				continue
+			}
+			if body == nil {
+				var err error
+				if body, err = json.Marshal(ev.payload); err != nil {
+					e.log.Error("encoding webhook payload failed", "err", err, "event", ev.name)
+					break
+				}
+			}
+			reqs = append(reqs, store.NewWebhookRequest{ServerID: ev.serverID, WebhookID: h.ID, URL: h.URL, Event: ev.name, Payload: string(body)})
+		}
+	}
+	if len(reqs) == 0 {
+		return
+	}
+	ids, err := e.store.InsertWebhookRequests(ctx, reqs)
+	if err != nil {
+		e.log.Error("storing webhook requests failed; events dropped", "err", err, "count", len(reqs))
+		return
+	}
+	jobs := make([]queue.Job, len(ids))
+	for i, id := range ids {
+		jobs[i] = queue.Job{ID: id}
+	}
+	if err := e.queue.Enqueue(ctx, queue.Webhooks, jobs...); err != nil {
+		e.log.Warn("dispatching webhook requests failed; reconciliation will dispatch them", "err", err, "count", len(jobs))
+	}
+}
+
+// subscribed reports whether h wants event.
+func subscribed(h *store.Webhook, event string) bool {
+	if h.AllEvents {
+		return true
+	}
+	for _, e := range h.Events {
+		if e == event {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,572 @@
+package outbound
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"net"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/postalgo/postal/config"
+	"github.com/postalgo/postal/daemon/queue"
+	"github.com/postalgo/postal/daemon/resolver"
+	"github.com/postalgo/postal/daemon/smtpclient"
+	"github.com/postalgo/postal/daemon/store"
+)
+
+// Store is what outgoing delivery needs of the database.
+type Store interface {
+	Messages(ctx context.Context, ids []int64) ([]*store.Message, error)
+	RawMessages(ctx context.Context, ids []int64) (map[int64][]byte, error)
+	ManualQueued(ctx context.Context, ids []int64) (map[int64]bool, error)
+	ServerByID(ctx context.Context, id int64) (*store.Server, error)
+	DomainByID(ctx context.Context, id int64) (*store.Domain, error)
+	CredentialByID(ctx context.Context, id int64) (*store.Credential, error)
+	ActiveSuppressions(ctx context.Context, serverID int64, addresses []string, now time.Time) (map[string]*store.Suppression, error)
+	AddSuppressions(ctx context.Context, list []store.NewSuppression) error
+	RemoveSuppression(ctx context.Context, serverID int64, address string) (bool, error)
+	OutgoingVolume(ctx context.Context, serverID int64, since time.Time) (int64, error)
+	IPPoolRouting(ctx context.Context, serverID int64) (*store.IPPoolRouting, error)
+	WebhookStore
+}
+
+// WebhookStore is what emitting webhook events needs of the database.
+type WebhookStore interface {
+	Webhooks(ctx context.Context, serverID int64) ([]*store.Webhook, error)
+	InsertWebhookRequests(ctx context.Context, reqs []store.NewWebhookRequest) ([]int64, error)
+}
+
+// Resolver answers the DNS questions delivery asks (package resolver).
+type Resolver interface {
+	MX(ctx context.Context, domain string) ([]resolver.MX, error)
+	IPs(ctx context.Context, host string) ([]net.IP, error)
+}
+
+// Sender sends one message over a pooled SMTP connection (package smtpclient).
+type Sender interface {
+	Send(ctx context.Context, d smtpclient.Destination, env smtpclient.Envelope, data []byte) (*smtpclient.Result, error)
+}
+
+// Submitter stores and queues a new message: the intake, used for bounces.
+type Submitter interface {
+	Submit(ctx context.Context, sub store.Submission) ([]store.Accepted, error)
+}
+
+// Enqueuer adds dispatch entries to a stream (package queue).
+type Enqueuer interface {
+	Enqueue(ctx context.Context, kind queue.Kind, jobs ...queue.Job) error
+}
+
+// Tracker rewrites an outgoing message before it is signed (open and click
+// tracking). It returns the bytes to send, or an error that soft-fails the
+// message.
+type Tracker interface {
+	Track(ctx context.Context, msg *store.Message, raw []byte) ([]byte, error)
+}
+
+// Options configure a Processor.
+type Options struct {
+	Postal     config.Postal
+	DNS        config.DNS
+	SMTPClient config.SMTPClient
+	// Store is required.
+	Store Store
+	// Resolver answers MX and address lookups; nil builds one from DNS.
+	Resolver Resolver
+	// Client sends; nil builds an smtpclient.Client from SMTPClientOptions,
+	// which Close closes.
+	Client Sender
+	// Bounces receives the DSNs of hard-failed messages; required.
+	Bounces Submitter
+	// Webhooks receives the ids of new webhook requests; required.
+	Webhooks Enqueuer
+	// Tracker, when set, rewrites messages before signing.
+	Tracker Tracker
+	Log     *slog.Logger
+	// Registerer receives the metrics; nil registers none.
+	Registerer prometheus.Registerer
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+	// Rand returns a number in [0, 1) for the weighted choice of a pool's
+	// address; default math/rand/v2.
+	Rand func() float64
+	// Concurrency is how many messages of one batch are prepared and sent at
+	// once (over as many pooled connections); default 2 x GOMAXPROCS, at
+	// least 4, and never above smtp_client.max_connections_per_host.
+	Concurrency int
+	// CacheTTL bounds the age of cached server, domain, credential, webhook
+	// and IP pool rows; default 5 s.
+	CacheTTL time.Duration
+	// MXCacheTTL is how long MX and address answers are kept; default 60 s.
+	MXCacheTTL time.Duration
+}
+
+// SMTPClientOptions returns the smtpclient configuration postal delivers
+// with: EHLO as dns.helo_hostname (postal.smtp_hostname when empty), the
+// smtp_client timeouts and per-host caps, and opportunistic TLS without
+// certificate verification (TLS 1.2 at least).
+func SMTPClientOptions(c config.SMTPClient, d config.DNS, p config.Postal, log *slog.Logger, reg prometheus.Registerer) smtpclient.Options {
+	helo := d.HeloHostname
+	if helo == "" {
+		helo = p.SMTPHostname
+	}
+	return smtpclient.Options{
+		HeloHostname:       helo,
+		OpenTimeout:        c.OpenTimeout.Duration(),
+		ReadTimeout:        c.ReadTimeout.Duration(),
+		TLSConfig:          &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}, // opportunistic, as Postal's Auto mode
+		MaxConnsPerHost:    c.MaxConnectionsPerHost,
+		MaxMessagesPerConn: c.MaxMessagesPerConnection,
+		IdleTimeout:        c.IdleConnectionTimeout.Duration(),
+		Registerer:         reg,
+		Log:                log,
+	}
+}
+
+// Processor delivers outgoing messages. It is safe for concurrent use: the
+// worker may run several Handle calls at once.
+type Processor struct {
+	o         Options
+	log       *slog.Logger
+	now       func() time.Time
+	rand      func() float64
+	client    Sender
+	ownClient *smtpclient.Client
+	res       Resolver
+	relays    []endpoint
+	conc      int
+
+	servers *ttlCache[int64, *store.Server]
+	domains *ttlCache[int64, *store.Domain]
+	creds   *ttlCache[int64, *store.Credential]
+	pools   *ttlCache[int64, *store.IPPoolRouting]
+	mx      *ttlCache[string, mxAnswer]
+	ips     *ttlCache[string, ipAnswer]
+	signers *signerCache
+	events  *emitter
+	m       *metrics
+}
+
+// New checks o and returns a Processor. It fails when a required option is
+// missing, a relay URL is malformed, the resolver cannot be built, or the
+// metrics cannot be registered.
+func New(o Options) (*Processor, error) {
+	switch {
+	case o.Store == nil:
+		return nil, errors.New("outbound: Store is required")
+	case o.Bounces == nil:
+		return nil, errors.New("outbound: Bounces is required")
+	case o.Webhooks == nil:
+		return nil, errors.New("outbound: Webhooks is required")
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Rand == nil {
+		o.Rand = rand.Float64
+	}
+	if o.CacheTTL == 0 {
+		o.CacheTTL = 5 * time.Second
+	}
+	if o.MXCacheTTL == 0 {
+		o.MXCacheTTL = 60 * time.Second
+	}
+	if o.Postal.DefaultMaximumDeliveryAttempts <= 0 {
+		o.Postal.DefaultMaximumDeliveryAttempts = 18
+	}
+	p := &Processor{o: o, log: o.Log.With("component", "outbound"), now: o.Now, rand: o.Rand, client: o.Client, res: o.Resolver}
+	for _, raw := range o.Postal.SMTPRelays {
+		r, err := config.ParseSMTPRelay(raw)
+		if err != nil {
+			return nil, fmt.Errorf("outbound: postal.smtp_relays: %w", err)
+		}
+		mode, err := smtpclient.ParseSSLMode(r.SSLMode)
+		if err != nil {
+			return nil, fmt.Errorf("outbound: postal.smtp_relays %s: %w", raw, err)
+		}
+		p.relays = append(p.relays, endpoint{host: r.Host, port: r.Port, mode: mode, relay: true})
+	}
+	if p.res == nil && len(p.relays) == 0 {
+		r, err := resolver.New(resolver.Options{Nameservers: o.DNS.NameserverAddrs(), ResolvConfPath: o.DNS.ResolvConfPath,
+			Timeout: o.DNS.Timeout.Duration()})
+		if err != nil {
+			return nil, fmt.Errorf("outbound: resolver: %w", err)
+		}
+		p.res = r
+	}
+	m, err := newMetrics(o.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	p.m = m
+	if p.client == nil {
+		p.ownClient = smtpclient.New(SMTPClientOptions(o.SMTPClient, o.DNS, o.Postal, o.Log, o.Registerer))
+		p.client = p.ownClient
+	}
+	p.conc = o.Concurrency
+	if p.conc <= 0 {
+		p.conc = max(4, 2*runtime.GOMAXPROCS(0))
+		if c := o.SMTPClient.MaxConnectionsPerHost; c > 0 && p.conc > c {
+			p.conc = c
+		}
+	}
+	p.servers = newTTLCache[int64, *store.Server](o.CacheTTL, 4096)
+	p.domains = newTTLCache[int64, *store.Domain](o.CacheTTL, 16384)
+	p.creds = newTTLCache[int64, *store.Credential](o.CacheTTL, 16384)
+	p.pools = newTTLCache[int64, *store.IPPoolRouting](o.CacheTTL, 4096)
+	p.mx = newTTLCache[string, mxAnswer](o.MXCacheTTL, 65536)
+	p.ips = newTTLCache[string, ipAnswer](o.MXCacheTTL, 65536)
+	p.signers = &signerCache{m: map[int64]*signerEntry{}}
+	p.events = newEmitter(o.Store, o.Webhooks, o.CacheTTL, p.log)
+	return p, nil
+}
+
+// Close closes the SMTP client New built (its pooled connections); a
+// Client given in Options is left to its owner. It returns the client's
+// close error.
+func (p *Processor) Close() error {
+	if p.ownClient != nil {
+		return p.ownClient.Close()
+	}
+	return nil
+}
+
+// RetryDelay is Postal's retry schedule: 5 minutes x 1.3^attempts, where
+// attempts counts the tries already made before the one that failed.
+func RetryDelay(attempts int) time.Duration {
+	return time.Duration(float64(5*time.Minute) * math.Pow(1.3, float64(attempts)))
+}
+
+// job is one queued message worked on by Handle.
+type job struct {
+	q      *store.QueuedMessage
+	out    *store.Outcome
+	msg    *store.Message
+	raw    []byte
+	manual bool
+	server *store.Server
+	domain *store.Domain
+	cred   *store.Credential
+
+	// fail describes a hard delivery failure to report to the sender and
+	// suppress the recipient for; nil otherwise.
+	fail *failure
+	// sentAs is the message as sent (or as it would have been).
+	sentAs []byte
+}
+
+// failure is what a DSN and a suppression entry need about a hard failure.
+type failure struct {
+	status    string // enhanced status code, 5.x.x
+	diag      string // Diagnostic-Code, "smtp; ..." or ""
+	remoteMTA string
+	reason    string // suppression reason
+}
+
+// Handle delivers a batch of claimed outgoing queued messages (rows for one
+// destination domain) and returns one outcome per row, in order, with
+// QueuedID, MessageID and Owner (the row's lock owner) filled in. It waits
+// for every send it starts; ctx cancellation aborts sends, which soft-fail.
+func (p *Processor) Handle(ctx context.Context, batch []*store.QueuedMessage) []store.Outcome {
+	now := p.now()
+	outs := make([]store.Outcome, len(batch))
+	for i, q := range batch {
+		outs[i] = store.Outcome{QueuedID: q.ID, MessageID: q.MessageID, Owner: q.LockedBy}
+	}
+	if len(batch) == 0 {
+		return outs
+	}
+	jobs, err := p.load(ctx, batch, outs, now)
+	if err != nil {
+		p.log.Error("loading batch failed; retrying it later", "err", err, "size", len(batch))
+		for i := range outs {
+			internalRetry(&outs[i], batch[i], now, err)
+		}
+		return outs
+	}
+	var sends []*job
+	volumes := map[int64]int64{}
+	suppressed, err := p.suppressions(ctx, jobs, now)
+	if err != nil {
+		p.log.Error("loading suppressions failed; retrying the batch later", "err", err)
+		for i := range outs {
+			internalRetry(&outs[i], batch[i], now, err)
+		}
+		return outs
+	}
+	for _, j := range jobs {
+		if p.check(ctx, j, now, suppressed, volumes) {
+			sends = append(sends, j)
+		}
+	}
+	p.deliver(ctx, sends, now)
+	p.finish(ctx, jobs, now)
+	return outs
+}
+
+// internalRetry turns an outcome into a retry after an internal error,
+// without touching the message.
+func internalRetry(o *store.Outcome, q *store.QueuedMessage, now time.Time, err error) {
+	o.Retry, o.RetryAfter = true, now.Add(RetryDelay(q.Attempts))
+	o.Details = "internal error: " + err.Error()
+	o.Status, o.Delivery, o.Held = "", nil, false
+}
+
+// load reads the batch's messages, bodies, manual flags and cached rows. A
+// row whose message is gone gets its final (empty) outcome here and no job.
+func (p *Processor) load(ctx context.Context, batch []*store.QueuedMessage, outs []store.Outcome, now time.Time) ([]*job, error) {
+	ids := make([]int64, len(batch))
+	qids := make([]int64, len(batch))
+	for i, q := range batch {
+		ids[i], qids[i] = q.MessageID, q.ID
+	}
+	msgs, err := p.o.Store.Messages(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	byID := make(map[int64]*store.Message, len(msgs))
+	rawIDs := make([]int64, 0, len(msgs))
+	for _, m := range msgs {
+		byID[m.ID] = m
+		if m.RawMessageID != 0 {
+			rawIDs = append(rawIDs, m.RawMessageID)
+		}
+	}
+	raws, err := p.o.Store.RawMessages(ctx, rawIDs)
+	if err != nil {
+		return nil, err
+	}
+	manual, err := p.o.Store.ManualQueued(ctx, qids)
+	if err != nil {
+		return nil, err
+	}
+	jobs := make([]*job, 0, len(batch))
+	for i, q := range batch {
+		m := byID[q.MessageID]
+		if m == nil {
+			continue // the message was deleted: the row is simply dropped
+		}
+		j := &job{q: q, out: &outs[i], msg: m, raw: raws[m.RawMessageID], manual: manual[q.ID]}
+		if j.server, err = p.server(ctx, m.ServerID, now); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return nil, err
+		}
+		if m.DomainID != 0 {
+			if j.domain, err = p.domain(ctx, m.DomainID, now); err != nil && !errors.Is(err, store.ErrNotFound) {
+				return nil, err
+			}
+		}
+		if m.CredentialID != 0 {
+			if j.cred, err = p.credential(ctx, m.CredentialID, now); err != nil && !errors.Is(err, store.ErrNotFound) {
+				return nil, err
+			}
+		}
+		jobs = append(jobs, j)
+	}
+	return jobs, nil
+}
+
+func (p *Processor) server(ctx context.Context, id int64, now time.Time) (*store.Server, error) {
+	if v, ok := p.servers.get(id, now); ok {
+		return v, nil
+	}
+	v, err := p.o.Store.ServerByID(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	p.servers.put(id, v, now)
+	return v, nil
+}
+
+func (p *Processor) domain(ctx context.Context, id int64, now time.Time) (*store.Domain, error) {
+	if v, ok := p.domains.get(id, now); ok {
+		return v, nil
+	}
+	v, err := p.o.Store.DomainByID(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	p.domains.put(id, v, now)
+	return v, nil
+}
+
+func (p *Processor) credential(ctx context.Context, id int64, now time.Time) (*store.Credential, error) {
+	if v, ok := p.creds.get(id, now); ok {
+		return v, nil
+	}
+	v, err := p.o.Store.CredentialByID(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	p.creds.put(id, v, now)
+	return v, nil
+}
+
+// suppressions loads, per server, the active suppression entries of the
+// batch's recipients (rows released by hand are not checked).
+func (p *Processor) suppressions(ctx context.Context, jobs []*job, now time.Time) (map[int64]map[string]*store.Suppression, error) {
+	byServer := map[int64][]string{}
+	for _, j := range jobs {
+		if !j.manual && j.msg.RcptTo != "" {
+			byServer[j.msg.ServerID] = append(byServer[j.msg.ServerID], strings.ToLower(j.msg.RcptTo))
+		}
+	}
+	out := make(map[int64]map[string]*store.Suppression, len(byServer))
+	for srv, addrs := range byServer {
+		m, err := p.o.Store.ActiveSuppressions(ctx, srv, addrs, now)
+		if err != nil {
+			return nil, err
+		}
+		out[srv] = m
+	}
+	return out, nil
+}
+
+// check applies the checks made before sending, in Postal's order, and
+// reports whether the message should be sent. When it should not, the
+// job's outcome is final.
+func (p *Processor) check(ctx context.Context, j *job, now time.Time, suppressed map[int64]map[string]*store.Suppression, volumes map[int64]int64) bool {
+	m := j.msg
+	switch {
+	case j.server == nil:
+		// The server is gone (its messages go with it): drop the row.
+		return false
+	case j.server.Suspended():
+		p.hold(j, now, "Mail server has been suspended. No e-mails can be processed at present. Contact support for assistance.")
+		return false
+	case j.q.Attempts >= p.o.Postal.DefaultMaximumDeliveryAttempts:
+		details := fmt.Sprintf("Maximum number of delivery attempts (%d) has been reached.", j.q.Attempts)
+		p.hardFail(j, store.NewDelivery{Details: details}, &failure{status: "5.4.7", reason: "too many soft fails"})
+		return false
+	case j.raw == nil:
+		p.hardFail(j, store.NewDelivery{Details: "Raw message has been removed. Cannot send message."}, nil)
+		return false
+	case m.DomainID != 0 && j.domain == nil:
+		p.hardFail(j, store.NewDelivery{Details: "Message's domain no longer exist"}, nil)
+		return false
+	case strings.TrimSpace(m.RcptTo) == "":
+		p.hardFail(j, store.NewDelivery{Details: "Message doesn't have an RCPT to"}, nil)
+		return false
+	}
+	if !j.manual && j.cred != nil && j.cred.Hold {
+		p.hold(j, now, "Credential is configured to hold all messages authenticated by it.")
+		return false
+	}
+	if !j.manual {
+		if sl := suppressed[m.ServerID][strings.ToLower(m.RcptTo)]; sl != nil {
+			p.hold(j, now, fmt.Sprintf("Recipient (%s) is on the suppression list (reason: %s)", m.RcptTo, sl.Reason))
+			return false
+		}
+	}
+	if limit := j.server.SendLimit; limit != nil && *limit > 0 {
+		v, ok := volumes[m.ServerID]
+		if !ok {
+			n, err := p.o.Store.OutgoingVolume(ctx, m.ServerID, now.Add(-time.Hour))
+			if err != nil {
+				internalRetry(j.out, j.q, now, err)
+				return false
+			}
+			v = n
+		}
+		if v >= *limit {
+			volumes[m.ServerID] = v
+			p.hold(j, now, fmt.Sprintf("Message held because send limit (%d) has been reached.", *limit))
+			return false
+		}
+		volumes[m.ServerID] = v + 1
+	}
+	if !j.manual && j.server.Mode == store.ModeDevelopment {
+		p.hold(j, now, "Server is in development mode.")
+		return false
+	}
+	return true
+}
+
+func (p *Processor) hold(j *job, now time.Time, details string) {
+	j.out.Status, j.out.Held = store.StatusHeld, true
+	j.out.HoldExpiry = now.Add(time.Duration(p.o.Postal.DefaultMaximumHoldExpiryDays) * 24 * time.Hour)
+	j.out.Delivery = &store.NewDelivery{Status: store.StatusHeld, Details: details}
+}
+
+// hardFail makes the outcome a final HardFail with d; f, when set, asks for
+// a bounce and a suppression entry.
+func (p *Processor) hardFail(j *job, d store.NewDelivery, f *failure) {
+	d.Status = store.StatusHardFail
+	j.out.Status, j.out.Retry = store.StatusHardFail, false
+	j.out.Delivery = &d
+	j.fail = f
+}
+
+// softFail makes the outcome a retry, or a HardFail when this was the last
+// allowed attempt.
+func (p *Processor) softFail(j *job, now time.Time, d store.NewDelivery, f failure) {
+	if j.q.Attempts+1 >= p.o.Postal.DefaultMaximumDeliveryAttempts {
+		d.Details = strings.TrimSuffix(d.Details, ".") + fmt.Sprintf(". Maximum number of delivery attempts (%d) has been reached.", j.q.Attempts+1)
+		f.status, f.reason = "5.4.7", "too many soft fails"
+		p.hardFail(j, d, &f)
+		return
+	}
+	d.Status = store.StatusSoftFail
+	j.out.Status, j.out.Retry, j.out.RetryAfter = store.StatusSoftFail, true, now.Add(RetryDelay(j.q.Attempts))
+	j.out.Delivery = &d
+}
+
+// finish applies the side effects of the batch's outcomes: suppressions,
+// bounces, webhook events and metrics.
+func (p *Processor) finish(ctx context.Context, jobs []*job, now time.Time) {
+	var supp []store.NewSuppression
+	keep := now.Add(time.Duration(p.o.Postal.DefaultSuppressionListAutomaticRemovalDays) * 24 * time.Hour)
+	var bounces []*job
+	for _, j := range jobs {
+		if j.fail != nil && j.msg.Scope == store.ScopeOutgoing {
+			supp = append(supp, store.NewSuppression{ServerID: j.msg.ServerID, Address: j.msg.RcptTo, Reason: j.fail.reason, KeepUntil: keep})
+			j.out.Delivery.Details = strings.TrimSuffix(j.out.Delivery.Details, ".") + ". Recipient added to suppression list."
+			if !j.msg.Bounce && j.msg.MailFrom != "" {
+				bounces = append(bounces, j)
+			}
+		}
+		if j.manual && j.out.Status == store.StatusSent {
+			if removed, err := p.o.Store.RemoveSuppression(ctx, j.msg.ServerID, j.msg.RcptTo); err != nil {
+				p.log.Warn("removing suppression after a manual send failed", "err", err, "message_id", j.msg.ID)
+			} else if removed {
+				j.out.Delivery.Details += " Recipient removed from suppression list."
+			}
+		}
+	}
+	if err := p.o.Store.AddSuppressions(ctx, supp); err != nil {
+		p.log.Error("adding suppressions failed", "err", err, "count", len(supp))
+	}
+	if len(bounces) > 0 {
+		var wg sync.WaitGroup
+		for _, j := range bounces {
+			wg.Go(func() { p.sendBounce(ctx, j, now) })
+		}
+		wg.Wait()
+	}
+	var evs []event
+	for _, j := range jobs {
+		if j.out.Delivery == nil {
+			continue
+		}
+		if name := deliveryEvent(j.out.Delivery.Status); name != "" {
+			evs = append(evs, event{serverID: j.msg.ServerID, name: name, payload: newDeliveryPayload(j.msg, j.out.Delivery, now)})
+		}
+		label := "unknown"
+		if j.server != nil {
+			label = j.server.Path()
+		}
+		p.m.outcomes.WithLabelValues(label, strings.ToLower(j.out.Delivery.Status)).Inc()
+	}
+	p.events.emit(ctx, evs, now)
+}

@@ -1,0 +1,257 @@
+package outbound
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/postalgo/postal/daemon/dkim"
+	"github.com/postalgo/postal/daemon/store"
+)
+
+// msgIDHeader is the header that names the message token in what is sent.
+const msgIDHeader = "X-Postal-MsgID"
+
+// returnPath is the envelope sender of a job: Postal's
+// <server token>@<return path domain>, or "" (the null sender) for bounces.
+func (p *Processor) returnPath(j *job) string {
+	if j.msg.Bounce {
+		return ""
+	}
+	if d := j.domain; d != nil && d.ReturnPath.Status == "OK" && p.o.DNS.CustomReturnPathPrefix != "" {
+		return j.server.Token + "@" + p.o.DNS.CustomReturnPathPrefix + "." + d.Name
+	}
+	return j.server.Token + "@" + p.returnPathDomain()
+}
+
+// returnPathDomain is dns.return_path_domain, or the SMTP host name when
+// that is not configured.
+func (p *Processor) returnPathDomain() string {
+	switch {
+	case p.o.DNS.ReturnPathDomain != "":
+		return p.o.DNS.ReturnPathDomain
+	case p.o.Postal.SMTPHostname != "":
+		return p.o.Postal.SMTPHostname
+	}
+	return "localhost"
+}
+
+// bodyKey identifies prepared bytes that several messages may share: the
+// same raw body, return path and signing domain give the same signed bytes.
+type bodyKey struct {
+	raw    int64
+	msg    int64 // set only when a Tracker makes each message different
+	from   string
+	domain int64
+}
+
+type body struct {
+	once sync.Once
+	data []byte
+	err  error
+}
+
+// bodies holds one batch's prepared bytes; each is prepared once, by the
+// first goroutine that needs it.
+type bodies struct {
+	m map[bodyKey]*body
+}
+
+func (p *Processor) bodyKey(j *job) bodyKey {
+	k := bodyKey{raw: j.msg.RawMessageID, from: p.returnPath(j), domain: j.msg.DomainID}
+	if p.o.Tracker != nil || k.raw == 0 {
+		k.msg = j.msg.ID
+	}
+	return k
+}
+
+func (p *Processor) newBodies(jobs []*job) *bodies {
+	b := &bodies{m: make(map[bodyKey]*body, len(jobs))}
+	for _, j := range jobs {
+		if k := p.bodyKey(j); b.m[k] == nil {
+			b.m[k] = &body{}
+		}
+	}
+	return b
+}
+
+// get returns the bytes to send for j (its own X-Postal-MsgID on top of the
+// shared signed bytes) and its envelope sender.
+func (b *bodies) get(ctx context.Context, p *Processor, j *job) ([]byte, string, error) {
+	k := p.bodyKey(j)
+	e := b.m[k]
+	e.once.Do(func() { e.data, e.err = p.prepare(ctx, j, k.from) })
+	if e.err != nil {
+		return nil, k.from, e.err
+	}
+	out := make([]byte, 0, len(msgIDHeader)+len(j.msg.Token)+4+len(e.data))
+	out = append(out, msgIDHeader...)
+	out = append(out, ": "...)
+	out = append(out, j.msg.Token...)
+	out = append(out, "\r\n"...)
+	return append(out, e.data...), k.from, nil
+}
+
+// prepare rewrites and signs a job's raw message: earlier X-Postal-MsgID
+// fields removed, tracking applied, Resent-Sender added, DKIM-Signature
+// prepended.
+func (p *Processor) prepare(ctx context.Context, j *job, from string) ([]byte, error) {
+	msg := stripHeader(j.raw, msgIDHeader)
+	if p.o.Tracker != nil {
+		t, err := p.o.Tracker.Track(ctx, j.msg, msg)
+		if err != nil {
+			return nil, fmt.Errorf("tracking: %w", err)
+		}
+		msg = t
+	}
+	if p.o.Postal.UseResentSenderHeader && from != "" {
+		withHeader := make([]byte, 0, len(msg)+len(from)+17)
+		withHeader = append(withHeader, "Resent-Sender: "...)
+		withHeader = append(withHeader, from...)
+		withHeader = append(withHeader, "\r\n"...)
+		msg = append(withHeader, msg...)
+	}
+	signer, err := p.signers.get(j.domain, p.o.DNS.DKIMIdentifier)
+	if err != nil {
+		return nil, err
+	}
+	if signer == nil {
+		return msg, nil
+	}
+	signed, err := signer.Sign(msg)
+	if err != nil {
+		return nil, fmt.Errorf("dkim: %w", err)
+	}
+	return signed, nil
+}
+
+// signerCache keeps one parsed DKIM signer per domain, replaced when the
+// domain's key, selector or name changes. Parsing an RSA key costs far more
+// than signing with it.
+type signerCache struct {
+	mu sync.Mutex
+	m  map[int64]*signerEntry
+}
+
+type signerEntry struct {
+	pem, selector, name string
+	signer              *dkim.Signer
+	err                 error
+}
+
+// get returns the signer of d, nil when d is nil or has no key, or the error
+// met parsing its key.
+func (c *signerCache) get(d *store.Domain, identifier string) (*dkim.Signer, error) {
+	if d == nil || d.DKIMPrivateKey == "" || d.DKIMIdentifierString == "" {
+		return nil, nil
+	}
+	selector := identifier + "-" + d.DKIMIdentifierString
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e := c.m[d.ID]; e != nil && e.pem == d.DKIMPrivateKey && e.selector == selector && e.name == d.Name {
+		return e.signer, e.err
+	}
+	e := &signerEntry{pem: d.DKIMPrivateKey, selector: selector, name: d.Name}
+	key, err := dkim.ParsePrivateKey([]byte(d.DKIMPrivateKey))
+	if err == nil {
+		e.signer, err = dkim.NewSigner(d.Name, selector, key)
+	}
+	if err != nil {
+		e.err = fmt.Errorf("dkim key of domain %s: %w", d.Name, err)
+	}
+	c.m[d.ID] = e
+	return e.signer, e.err
+}
+
+// headerEnd returns the length of msg's header block including the blank
+// line that ends it (len(msg) when there is none).
+func headerEnd(msg []byte) int {
+	i := 0
+	for i < len(msg) {
+		nl := bytes.IndexByte(msg[i:], '\n')
+		if nl < 0 {
+			return len(msg)
+		}
+		line := msg[i : i+nl]
+		if len(line) == 0 || (len(line) == 1 && line[0] == '\r') {
+			return i + nl + 1
+		}
+		i += nl + 1
+	}
+	return len(msg)
+}
+
+// fieldLines calls fn for each header field of msg (with its continuation
+// lines) as the byte range [start, end) and its lower-case name.
+func fieldLines(msg []byte, fn func(start, end int, name string)) {
+	end := headerEnd(msg)
+	i := 0
+	for i < end {
+		start := i
+		// one line
+		nl := bytes.IndexByte(msg[i:end], '\n')
+		if nl < 0 {
+			i = end
+		} else {
+			i += nl + 1
+		}
+		line := msg[start:i]
+		if len(bytes.TrimRight(line, "\r\n")) == 0 {
+			return // the blank line
+		}
+		// continuation lines
+		for i < end && (msg[i] == ' ' || msg[i] == '\t') {
+			nl := bytes.IndexByte(msg[i:end], '\n')
+			if nl < 0 {
+				i = end
+			} else {
+				i += nl + 1
+			}
+		}
+		name := ""
+		if c := bytes.IndexByte(line, ':'); c > 0 {
+			name = strings.ToLower(string(bytes.TrimSpace(line[:c])))
+		}
+		fn(start, i, name)
+	}
+}
+
+// stripHeader returns msg without its header fields called name
+// (case-insensitively), or msg itself when it has none.
+func stripHeader(msg []byte, name string) []byte {
+	lname := strings.ToLower(name)
+	var cuts [][2]int
+	fieldLines(msg, func(s, e int, n string) {
+		if n == lname {
+			cuts = append(cuts, [2]int{s, e})
+		}
+	})
+	if len(cuts) == 0 {
+		return msg
+	}
+	out := make([]byte, 0, len(msg))
+	prev := 0
+	for _, c := range cuts {
+		out = append(out, msg[prev:c[0]]...)
+		prev = c[1]
+	}
+	return append(out, msg[prev:]...)
+}
+
+// headerValues returns the unfolded values of msg's header fields called
+// lname (lower case).
+func headerValues(msg []byte, lname string) []string {
+	var out []string
+	fieldLines(msg, func(s, e int, n string) {
+		if n != lname {
+			return
+		}
+		field := string(msg[s:e])
+		_, v, _ := strings.Cut(field, ":")
+		v = strings.NewReplacer("\r\n", "", "\n", "").Replace(v)
+		out = append(out, strings.TrimSpace(v))
+	})
+	return out
+}
