@@ -65,8 +65,11 @@ func freePort(t *testing.T) int {
 
 // install is a configured installation in a temp folder.
 type install struct {
-	dir, config                  string
+	dir, config                   string
 	healthPort, webPort, smtpPort int
+	smtpHealthPort                int
+	// extra environment for every postald and postalctl run.
+	extra []string
 }
 
 // newInstall runs `postalctl init` with free ports and migrates unless
@@ -75,7 +78,8 @@ func newInstall(t *testing.T, migrate bool) install {
 	t.Helper()
 	_, postalctl := binaries(t)
 	dir := t.TempDir()
-	in := install{dir: dir, config: filepath.Join(dir, "postal.yml"), healthPort: freePort(t), webPort: freePort(t), smtpPort: freePort(t)}
+	in := install{dir: dir, config: filepath.Join(dir, "postal.yml"), healthPort: freePort(t), webPort: freePort(t), smtpPort: freePort(t),
+		smtpHealthPort: freePort(t)}
 	if out, err := exec.Command(postalctl, "init", "--dir", dir, "--smtp-port", fmt.Sprint(in.smtpPort), "--web-port", fmt.Sprint(in.webPort)).CombinedOutput(); err != nil {
 		t.Fatalf("init: %v\n%s", err, out)
 	}
@@ -90,15 +94,17 @@ func newInstall(t *testing.T, migrate bool) install {
 // env returns the environment postald runs with: the redis URL, ports and
 // a unique key prefix, as environment overrides (as operators would).
 func (in install) env(redisURL string) []string {
-	return append(os.Environ(),
+	return append(append(os.Environ(),
 		"REDIS_URL="+redisURL,
 		"REDIS_KEY_PREFIX=e2e-"+filepath.Base(in.dir),
 		fmt.Sprintf("WORKER_DEFAULT_HEALTH_SERVER_PORT=%d", in.healthPort),
 		"WORKER_DEFAULT_HEALTH_SERVER_BIND_ADDRESS=127.0.0.1",
+		fmt.Sprintf("SMTP_SERVER_DEFAULT_HEALTH_SERVER_PORT=%d", in.smtpHealthPort),
+		"SMTP_SERVER_DEFAULT_HEALTH_SERVER_BIND_ADDRESS=127.0.0.1",
 		"WEB_SERVER_DEFAULT_BIND_ADDRESS=127.0.0.1",
 		"SMTP_SERVER_DEFAULT_BIND_ADDRESS=127.0.0.1",
 		"LOGGING_FORMAT=json",
-	)
+	), in.extra...)
 }
 
 type proc struct {

@@ -2,31 +2,162 @@ package daemon
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
 	"net"
-	"strconv"
+	"time"
 
+	"github.com/postalgo/postal/daemon/cron"
+	"github.com/postalgo/postal/daemon/dnscheck"
+	"github.com/postalgo/postal/daemon/intake"
+	"github.com/postalgo/postal/daemon/lease"
+	"github.com/postalgo/postal/daemon/outbound"
+	"github.com/postalgo/postal/daemon/queue"
+	"github.com/postalgo/postal/daemon/requeuer"
+	"github.com/postalgo/postal/daemon/smtpserver"
+	"github.com/postalgo/postal/daemon/status"
 	"github.com/postalgo/postal/daemon/webserver"
+	"github.com/postalgo/postal/daemon/worker"
 )
+
+// TaskCheckAllDNS is the cron task that re-checks domains' DNS records.
+const TaskCheckAllDNS = "check_all_dns"
+
+// service is a process-wide helper that must outlive the roles (it is
+// stopped only after every role has drained).
+type service struct {
+	name string
+	run  func(ctx context.Context) error
+}
+
+// intakeFor returns the process's intake, creating it (and its service) on
+// first use: the smtp-server submits through it, the worker submits bounces.
+func (d *deps) intakeFor() *intake.Intake {
+	if d.intake == nil {
+		committers := 1
+		if d.cfg.Database.Driver == "postgres" {
+			committers = 3
+		}
+		d.intake = intake.New(intake.Options{Store: d.store, Queue: d.queue, Log: d.log.With("component", "intake"),
+			Committers: committers, Registerer: d.registry})
+		d.services = append(d.services, service{"intake", d.intake.Run})
+	}
+	return d.intake
+}
 
 // buildRoles constructs the selected roles (binding their listeners, so a
 // port conflict fails startup) in start order.
 func buildRoles(_ context.Context, d *deps) ([]role, error) {
 	var out []role
 	for _, name := range d.roles {
+		log := d.log.With("role", name)
 		switch name {
 		case RoleWebServer:
 			ws, err := webserver.New(webserver.Options{
 				Addr:   listenAddr(d, d.cfg.WebServer.DefaultBindAddress, d.cfg.WebServer.DefaultPort),
-				Health: d.monitor, JWKS: d.signing.JWKS(), Log: d.log.With("role", name), Grace: d.grace,
+				Health: d.monitor, JWKS: d.signing.JWKS(), Log: log, Grace: d.grace,
 			})
 			if err != nil {
 				return nil, err
 			}
 			out = append(out, role{name, ws.Run})
+		case RoleSMTPServer:
+			r, err := buildSMTPServer(d, d.log) // the server adds role itself
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, r)
+		case RoleWorker:
+			r, err := buildWorker(d)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, r)
+		case RoleRequeuer:
+			l := lease.New(lease.Options{Client: d.redis, Keys: d.keys, Name: "requeuer", Owner: d.owner,
+				TTL: d.cfg.Requeuer.LockTTL.Duration(), Log: log})
+			rq, err := requeuer.New(requeuer.Options{Config: d.cfg.Requeuer, Worker: d.cfg.Worker, Store: d.store,
+				Queue: d.queue, Lease: l, Log: log, Registerer: d.registry})
+			if err != nil {
+				return nil, fmt.Errorf("requeuer: %w", err)
+			}
+			out = append(out, role{name, rq.Run})
+		case RoleCron:
+			r, err := buildCron(d)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, r)
 		}
 	}
 	return out, nil
 }
 
-var _ = net.JoinHostPort
-var _ = strconv.Itoa
+func buildWorker(d *deps) (role, error) {
+	log := d.log.With("role", RoleWorker)
+	proc, err := outbound.New(outbound.Options{
+		Postal: d.cfg.Postal, DNS: d.cfg.DNS, SMTPClient: d.cfg.SMTPClient, Store: d.store,
+		Bounces: d.intakeFor(), Webhooks: d.queue, Log: log.With("component", "outbound"), Registerer: d.registry,
+	})
+	if err != nil {
+		return role{}, fmt.Errorf("worker: outbound: %w", err)
+	}
+	bounces, err := outbound.NewBounceHandler(outbound.BounceOptions{Store: d.store, Webhooks: d.queue, Log: log.With("component", "bounces")})
+	if err != nil {
+		_ = proc.Close()
+		return role{}, fmt.Errorf("worker: bounces: %w", err)
+	}
+	w, err := worker.New(worker.Options{
+		Config: d.cfg.Worker, Postal: d.cfg.Postal, Store: d.store, Queue: d.queue, Owner: d.owner, Grace: d.grace,
+		Handlers: map[queue.Kind]worker.Handler{queue.Outgoing: proc, queue.Incoming: bounces},
+		Log:      log, Registerer: d.registry,
+	})
+	if err != nil {
+		_ = proc.Close()
+		return role{}, fmt.Errorf("worker: %w", err)
+	}
+	return role{RoleWorker, func(ctx context.Context) error {
+		defer proc.Close()
+		return w.Run(ctx)
+	}}, nil
+}
+
+func buildCron(d *deps) (role, error) {
+	log := d.log.With("role", RoleCron)
+	tasks := cron.DefaultTasks(d.store, d.cfg.Postal, log, nil)
+	resolvers, err := dnscheck.NewResolvers(dnscheck.Options{DNS: d.cfg.DNS, UseLocalNS: d.cfg.Postal.UseLocalNSForDomainVerification})
+	if err != nil {
+		return role{}, fmt.Errorf("cron: dns: %w", err)
+	}
+	tasks = append(tasks, cron.Task{Name: TaskCheckAllDNS, Every: time.Hour, Offset: 5 * time.Minute,
+		Run: func(ctx context.Context) error {
+			return dnscheck.CheckAll(ctx, d.store, resolvers, d.cfg.DNS, time.Now(), nil)
+		}})
+	l := lease.New(lease.Options{Client: d.redis, Keys: d.keys, Name: "cron", Owner: d.owner,
+		TTL: d.cfg.Cron.LockTTL.Duration(), Log: log})
+	c, err := cron.New(cron.Options{Board: status.NewBoard(d.redis, d.keys), Lease: l, Tasks: tasks, Log: log, Registerer: d.registry})
+	if err != nil {
+		return role{}, fmt.Errorf("cron: %w", err)
+	}
+	return role{RoleCron, c.Run}, nil
+}
+
+func buildSMTPServer(d *deps, log *slog.Logger) (role, error) {
+	c := d.cfg.SMTPServer
+	addr := listenAddr(d, c.DefaultBindAddress, c.DefaultPort)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return role{}, fmt.Errorf("smtp-server: listen on %s: %w", addr, err)
+	}
+	srv, err := smtpserver.New(smtpserver.Options{
+		Config: c, Postal: d.cfg.Postal, DNS: d.cfg.DNS, Store: d.store, Intake: d.intakeFor(),
+		Ready: d.monitor.Ready, Log: log, Registerer: d.registry, Listener: ln, ShutdownGrace: d.grace,
+	})
+	if err != nil {
+		_ = ln.Close()
+		return role{}, fmt.Errorf("smtp-server: %w", err)
+	}
+	d.reloaders = append(d.reloaders, srv.Reload)
+	log.Info("smtp-server listening", "addr", ln.Addr().String())
+	return role{RoleSMTPServer, srv.Run}, nil
+}

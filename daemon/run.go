@@ -8,9 +8,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	sddaemon "github.com/coreos/go-systemd/v22/daemon"
@@ -20,6 +22,7 @@ import (
 
 	"github.com/postalgo/postal/config"
 	"github.com/postalgo/postal/daemon/health"
+	"github.com/postalgo/postal/daemon/intake"
 	"github.com/postalgo/postal/daemon/queue"
 	"github.com/postalgo/postal/daemon/redisconn"
 	"github.com/postalgo/postal/daemon/signing"
@@ -45,6 +48,12 @@ type deps struct {
 	// (PORT/BIND_ADDRESS); empty fields keep the configured values.
 	listenPort, listenBind string
 	grace                  time.Duration
+	// intake is shared by the roles that accept mail (see intakeFor).
+	intake *intake.Intake
+	// services run until every role has drained.
+	services []service
+	// reloaders run on SIGHUP (TLS certificates).
+	reloaders []func() error
 }
 
 // role is a started role: Run blocks until the role has drained.
@@ -122,6 +131,9 @@ func Run(ctx context.Context, o Options) error {
 		d.listenBind, _ = lookup("BIND_ADDRESS")
 	}
 
+	// One round of checks before any role accepts work, so Ready() reflects
+	// the real state from the first connection on.
+	d.monitor.RunOnce(ctx)
 	roles, err := buildRoles(ctx, d)
 	if err != nil {
 		return err
@@ -143,6 +155,15 @@ func supervise(ctx context.Context, d *deps, roles []role, healthSrv *http.Serve
 	defer stopRoles()
 
 	var svcWG sync.WaitGroup
+	for _, s := range d.services {
+		svcWG.Add(1)
+		go func() {
+			defer svcWG.Done()
+			if err := s.run(svcCtx); err != nil {
+				log.Error("service stopped", "service", s.name, "err", err)
+			}
+		}()
+	}
 	svcWG.Add(2)
 	go func() { defer svcWG.Done(); _ = d.monitor.Run(svcCtx) }()
 	go func() {
@@ -163,6 +184,26 @@ func supervise(ctx context.Context, d *deps, roles []role, healthSrv *http.Serve
 	for _, r := range roles {
 		go func() { finished <- done{r.name, r.run(roleCtx)} }()
 	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-svcCtx.Done():
+				return
+			case <-hup:
+				notify(log, sddaemon.SdNotifyReloading)
+				for _, reload := range d.reloaders {
+					if err := reload(); err != nil {
+						log.Error("reload failed", "err", err)
+					}
+				}
+				log.Info("reloaded")
+				notify(log, sddaemon.SdNotifyReady)
+			}
+		}
+	}()
 	notify(log, sddaemon.SdNotifyReady)
 	stopWatchdog := startWatchdog(svcCtx, d, log)
 	defer stopWatchdog()

@@ -1,0 +1,60 @@
+// Package smtpserver is the smtp-server role: postal's inbound MX and
+// authenticated submission service, built on emersion/go-smtp.
+//
+// # Contract
+//
+//   - Durable acceptance. A client is told 250 at the end of DATA (or BDAT
+//     LAST) only after Intake.Submit returned nil, i.e. after the raw message,
+//     one message row per recipient and their queued rows were committed in
+//     SQL and dispatched. When Options.Ready reports the database or Redis
+//     down, or Submit fails, the reply is 451 4.3.0 and nothing was stored; a
+//     client that disconnects before the end of the data stores nothing.
+//   - Recipients are classified per RCPT in Postal's order: a return-path
+//     address (<server token>[+<message token>]@dns.return_path_domain or
+//     @<custom_return_path_prefix>.<domain>) is a bounce for that server; a
+//     route token at dns.route_domain is incoming mail for that route; after
+//     AUTH every other address is outgoing mail of the credential's server;
+//     name@domain with a route is incoming mail for it; a client address
+//     matching an SMTP-IP credential then sends outgoing mail as that
+//     credential's server; anything else is refused with 530 Authentication
+//     required. Refusal texts are Postal's.
+//   - Outgoing mail (a credential is in use) must carry a From header whose
+//     every address is on a verified domain of the server (or the server has
+//     a verified use_for_any domain); with allow_sender, a Sender header that
+//     passes is enough. Otherwise the data is refused with 530.
+//   - One raw body is stored per transaction and shared by its recipients'
+//     messages. The server prepends a Received header, adds Message-ID when
+//     the message has none, and adds X-Postal-MsgID carrying the token of the
+//     transaction's first message; its other messages share the raw body and
+//     are found from it through their common raw_message_id.
+//   - Limits: max_connections and max_connections_per_ip (421 4.7.0 before
+//     the greeting), max_message_size (SIZE, 552 5.3.4), max_recipients
+//     (452 4.5.3), max_commands and max_bad_commands per connection (421 4.7.0
+//     and the connection is closed), idle_timeout between commands and
+//     data_timeout for one message body (421 4.4.2), and auth_max_failures
+//     per client address within auth_failure_window (454 4.7.0). The AUTH
+//     failure window is kept in memory: several smtp-server processes each
+//     count on their own.
+//   - With smtp_server.proxy_protocol every connection must start with a
+//     PROXY v1 or v2 header (as in Postal, there is no list of trusted
+//     proxies: the port must be reachable only by the proxy); the client
+//     address it names is the one every limit, SMTP-IP match and Received
+//     header uses.
+//   - STARTTLS is offered when smtp_server.tls_enabled; Reload swaps the
+//     certificate for new handshakes without touching open connections. With
+//     TLS enabled, AUTH is offered only after STARTTLS except to loopback
+//     clients; without it AUTH works in the clear, as in Postal.
+//   - Run returns after draining: it stops accepting, lets every session
+//     finish the message it is receiving (idle sessions get 421 at once)
+//     within Options.ShutdownGrace, then closes what is left.
+//
+// # What go-smtp leaves to us, and its limits
+//
+// go-smtp hands the backend EHLO/HELO (a new session or a reset), RSET, MAIL,
+// RCPT, DATA/BDAT and AUTH; those are what max_commands counts. NOOP, VRFY,
+// HELP, QUIT and unknown verbs never reach the backend; go-smtp itself closes
+// a connection after its fourth syntax error or unknown command. Lookups that
+// repeat per message (credentials, SMTP-IP ranges, servers, domains, routes)
+// are cached for Options.CacheTTL, so the per-message path makes no SQL query
+// besides the intake's group commit.
+package smtpserver

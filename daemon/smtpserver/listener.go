@@ -1,0 +1,387 @@
+package smtpserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pires/go-proxyproto"
+)
+
+// acceptLoop accepts raw connections until ctx ends or the listener is
+// closed, and admits each on its own goroutine (reading a PROXY header may
+// take a while and must not hold up the next accept). It returns nil on
+// shutdown and an error when the listener fails for good.
+func (s *Server) acceptLoop(ctx context.Context, handoff *chanListener, admitting *sync.WaitGroup) error {
+	var delay time.Duration
+	for {
+		raw, err := s.ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var tmp interface{ Temporary() bool }
+			if !errors.As(err, &tmp) || !tmp.Temporary() {
+				return fmt.Errorf("smtpserver: accept: %w", err)
+			}
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.log.Warn("accept failed; retrying", "err", err, "retry_in", delay)
+			t := time.NewTimer(delay)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil
+			case <-t.C:
+			}
+			continue
+		}
+		delay = 0
+		s.metrics.connections.Inc()
+		admitting.Add(1)
+		go func() {
+			defer admitting.Done()
+			s.admit(ctx, raw, handoff)
+		}()
+	}
+}
+
+// admit applies the connection caps and the PROXY header, then hands the
+// connection to go-smtp. Refused connections are told why and closed
+// before any greeting.
+func (s *Server) admit(ctx context.Context, raw net.Conn, handoff *chanListener) {
+	if !s.conns.reserve() {
+		s.refuseConn(raw, "max_connections", "421 4.7.0 Too many connections, try again later")
+		return
+	}
+	conn := raw
+	if s.o.Config.ProxyProtocol {
+		pc := proxyproto.NewConn(raw, proxyproto.WithPolicy(proxyproto.REQUIRE), proxyproto.SetReadHeaderTimeout(proxyHeaderTimeout))
+		stop := context.AfterFunc(ctx, func() { _ = raw.SetReadDeadline(time.Now()) })
+		hdr := pc.ProxyHeader()
+		stop()
+		if hdr == nil {
+			s.conns.unreserve()
+			s.log.Debug("connection without a valid PROXY header", "peer", raw.RemoteAddr().String())
+			s.refuseConn(raw, "proxy", "502 5.5.2 Proxy error")
+			return
+		}
+		conn = pc
+	}
+	tc := newTrackedConn(s, conn, clientIP(conn.RemoteAddr()))
+	switch s.conns.add(tc) {
+	case admitPerIP:
+		s.refuseConn(conn, "max_connections_per_ip", "421 4.7.0 Too many connections from your address, try again later")
+		return
+	case admitDraining:
+		s.refuseConn(conn, "shutdown", "421 4.3.2 Server shutting down, try again later")
+		return
+	}
+	s.metrics.open.Inc()
+	if tc.logged {
+		s.log.Info("connection opened", "remote", tc.ip.String(), "proxied", conn != raw)
+	}
+	if !handoff.offer(ctx, tc) {
+		_ = tc.Close()
+	}
+}
+
+// refuseConn writes one reply line and closes c.
+func (s *Server) refuseConn(c net.Conn, reason, line string) {
+	s.metrics.refused.WithLabelValues(reason).Inc()
+	_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	_, _ = io.WriteString(c, line+"\r\n")
+	_ = c.Close()
+}
+
+// clientIP extracts the client's IP from a connection address, with
+// IPv4-mapped IPv6 addresses turned into IPv4. It returns the zero Addr for
+// an address that is not IP (net.Pipe in tests).
+func clientIP(a net.Addr) netip.Addr {
+	if t, ok := a.(*net.TCPAddr); ok {
+		ip, _ := netip.AddrFromSlice(t.IP)
+		return ip.Unmap()
+	}
+	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+		return ap.Addr().Unmap()
+	}
+	return netip.Addr{}
+}
+
+type admitResult int
+
+const (
+	admitOK admitResult = iota
+	admitPerIP
+	admitDraining
+)
+
+// connTable counts open connections in total and per client address and
+// keeps them for draining. The total is reserved at accept time, before
+// the client address is known (a PROXY header may name it).
+type connTable struct {
+	mu       sync.Mutex
+	max      int
+	maxPerIP int
+	total    int
+	perIP    map[netip.Addr]int
+	open     map[*trackedConn]struct{}
+	draining bool
+}
+
+func newConnTable(maxTotal, maxPerIP int) *connTable {
+	return &connTable{max: maxTotal, maxPerIP: maxPerIP, perIP: map[netip.Addr]int{}, open: map[*trackedConn]struct{}{}}
+}
+
+// reserve takes one place of the total; false when none is free.
+func (t *connTable) reserve() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.total >= t.max {
+		return false
+	}
+	t.total++
+	return true
+}
+
+// unreserve gives back a place taken by reserve for a connection that was
+// never added.
+func (t *connTable) unreserve() {
+	t.mu.Lock()
+	t.total--
+	t.mu.Unlock()
+}
+
+// add registers a connection holding a reserved place. Unless it returns
+// admitOK the place is given back.
+func (t *connTable) add(c *trackedConn) admitResult {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch {
+	case t.draining:
+		t.total--
+		return admitDraining
+	case t.perIP[c.ip] >= t.maxPerIP:
+		t.total--
+		return admitPerIP
+	}
+	t.perIP[c.ip]++
+	t.open[c] = struct{}{}
+	return admitOK
+}
+
+// remove forgets an added connection and frees its places.
+func (t *connTable) remove(c *trackedConn) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.open[c]; !ok {
+		return
+	}
+	delete(t.open, c)
+	t.total--
+	if t.perIP[c.ip]--; t.perIP[c.ip] <= 0 {
+		delete(t.perIP, c.ip)
+	}
+}
+
+// drainAll refuses new connections and makes every open one end after the
+// message it is receiving, if any.
+func (t *connTable) drainAll() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.draining = true
+	for c := range t.open {
+		c.beginDrain()
+	}
+}
+
+// closeAll closes every open connection's socket and returns how many
+// there were.
+func (t *connTable) closeAll() int {
+	t.mu.Lock()
+	conns := make([]*trackedConn, 0, len(t.open))
+	for c := range t.open {
+		conns = append(conns, c)
+	}
+	t.mu.Unlock()
+	for _, c := range conns {
+		_ = c.Close()
+	}
+	return len(conns)
+}
+
+// trackedConn is an admitted client connection: the socket (after any PROXY
+// header) plus the per-connection state that outlives go-smtp sessions
+// (which restart after STARTTLS): command and refusal counts, the reverse
+// DNS name, and the draining state.
+type trackedConn struct {
+	net.Conn
+	srv    *Server
+	ip     netip.Addr
+	opened time.Time
+	logged bool
+
+	mu       sync.Mutex
+	draining bool
+	inData   bool
+
+	commands atomic.Int64
+	bad      atomic.Int64
+	messages atomic.Int64
+	tlsSeen  atomic.Bool
+
+	rdnsOnce sync.Once
+	rdns     string
+
+	closeOnce sync.Once
+}
+
+func newTrackedConn(s *Server, c net.Conn, ip netip.Addr) *trackedConn {
+	logged := s.o.Config.LogConnections && (s.logExclude == nil || !s.logExclude.MatchString(ip.String()))
+	return &trackedConn{Conn: c, srv: s, ip: ip, opened: time.Now(), logged: logged}
+}
+
+// Read reads from the client, except that a draining connection between
+// messages reads a timeout, which go-smtp answers with 421 and a close.
+func (c *trackedConn) Read(b []byte) (int, error) {
+	c.mu.Lock()
+	stop := c.draining && !c.inData
+	c.mu.Unlock()
+	if stop {
+		return 0, os.ErrDeadlineExceeded
+	}
+	return c.Conn.Read(b)
+}
+
+// SetReadDeadline sets the read deadline; a draining connection between
+// messages keeps a deadline in the past, whatever go-smtp asks for.
+func (c *trackedConn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.draining && !c.inData {
+		t = time.Now()
+	}
+	return c.Conn.SetReadDeadline(t)
+}
+
+// SetDeadline sets both deadlines, through SetReadDeadline.
+func (c *trackedConn) SetDeadline(t time.Time) error {
+	if err := c.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.Conn.SetWriteDeadline(t)
+}
+
+// Close closes the socket and, the first time, frees the connection's
+// places and logs its end.
+func (c *trackedConn) Close() error {
+	err := c.Conn.Close()
+	c.closeOnce.Do(func() {
+		c.srv.conns.remove(c)
+		c.srv.metrics.open.Dec()
+		if c.logged {
+			c.srv.log.Info("connection closed", "remote", c.ip.String(), "duration", time.Since(c.opened).Round(time.Millisecond),
+				"messages", c.messages.Load(), "commands", c.commands.Load())
+		}
+	})
+	return err
+}
+
+func (c *trackedConn) beginDrain() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.draining = true
+	if !c.inData {
+		_ = c.Conn.SetReadDeadline(time.Now())
+	}
+}
+
+// enterData marks the connection as receiving a message body, which
+// draining lets finish, and bounds the body by d.
+func (c *trackedConn) enterData(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.inData = true
+	_ = c.Conn.SetReadDeadline(time.Now().Add(d))
+}
+
+// leaveData ends a message body; a draining connection stops reading.
+func (c *trackedConn) leaveData() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.inData = false
+	if c.draining {
+		_ = c.Conn.SetReadDeadline(time.Now())
+	}
+}
+
+// reverseName is the client's host name from reverse DNS, looked up once
+// per connection; the address itself when there is none.
+func (c *trackedConn) reverseName(ctx context.Context) string {
+	c.rdnsOnce.Do(func() {
+		if !c.ip.IsValid() {
+			c.rdns = "unknown"
+			return
+		}
+		c.rdns = c.ip.String()
+		ctx, cancel := context.WithTimeout(ctx, c.srv.o.DNS.Timeout.Duration())
+		defer cancel()
+		names, err := c.srv.o.LookupAddr(ctx, c.ip.String())
+		if err == nil && len(names) > 0 {
+			if n := hostnameText(names[0]); n != "" {
+				c.rdns = n
+			}
+		}
+	})
+	return c.rdns
+}
+
+// chanListener is the net.Listener go-smtp serves: it yields the
+// connections admit hands over.
+type chanListener struct {
+	addr   net.Addr
+	conns  chan net.Conn
+	closed chan struct{}
+	once   sync.Once
+}
+
+func newChanListener(addr net.Addr) *chanListener {
+	return &chanListener{addr: addr, conns: make(chan net.Conn), closed: make(chan struct{})}
+}
+
+// offer hands c to the server; false when the listener closed first.
+func (l *chanListener) offer(ctx context.Context, c net.Conn) bool {
+	select {
+	case l.conns <- c:
+		return true
+	case <-l.closed:
+		return false
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// Accept returns the next admitted connection.
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+// Close stops Accept.
+func (l *chanListener) Close() error {
+	l.once.Do(func() { close(l.closed) })
+	return nil
+}
+
+// Addr is the real listener's address.
+func (l *chanListener) Addr() net.Addr { return l.addr }

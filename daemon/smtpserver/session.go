@@ -1,0 +1,416 @@
+package smtpserver
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"github.com/postalgo/postal/daemon/store"
+)
+
+// backend creates a session per EHLO/HELO (go-smtp starts a new one after
+// STARTTLS).
+type backend struct{ s *Server }
+
+// NewSession starts a session on an admitted connection.
+func (b backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	tc := trackedConnOf(c)
+	if tc == nil {
+		return nil, errors.New("connection was not admitted")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	sess := &session{srv: b.s, conn: c, tc: tc, ctx: ctx, cancel: cancel}
+	if st, ok := c.TLSConnectionState(); ok {
+		sess.tls, sess.tlsState = true, st
+		if tc.tlsSeen.CompareAndSwap(false, true) {
+			b.s.metrics.tlsConnections.Inc()
+		}
+	}
+	if err := sess.count(); err != nil {
+		cancel()
+		return nil, err
+	}
+	return sess, nil
+}
+
+// trackedConnOf finds the admitted connection under c, looking through
+// the TLS layer STARTTLS adds.
+func trackedConnOf(c *smtp.Conn) *trackedConn {
+	nc := c.Conn()
+	if t, ok := nc.(*tls.Conn); ok {
+		nc = t.NetConn()
+	}
+	tc, _ := nc.(*trackedConn)
+	return tc
+}
+
+// session is one go-smtp session: the transaction in progress and the
+// credential in use. go-smtp calls it from the connection's goroutine,
+// except Data for BDAT, which runs on its own goroutine; mu guards the
+// fields both may touch.
+type session struct {
+	srv      *Server
+	conn     *smtp.Conn
+	tc       *trackedConn
+	ctx      context.Context
+	cancel   context.CancelFunc
+	tls      bool
+	tlsState tls.ConnectionState
+
+	mu        sync.Mutex
+	cred      *store.Credential
+	viaAuth   bool // cred came from AUTH (not an SMTP-IP match)
+	from      string
+	rcpts     []recipient
+	afterData bool
+}
+
+var (
+	_ smtp.Session     = (*session)(nil)
+	_ smtp.AuthSession = (*session)(nil)
+)
+
+func (s *session) credential() *store.Credential {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cred
+}
+
+func (s *session) useIPCredential(c *store.Credential) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cred == nil {
+		s.cred = c
+	}
+}
+
+// count counts one command against max_commands; past it the connection
+// is told 421 and closed, and the error stops go-smtp from going on.
+func (s *session) count() error {
+	if s.tc.commands.Add(1) > int64(s.srv.o.Config.MaxCommands) {
+		s.srv.metrics.clientErrors.WithLabelValues(errTooManyCmds.label).Inc()
+		s.hangup(errTooManyCmds.err)
+		return errTooManyCmds.err
+	}
+	return nil
+}
+
+// reject turns a refusal into go-smtp's error. A refusal that is the
+// client's fault counts against max_bad_commands; the one that reaches it
+// is answered, followed by 421, and the connection is closed.
+func (s *session) reject(err error) error {
+	var r refusal
+	if !errors.As(err, &r) {
+		r = errTemporary
+	}
+	s.srv.metrics.clientErrors.WithLabelValues(r.label).Inc()
+	if !r.temporary() && s.tc.bad.Add(1) >= int64(s.srv.o.Config.MaxBadCommands) {
+		s.hangup(r.err, errTooManyBad.err)
+	}
+	return r.err
+}
+
+// hangup writes replies straight to the client and closes the socket.
+// go-smtp's own reply to the current command then goes nowhere and its next
+// read fails, which ends the connection.
+func (s *session) hangup(replies ...*smtp.SMTPError) {
+	nc := s.conn.Conn()
+	_ = nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	var b strings.Builder
+	for _, r := range replies {
+		fmt.Fprintf(&b, "%d %d.%d.%d %s\r\n", r.Code, r.EnhancedCode[0], r.EnhancedCode[1], r.EnhancedCode[2], r.Message)
+	}
+	_, _ = io.WriteString(nc, b.String())
+	_ = s.tc.Close()
+}
+
+// authAllowed: with TLS configured AUTH needs STARTTLS first, except from
+// loopback; without it AUTH works in the clear, as in Postal.
+func (s *session) authAllowed() bool {
+	return !s.srv.tlsEnabled || s.tls || s.tc.ip.IsLoopback()
+}
+
+// AuthMechanisms lists PLAIN and LOGIN when AUTH is allowed now.
+func (s *session) AuthMechanisms() []string {
+	if !s.authAllowed() {
+		return nil
+	}
+	return []string{sasl.Plain, sasl.Login}
+}
+
+// Auth starts an AUTH exchange, unless TLS must come first or the client
+// address failed too often recently.
+func (s *session) Auth(mech string) (sasl.Server, error) {
+	if err := s.count(); err != nil {
+		return nil, err
+	}
+	switch {
+	case !s.authAllowed():
+		return nil, s.reject(errAuthNeedsTLS)
+	case s.srv.authFails.blocked(s.tc.ip):
+		return nil, s.reject(errAuthRateLimit)
+	}
+	switch strings.ToUpper(mech) {
+	case sasl.Plain:
+		return &plainServer{authenticate: s.authenticate, protocolError: s.authProtocolError}, nil
+	case sasl.Login:
+		return &loginServer{authenticate: s.authenticate, protocolError: s.authProtocolError}, nil
+	}
+	return nil, s.reject(errAuthMechanism)
+}
+
+// authenticate checks password against the SMTP credentials' keys.
+func (s *session) authenticate(password string) error {
+	var cred *store.Credential
+	found := false
+	if password != "" {
+		var err error
+		if cred, found, err = s.srv.lookups.credentialByKey(s.ctx, password); err != nil {
+			s.srv.log.Error("credential lookup failed", "err", err)
+			return s.reject(errAuthTemporary)
+		}
+	}
+	if !found {
+		s.srv.authFails.record(s.tc.ip)
+		s.srv.log.Warn("AUTH failure", "remote", s.tc.ip.String())
+		return s.reject(errAuthInvalid)
+	}
+	s.mu.Lock()
+	s.cred, s.viaAuth = cred, true
+	s.mu.Unlock()
+	if err := s.srv.lookups.touch(s.ctx, cred); err != nil {
+		s.srv.log.Warn("recording credential use failed", "credential", cred.UUID, "err", err)
+	}
+	return nil
+}
+
+func (s *session) authProtocolError() error { return s.reject(errAuthProtocol) }
+
+// Mail starts a transaction, unless storage is known to be down.
+func (s *session) Mail(from string, _ *smtp.MailOptions) error {
+	if err := s.count(); err != nil {
+		return err
+	}
+	if err := s.srv.ready(); err != nil {
+		s.srv.log.Debug("refusing mail: not ready", "err", err)
+		return s.reject(errTemporary)
+	}
+	s.mu.Lock()
+	s.from, s.rcpts, s.afterData = from, s.rcpts[:0], false
+	s.mu.Unlock()
+	return nil
+}
+
+// Rcpt classifies and adds a recipient, or refuses it.
+func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if err := s.count(); err != nil {
+		return err
+	}
+	r, err := s.srv.resolveRecipient(s.ctx, s, to)
+	if err != nil {
+		return s.reject(err)
+	}
+	s.mu.Lock()
+	s.rcpts = append(s.rcpts, r)
+	s.mu.Unlock()
+	return nil
+}
+
+// Data receives the message and returns nil only once it is durable.
+func (s *session) Data(r io.Reader) error {
+	if err := s.count(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.afterData = true
+	s.mu.Unlock()
+	s.tc.enterData(s.srv.o.Config.DataTimeout.Duration())
+	var buf bytes.Buffer
+	n, err := buf.ReadFrom(io.LimitReader(r, s.srv.maxBytes+1))
+	switch {
+	case errors.Is(err, smtp.ErrDataTooLarge) || err == nil && n > s.srv.maxBytes:
+		return s.reject(messageTooLarge(s.srv.o.Config.MaxMessageSize))
+	case errors.Is(err, smtp.ErrTooLongLine):
+		return s.reject(errLineTooLong)
+	case isTimeout(err):
+		s.srv.metrics.clientErrors.WithLabelValues(errDataTimeout.label).Inc()
+		s.hangup(errDataTimeout.err)
+		return errDataTimeout.err
+	case err != nil:
+		// The client went away or aborted the transfer: nothing is stored.
+		s.srv.metrics.clientErrors.WithLabelValues(errDataIncomplete.label).Inc()
+		return errDataIncomplete.err
+	}
+	return s.accept(buf.Bytes())
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// accept checks the message, adds Postal's header fields and submits it.
+func (s *session) accept(body []byte) error {
+	start := time.Now()
+	srv := s.srv
+	if err := srv.ready(); err != nil {
+		srv.log.Debug("refusing message: not ready", "err", err)
+		return s.reject(errTemporary)
+	}
+	s.mu.Lock()
+	from, rcpts, cred, viaAuth := s.from, append([]recipient(nil), s.rcpts...), s.cred, s.viaAuth
+	s.mu.Unlock()
+
+	h := parseHeader(body)
+	if h.receivedBy(srv.o.Postal.SMTPHostname)+1 > 4 {
+		return s.reject(errLoop)
+	}
+	var (
+		domain  *store.Domain
+		privacy bool
+	)
+	if cred != nil {
+		owner, found, err := srv.lookups.server(s.ctx, cred.ServerID)
+		if err != nil {
+			return s.reject(srv.lookupFailed(err))
+		}
+		if !found {
+			return s.reject(errFromInvalid)
+		}
+		domains, err := srv.lookups.domains(s.ctx, owner.ID)
+		if err != nil {
+			return s.reject(srv.lookupFailed(err))
+		}
+		if domain = authenticatedDomain(domains, owner.AllowSender, h); domain == nil {
+			return s.reject(errFromInvalid)
+		}
+		privacy = owner.PrivacyMode
+	}
+
+	tokens := make([]string, len(rcpts))
+	for i := range tokens {
+		tokens[i] = store.RandomToken(8)
+	}
+	host := srv.o.Postal.SMTPHostname
+	msgID := h.messageID()
+	var extra []string
+	if msgID == "" {
+		msgID = newMessageID(host)
+		extra = append(extra, "Message-ID: <"+msgID+">")
+	}
+	extra = append(extra, "X-Postal-MsgID: "+tokens[0])
+	raw := assemble(body, h, s.received(privacy, viaAuth), extra)
+
+	subject := h.subject()
+	mailFrom := cleanText(from, 1000)
+	msgs := make([]store.NewMessage, len(rcpts))
+	for i, r := range rcpts {
+		m := store.NewMessage{
+			ServerID:        r.serverID,
+			RcptTo:          cleanText(r.rcptTo, 1000),
+			MailFrom:        mailFrom,
+			Subject:         subject,
+			MessageID:       msgID,
+			Token:           tokens[i],
+			ReceivedWithSSL: s.tls,
+			Queue:           true,
+			QueueDomain:     cleanText(r.domain, 255),
+		}
+		switch r.kind {
+		case kindOutgoing:
+			m.Scope, m.CredentialID = store.ScopeOutgoing, r.credentialID
+			if domain != nil {
+				m.DomainID = domain.ID
+			}
+		case kindIncoming:
+			m.Scope, m.RouteID, m.DomainID = store.ScopeIncoming, r.routeID, r.domainID
+		case kindBounce:
+			m.Scope, m.Bounce, m.BounceForID = store.ScopeIncoming, true, r.bounceForID
+		}
+		msgs[i] = m
+	}
+	if _, err := srv.o.Intake.Submit(s.ctx, store.Submission{Raw: raw, Messages: msgs}); err != nil {
+		srv.log.Error("storing message failed", "remote", s.tc.ip.String(), "recipients", len(msgs), "err", err)
+		return s.reject(errTemporary)
+	}
+	s.tc.messages.Add(1)
+	tlsLabel := "no"
+	if s.tls {
+		tlsLabel = "yes"
+	}
+	for _, r := range rcpts {
+		srv.metrics.messages.WithLabelValues(r.kind.String(), tlsLabel).Inc()
+	}
+	srv.metrics.acceptSeconds.Observe(time.Since(start).Seconds())
+	srv.log.Debug("message accepted", "remote", s.tc.ip.String(), "token", tokens[0], "recipients", len(msgs), "size", len(raw))
+	return nil
+}
+
+// received is the Received field this server adds: who the client is
+// (left out for a privacy-mode server, as Postal does), the protocol per
+// RFC 3848 with the TLS version and cipher, and the date.
+func (s *session) received(privacy, viaAuth bool) string {
+	var b strings.Builder
+	b.WriteString("Received: ")
+	if !privacy {
+		helo := hostnameText(s.conn.Hostname())
+		if helo == "" {
+			helo = "unknown"
+		}
+		ip := "unknown"
+		if s.tc.ip.IsValid() {
+			ip = s.tc.ip.String()
+		}
+		fmt.Fprintf(&b, "from %s (%s [%s])\r\n\t", helo, s.tc.reverseName(s.ctx), ip)
+	}
+	proto := "ESMTP"
+	if s.tls {
+		proto += "S"
+	}
+	if viaAuth {
+		proto += "A"
+	}
+	fmt.Fprintf(&b, "by %s with %s", s.srv.o.Postal.SMTPHostname, proto)
+	if s.tls {
+		fmt.Fprintf(&b, "\r\n\t(using %s with cipher %s)", strings.ReplaceAll(tls.VersionName(s.tlsState.Version), " ", "v"),
+			tls.CipherSuiteName(s.tlsState.CipherSuite))
+	}
+	fmt.Fprintf(&b, ";\r\n\t%s\r\n", s.srv.o.Now().UTC().Format(time.RFC1123Z))
+	return b.String()
+}
+
+// Reset ends the transaction (RSET, a new EHLO, or the end of DATA, which
+// is not counted as a command of its own).
+func (s *session) Reset() {
+	s.mu.Lock()
+	after := s.afterData
+	s.from, s.rcpts, s.afterData = "", s.rcpts[:0], false
+	s.mu.Unlock()
+	s.tc.leaveData()
+	if !after {
+		_ = s.count()
+	}
+}
+
+// Logout ends the session.
+func (s *session) Logout() error {
+	s.cancel()
+	return nil
+}
+
+func (s *Server) ready() error {
+	if s.o.Ready == nil {
+		return nil
+	}
+	return s.o.Ready()
+}
