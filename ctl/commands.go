@@ -10,13 +10,17 @@ import (
 	"github.com/postalgo/postal/ctl/ipaddress"
 	"github.com/postalgo/postal/ctl/ippool"
 	"github.com/postalgo/postal/ctl/iprule"
+	"github.com/postalgo/postal/ctl/message"
 	"github.com/postalgo/postal/ctl/org"
+	"github.com/postalgo/postal/ctl/queuecmd"
 	"github.com/postalgo/postal/ctl/route"
 	"github.com/postalgo/postal/ctl/server"
 	"github.com/postalgo/postal/ctl/setup"
 	"github.com/postalgo/postal/ctl/signingkey"
+	"github.com/postalgo/postal/ctl/status"
 	"github.com/postalgo/postal/ctl/suppression"
 	"github.com/postalgo/postal/ctl/trackdomain"
+	"github.com/postalgo/postal/ctl/tuicmd"
 	"github.com/postalgo/postal/ctl/upgrade"
 	"github.com/postalgo/postal/ctl/webhook"
 )
@@ -41,6 +45,11 @@ func commands(f *cli.Factory) []*cobra.Command {
 		iprule.NewCmd(f),
 		trackdomain.NewCmd(f),
 		suppression.NewCmd(f),
+		// Operations: health, queue, messages, the live console.
+		status.NewCmd(f, nil),
+		queuecmd.NewCmd(f),
+		message.NewCmd(f),
+		tuicmd.NewCmd(f, nil),
 	}
 }
 

@@ -1,0 +1,49 @@
+// Package message is `postalctl message`: show one message with its
+// deliveries (never its body unless --raw), release a held message back to
+// the queue, and list a server's messages. A message is named by its numeric
+// id or by its token. Exit codes: 0 done, 1 not found or failure, 2 usage.
+package message
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/spf13/cobra"
+
+	"github.com/postalgo/postal/ctl/cli"
+	"github.com/postalgo/postal/daemon/store"
+)
+
+// NewCmd returns the message command with its verbs.
+func NewCmd(f *cli.Factory) *cobra.Command {
+	cmd := &cobra.Command{Use: "message", Short: "Inspect messages and release held ones"}
+	cmd.AddCommand(newShowCmd(f, nil), newReleaseCmd(f, nil), newListCmd(f, nil))
+	return cmd
+}
+
+// find opens the store and looks up the message named by ref: a numeric id,
+// else a token.
+func find(ctx context.Context, f *cli.Factory, ref string) (*store.Store, *store.Message, error) {
+	if ref == "" {
+		return nil, nil, cli.Usagef("a message id or token is required")
+	}
+	st, err := f.Store(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	var m *store.Message
+	if id, perr := strconv.ParseInt(ref, 10, 64); perr == nil {
+		m, err = st.Message(ctx, id)
+	} else {
+		m, err = st.MessageByToken(ctx, ref)
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil, fmt.Errorf("message %s not found; list a server's messages with `postalctl message ls ORG/SERVER`", ref)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return st, m, nil
+}

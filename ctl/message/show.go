@@ -1,0 +1,154 @@
+package message
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	"github.com/postalgo/postal/ctl/cli"
+	"github.com/postalgo/postal/daemon/store"
+)
+
+// ShowOptions are the parsed arguments of `message show`.
+type ShowOptions struct {
+	Factory *cli.Factory
+	Ref     string
+	// Raw prints the stored body: alone, byte for byte, in the table form;
+	// as the "raw" field with --json.
+	Raw bool
+}
+
+// Details is the --json output of `message show`.
+type Details struct {
+	Message    *store.Message    `json:"message"`
+	Deliveries []*store.Delivery `json:"deliveries"`
+	// Queued is the message's queued row; null when it is not queued.
+	Queued *store.QueuedMessage `json:"queued"`
+	// Raw is the stored body, only with --raw.
+	Raw *string `json:"raw,omitempty"`
+}
+
+func newShowCmd(f *cli.Factory, runF func(context.Context, *ShowOptions) error) *cobra.Command {
+	o := &ShowOptions{Factory: f}
+	cmd := &cobra.Command{
+		Use:   "show ID|TOKEN",
+		Short: "Show a message, its queue state and its deliveries",
+		Long: "Show a message (one recipient's copy), whether it is queued, and every delivery attempt.\n" +
+			"The body is never printed unless --raw is given; then it alone is written, byte for byte,\n" +
+			"so `postalctl message show 42 --raw > 42.eml` saves it.",
+		Args: cli.ExactArgs(1, "a message ID or TOKEN"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.Ref = args[0]
+			if runF != nil {
+				return runF(cmd.Context(), o)
+			}
+			return runShow(cmd.Context(), o)
+		},
+	}
+	cmd.Flags().BoolVar(&o.Raw, "raw", false, "print the stored message body (RFC 5322) instead of the details")
+	return cmd
+}
+
+func runShow(ctx context.Context, o *ShowOptions) error {
+	f := o.Factory
+	st, m, err := find(ctx, f, o.Ref)
+	if err != nil {
+		return err
+	}
+	out := Details{Message: m, Deliveries: []*store.Delivery{}}
+	if ds, err := st.Deliveries(ctx, m.ID); err != nil {
+		return err
+	} else if ds != nil {
+		out.Deliveries = ds
+	}
+	q, err := st.QueuedForMessage(ctx, m.ID)
+	switch {
+	case err == nil:
+		out.Queued = q
+	case !errors.Is(err, store.ErrNotFound):
+		return err
+	}
+	if o.Raw {
+		if m.RawMessageID == 0 {
+			return fmt.Errorf("message %d has no stored body (removed by retention)", m.ID)
+		}
+		raw, err := st.RawMessage(ctx, m.RawMessageID)
+		if errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("message %d has no stored body (removed by retention)", m.ID)
+		}
+		if err != nil {
+			return err
+		}
+		if !f.JSON {
+			_, err := f.IO.Out.Write(raw)
+			return err
+		}
+		s := string(raw)
+		out.Raw = &s
+	}
+	return f.Render(out, func(w io.Writer) { printDetails(w, out) })
+}
+
+func printDetails(w io.Writer, d Details) {
+	m := d.Message
+	fmt.Fprintf(w, "Message:\t%d (token %s)\n", m.ID, m.Token)
+	fmt.Fprintf(w, "Scope:\t%s\n", m.Scope)
+	status := m.Status
+	if m.Held {
+		status += ", held"
+		if !m.HoldExpiry.IsZero() {
+			status += " until " + cli.FormatTime(m.HoldExpiry)
+		}
+	}
+	fmt.Fprintf(w, "Status:\t%s\n", status)
+	if m.Details != "" {
+		fmt.Fprintf(w, "Details:\t%s\n", m.Details)
+	}
+	fmt.Fprintf(w, "From:\t%s\nTo:\t%s\nSubject:\t%s\n", m.MailFrom, m.RcptTo, m.Subject)
+	if m.MessageID != "" {
+		fmt.Fprintf(w, "Message-ID:\t%s\n", m.MessageID)
+	}
+	if m.Tag != "" {
+		fmt.Fprintf(w, "Tag:\t%s\n", m.Tag)
+	}
+	fmt.Fprintf(w, "Size:\t%d bytes\nReceived:\t%s\n", m.Size, cli.FormatTime(m.Timestamp))
+	if m.Bounce {
+		fmt.Fprintf(w, "Bounce of:\t%d\n", m.BounceForID)
+	}
+	if q := d.Queued; q != nil {
+		lock := ""
+		if q.LockedBy != "" {
+			lock = ", locked by " + q.LockedBy + " until " + cli.FormatTime(q.LockedUntil)
+		}
+		fmt.Fprintf(w, "Queued:\tyes (row %d, %s, attempts %d, next attempt %s%s)\n", q.ID, q.Domain, q.Attempts, cli.FormatTime(q.RetryAfter), lock)
+	} else {
+		fmt.Fprintln(w, "Queued:\tno")
+	}
+	fmt.Fprintln(w)
+	if len(d.Deliveries) == 0 {
+		fmt.Fprintln(w, "No deliveries yet.")
+		return
+	}
+	fmt.Fprintln(w, "TIME\tSTATUS\tDETAILS\tOUTPUT\tTLS\tTOOK")
+	for _, dl := range d.Deliveries {
+		tls := "no"
+		if dl.SentWithSSL {
+			tls = "yes"
+		}
+		took := "-"
+		if dl.Time > 0 {
+			took = fmt.Sprintf("%.2fs", dl.Time)
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", cli.FormatTime(dl.Timestamp), dl.Status, dashIfEmpty(dl.Details), dashIfEmpty(dl.Output), tls, took)
+	}
+}
+
+func dashIfEmpty(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

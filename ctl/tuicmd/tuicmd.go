@@ -1,0 +1,85 @@
+// Package tuicmd is `postalctl tui`: it opens the live operator console
+// (package tui) over the configured database and Redis. It refuses, with a
+// one-line error and exit code 1, when stdout is not a terminal; scripts use
+// `postalctl status --json` and `postalctl queue --json` instead. A database
+// or Redis that does not answer does not stop the console: it shows which
+// side is down and keeps refreshing.
+package tuicmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	tea "charm.land/bubbletea/v2"
+	"github.com/spf13/cobra"
+
+	"github.com/postalgo/postal/ctl/cli"
+	"github.com/postalgo/postal/tui"
+	"github.com/postalgo/postal/tui/source"
+)
+
+// Options are the parsed arguments of `tui`.
+type Options struct {
+	Factory *cli.Factory
+	// Interval is the time between refreshes.
+	Interval time.Duration
+}
+
+// ErrNotTerminal is returned when stdout is not a terminal.
+var ErrNotTerminal = errors.New("postalctl tui needs a terminal on stdout; in scripts use `postalctl status --json` or `postalctl queue --json`")
+
+// NewCmd returns the tui command; runF replaces the action in tests.
+func NewCmd(f *cli.Factory, runF func(context.Context, *Options) error) *cobra.Command {
+	o := &Options{Factory: f, Interval: tui.DefaultInterval}
+	cmd := &cobra.Command{
+		Use:   "tui",
+		Short: "Open the live console: processes, leases, queue and cron at a glance",
+		Long: "Open a full-screen console that refreshes every --interval: an overview (database and Redis\n" +
+			"health, processes, leases, queue totals), the queue (streams, retry set, dead letters) and cron\n" +
+			"(task records). Keys: tab or 1-3 switch screens, ↑/↓ scroll, r refreshes, q quits.",
+		Args: cli.ExactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.Interval < 100*time.Millisecond {
+				return cli.Usagef("--interval must be at least 100ms (got %s)", o.Interval)
+			}
+			if runF != nil {
+				return runF(cmd.Context(), o)
+			}
+			return Run(cmd.Context(), o)
+		},
+	}
+	cmd.Flags().DurationVar(&o.Interval, "interval", o.Interval, "time between refreshes")
+	return cmd
+}
+
+// Run opens the console and returns when the user quits or ctx ends.
+func Run(ctx context.Context, o *Options) error {
+	f := o.Factory
+	if !f.IO.Terminal {
+		return ErrNotTerminal
+	}
+	if _, err := f.Config(); err != nil {
+		return err
+	}
+	rdb, keys, err := f.Redis()
+	if err != nil {
+		return &cli.ConfigError{Err: err}
+	}
+	lo := source.LiveOptions{Redis: rdb, Keys: keys, Now: f.Now}
+	openCtx, cancel := context.WithTimeout(ctx, source.DefaultTimeout)
+	st, err := f.RawStore(openCtx)
+	cancel()
+	if err != nil {
+		lo.StoreErr = err
+	} else {
+		lo.Store = st
+	}
+	m := tui.New(ctx, source.NewLive(lo), tui.Options{Interval: o.Interval})
+	p := tea.NewProgram(m, tea.WithContext(ctx), tea.WithInput(f.IO.In), tea.WithOutput(f.IO.Out))
+	if _, err := p.Run(); err != nil && !(errors.Is(err, tea.ErrProgramKilled) && ctx.Err() != nil) {
+		return fmt.Errorf("tui: %w", err)
+	}
+	return nil
+}

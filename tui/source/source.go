@@ -1,0 +1,263 @@
+// Package source is where the TUI (and `postalctl status`) get their data:
+// the Source interface, a Snapshot of everything an operator watches, a Live
+// implementation that reads the database and Redis, and a Fake for tests.
+//
+// Contract: Live.Snapshot never fails because one side is down. Each side
+// (database, Redis) is read under its own timeout, concurrently; a side that
+// does not answer is reported in Snapshot.Database or Snapshot.Redis with its
+// error and its fields stay empty, while the other side's data is still
+// returned. Snapshot returns an error only when ctx itself has ended.
+package source
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/postalgo/postal/daemon/lease"
+	"github.com/postalgo/postal/daemon/queue"
+	"github.com/postalgo/postal/daemon/redisconn"
+	"github.com/postalgo/postal/daemon/status"
+	"github.com/postalgo/postal/daemon/store"
+)
+
+// Source provides snapshots. Implementations must be safe to call from a
+// goroutine other than the one that built them.
+type Source interface {
+	// Snapshot reads the current state. It returns an error only when
+	// nothing could be read at all (ctx ended).
+	Snapshot(ctx context.Context) (Snapshot, error)
+}
+
+// Snapshot is what the operator screens show, read at Taken.
+type Snapshot struct {
+	// Taken is when the snapshot was read; screens measure ages from it.
+	Taken time.Time
+	// Database and Redis say whether each side answered.
+	Database Health
+	Redis    Health
+	// Schema is the database schema against this binary's; nil when the
+	// database did not answer.
+	Schema *store.SchemaStatus
+	// SQLQueue counts queued_messages rows; nil when the database did not
+	// answer.
+	SQLQueue *store.QueueCounts
+	// Processes are the postald processes with a live heartbeat.
+	Processes []status.Process
+	// Leases lists LeaseNames in order, held or not.
+	Leases []Lease
+	// Cron lists every cron task's record, by task name.
+	Cron []status.TaskRuns
+	// Queue is the Redis side of the queue; nil when Redis did not answer.
+	Queue *queue.Stats
+	// DeadLetters are the most recent dead letters, newest first.
+	DeadLetters []queue.DeadLetter
+}
+
+// Health says whether one side answered.
+type Health struct {
+	OK bool
+	// Error is why it did not ("" when OK).
+	Error string
+}
+
+// Lease is who holds a named lease.
+type Lease struct {
+	Name string
+	// Owner is "" when nobody holds the lease.
+	Owner string
+	// Token is the fencing token of the holder's term.
+	Token int64
+	// TTL is the time left before the lease expires unless renewed.
+	TTL time.Duration
+}
+
+// Held reports whether somebody holds the lease.
+func (l Lease) Held() bool { return l.Owner != "" }
+
+// LeaseNames returns the leases postald takes: the cron role's and the
+// requeuer's.
+func LeaseNames() []string { return []string{"cron", "requeuer"} }
+
+// Store is the part of *store.Store a Live source reads.
+type Store interface {
+	Ping(ctx context.Context) error
+	SchemaStatus(ctx context.Context) (store.SchemaStatus, error)
+	CountQueued(ctx context.Context, now time.Time) (store.QueueCounts, error)
+}
+
+// Defaults for LiveOptions.
+const (
+	DefaultTimeout     = 3 * time.Second
+	DefaultDeadLetters = 20
+)
+
+// LiveOptions configures a Live source.
+type LiveOptions struct {
+	// Store is the database; nil when it could not be opened, in which case
+	// StoreErr says why.
+	Store    Store
+	StoreErr error
+	// Redis and Keys address the Redis side; Redis is required.
+	Redis redis.UniversalClient
+	Keys  redisconn.Keys
+	// DeadLetters is how many recent dead letters to read; default 20.
+	DeadLetters int
+	// Timeout bounds each side's reads; default 3 s.
+	Timeout time.Duration
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+// Live reads a real database and Redis. It is safe for concurrent use.
+type Live struct {
+	o     LiveOptions
+	board *status.Board
+	queue *queue.Queue
+}
+
+// NewLive returns a Live source. It contacts nothing until Snapshot.
+func NewLive(o LiveOptions) *Live {
+	if o.DeadLetters <= 0 {
+		o.DeadLetters = DefaultDeadLetters
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Live{o: o, board: status.NewBoard(o.Redis, o.Keys), queue: queue.New(queue.Options{Client: o.Redis, Keys: o.Keys})}
+}
+
+// Snapshot reads both sides concurrently, each under the configured
+// timeout. It returns ctx's error only when ctx has ended.
+func (l *Live) Snapshot(ctx context.Context) (Snapshot, error) {
+	snap := Snapshot{Taken: l.o.Now()}
+	var wg sync.WaitGroup
+	wg.Go(func() { l.readSQL(ctx, &snap) })
+	wg.Go(func() { l.readRedis(ctx, &snap) })
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return Snapshot{}, fmt.Errorf("snapshot: %w", err)
+	}
+	return snap, nil
+}
+
+// readSQL fills the database fields; it touches no Redis field.
+func (l *Live) readSQL(ctx context.Context, snap *Snapshot) {
+	if l.o.Store == nil {
+		err := l.o.StoreErr
+		if err == nil {
+			err = fmt.Errorf("no database configured")
+		}
+		snap.Database = Health{Error: err.Error()}
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, l.o.Timeout)
+	defer cancel()
+	fail := func(err error) { snap.Database = Health{Error: err.Error()} }
+	if err := l.o.Store.Ping(ctx); err != nil {
+		fail(err)
+		return
+	}
+	schema, err := l.o.Store.SchemaStatus(ctx)
+	if err != nil {
+		fail(fmt.Errorf("read schema version: %w", err))
+		return
+	}
+	snap.Schema = &schema
+	if schema.Current == 0 {
+		// Not migrated yet: there is no queue table to count.
+		snap.Database = Health{OK: true}
+		return
+	}
+	counts, err := l.o.Store.CountQueued(ctx, snap.Taken)
+	if err != nil {
+		fail(err)
+		return
+	}
+	snap.SQLQueue = &counts
+	snap.Database = Health{OK: true}
+}
+
+// readRedis fills the Redis fields; it touches no database field.
+func (l *Live) readRedis(ctx context.Context, snap *Snapshot) {
+	ctx, cancel := context.WithTimeout(ctx, l.o.Timeout)
+	defer cancel()
+	if err := redisconn.Ping(ctx, l.o.Redis); err != nil {
+		snap.Redis = Health{Error: err.Error()}
+		return
+	}
+	var errs []error
+	procs, err := l.board.Processes(ctx)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	snap.Processes = procs
+	for _, name := range LeaseNames() {
+		owner, token, ttl, err := lease.Holder(ctx, l.o.Redis, l.o.Keys, name)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		snap.Leases = append(snap.Leases, Lease{Name: name, Owner: owner, Token: token, TTL: ttl})
+	}
+	runs, err := l.board.CronRuns(ctx)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	snap.Cron = runs
+	stats, err := l.queue.Inspect(ctx)
+	if err != nil {
+		errs = append(errs, err)
+	} else {
+		snap.Queue = &stats
+	}
+	dead, err := l.queue.DeadLetters(ctx, l.o.DeadLetters)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	snap.DeadLetters = dead
+	if len(errs) > 0 {
+		snap.Redis = Health{Error: errs[0].Error()}
+		return
+	}
+	snap.Redis = Health{OK: true}
+}
+
+// Fake is a Source that returns a fixed snapshot (or error) and counts its
+// calls; tests and demos use it.
+type Fake struct {
+	mu    sync.Mutex
+	snap  Snapshot
+	err   error
+	calls int
+}
+
+// NewFake returns a Fake that answers snap.
+func NewFake(snap Snapshot) *Fake { return &Fake{snap: snap} }
+
+// Set replaces what the Fake answers from now on.
+func (f *Fake) Set(snap Snapshot, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.snap, f.err = snap, err
+}
+
+// Calls returns how many times Snapshot was called.
+func (f *Fake) Calls() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls
+}
+
+// Snapshot returns the configured snapshot or error.
+func (f *Fake) Snapshot(context.Context) (Snapshot, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	return f.snap, f.err
+}

@@ -1,0 +1,186 @@
+package source_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/postalgo/postal/daemon/lease"
+	"github.com/postalgo/postal/daemon/queue"
+	"github.com/postalgo/postal/daemon/redisconn"
+	"github.com/postalgo/postal/daemon/redisconn/redistest"
+	"github.com/postalgo/postal/daemon/status"
+	"github.com/postalgo/postal/daemon/store"
+	"github.com/postalgo/postal/daemon/store/storetest"
+	"github.com/postalgo/postal/tui/source"
+)
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond) // polling with a deadline, not a fixed wait
+	}
+}
+
+// The live source reads a real store and Redis: heartbeats, the lease held
+// by a running term, cron records, SQL counts, stream stats and dead letters.
+func TestLiveReadsStoreAndRedis(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		rdb, keys := redistest.New(t)
+		fx := storetest.NewFixture(t, st, "example.com", "")
+		if _, err := st.InsertSubmissions(ctx, []store.Submission{{Raw: []byte("Subject: x\r\n\r\nx"), Messages: []store.NewMessage{
+			{ServerID: fx.Server.ID, Scope: store.ScopeOutgoing, RcptTo: "a@dest.test", MailFrom: "m@example.com", Queue: true, QueueDomain: "dest.test"},
+			{ServerID: fx.Server.ID, Scope: store.ScopeOutgoing, RcptTo: "b@dest.test", MailFrom: "m@example.com", Queue: true, QueueDomain: "dest.test"},
+		}}}); err != nil {
+			t.Fatal(err)
+		}
+
+		board := status.NewBoard(rdb, keys)
+		hbCtx, stopHB := context.WithCancel(ctx)
+		hbDone := make(chan error, 1)
+		go func() {
+			hbDone <- board.Heartbeat(hbCtx, status.Process{ID: "host:1", Host: "host", PID: 1, Roles: []string{"worker"}, Version: "test"},
+				time.Second, 5*time.Second)
+		}()
+		defer func() { stopHB(); <-hbDone }()
+		if err := board.RecordCronRun(ctx, status.CronRun{Task: "prune", Started: time.Now(), Duration: time.Second, OK: true, Token: 7, Owner: "o"}); err != nil {
+			t.Fatal(err)
+		}
+		held := make(chan int64, 1)
+		leaseCtx, stopLease := context.WithCancel(ctx)
+		leaseDone := make(chan error, 1)
+		go func() {
+			leaseDone <- lease.New(lease.Options{Client: rdb, Keys: keys, Name: "cron", Owner: "me:1:aa", TTL: 10 * time.Second}).
+				Run(leaseCtx, func(ctx context.Context, token int64) error {
+					held <- token
+					<-ctx.Done()
+					return nil
+				})
+		}()
+		defer func() { stopLease(); <-leaseDone }()
+		token := <-held
+
+		q := queue.New(queue.Options{Client: rdb, Keys: keys, MaxDeliveries: 1})
+		if err := q.Enqueue(ctx, queue.Outgoing, queue.Job{ID: 1, Domain: "dest.test"}, queue.Job{ID: 2, Domain: "dest.test"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := q.Read(ctx, queue.Outgoing, "c1", 1, 0); err != nil {
+			t.Fatal(err)
+		}
+		if _, dead, err := q.Claim(ctx, queue.Outgoing, "c2", 0, 10); err != nil || len(dead) != 1 {
+			t.Fatalf("claim: dead %v, %v", dead, err)
+		}
+
+		live := source.NewLive(source.LiveOptions{Store: st, Redis: rdb, Keys: keys})
+		var snap source.Snapshot
+		waitFor(t, "the heartbeat", func() bool {
+			var err error
+			snap, err = live.Snapshot(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return len(snap.Processes) == 1
+		})
+		if !snap.Database.OK || !snap.Redis.OK {
+			t.Fatalf("health: db %+v redis %+v", snap.Database, snap.Redis)
+		}
+		if snap.Schema == nil || !snap.Schema.UpToDate() {
+			t.Errorf("schema = %+v, want up to date", snap.Schema)
+		}
+		if snap.SQLQueue == nil || snap.SQLQueue.Total != 2 {
+			t.Errorf("SQL queue = %+v, want 2 rows", snap.SQLQueue)
+		}
+		if p := snap.Processes[0]; p.ID != "host:1" || p.Roles[0] != "worker" {
+			t.Errorf("process = %+v", p)
+		}
+		if len(snap.Leases) != 2 || snap.Leases[0].Name != "cron" || snap.Leases[0].Owner != "me:1:aa" ||
+			snap.Leases[0].Token != token || snap.Leases[0].TTL <= 0 || snap.Leases[1].Held() {
+			t.Errorf("leases = %+v, want cron held by me:1:aa with token %d, requeuer free", snap.Leases, token)
+		}
+		if len(snap.Cron) != 1 || snap.Cron[0].Task != "prune" || snap.Cron[0].Last.Token != 7 {
+			t.Errorf("cron = %+v", snap.Cron)
+		}
+		if snap.Queue == nil || snap.Queue.Dead != 1 || snap.Queue.Inflight != 1 || snap.Queue.Streams[0].Length != 1 {
+			t.Errorf("queue = %+v, want one entry left, one dead, one inflight", snap.Queue)
+		}
+		if len(snap.DeadLetters) != 1 || snap.DeadLetters[0].Job.ID != 1 {
+			t.Errorf("dead letters = %+v", snap.DeadLetters)
+		}
+	})
+}
+
+// closedRedis returns a client for an address where nothing listens.
+func closedRedis(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return "redis://" + addr + "/0"
+}
+
+func TestLiveReportsEachSideDownSeparately(t *testing.T) {
+	st := storetest.SQLite(t)
+	rdb, keys := redistest.New(t)
+	down, err := redisconn.New(redisconn.Options{URL: closedRedis(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer down.Close()
+	tests := []struct {
+		name            string
+		o               source.LiveOptions
+		dbOK, redisOK   bool
+		dbErr, redisErr bool
+	}{
+		{"redis down keeps the SQL side", source.LiveOptions{Store: st, Redis: down, Keys: keys}, true, false, false, true},
+		{"database not opened keeps the Redis side", source.LiveOptions{StoreErr: errors.New("connection refused"), Redis: rdb, Keys: keys},
+			false, true, true, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			snap, err := source.NewLive(tt.o).Snapshot(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if snap.Database.OK != tt.dbOK || (snap.Database.Error != "") != tt.dbErr {
+				t.Errorf("database = %+v", snap.Database)
+			}
+			if snap.Redis.OK != tt.redisOK || (snap.Redis.Error != "") != tt.redisErr {
+				t.Errorf("redis = %+v", snap.Redis)
+			}
+			if tt.dbOK && (snap.SQLQueue == nil || snap.Schema == nil) {
+				t.Errorf("SQL side missing: %+v", snap)
+			}
+			if tt.redisOK && (snap.Queue == nil || len(snap.Leases) != 2) {
+				t.Errorf("Redis side missing: %+v", snap)
+			}
+			if !tt.redisOK && snap.Queue != nil {
+				t.Errorf("queue stats from a Redis that is down: %+v", snap.Queue)
+			}
+		})
+	}
+}
+
+func TestLiveFailsOnlyWhenContextEnded(t *testing.T) {
+	st := storetest.SQLite(t)
+	rdb, keys := redistest.New(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := source.NewLive(source.LiveOptions{Store: st, Redis: rdb, Keys: keys}).Snapshot(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Snapshot with an ended context: %v, want context.Canceled", err)
+	}
+}

@@ -1,0 +1,162 @@
+// Package theme is the TUI's one look and one set of keys: the styles every
+// screen renders with, the key bindings the root model and the screens
+// match, and the small text helpers (tables, clipping, ages) that keep every
+// screen's layout the same. It holds no state; build values with Default and
+// DefaultKeyMap.
+package theme
+
+import (
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"charm.land/bubbles/v2/key"
+	"charm.land/lipgloss/v2"
+	"github.com/charmbracelet/x/ansi"
+)
+
+// Styles are the styles shared by every screen.
+type Styles struct {
+	Title lipgloss.Style
+	// Tab renders an inactive tab title; ActiveTab renders the active one,
+	// which the root model brackets ("[Queue]") so it shows without colour.
+	Tab       lipgloss.Style
+	ActiveTab lipgloss.Style
+	Section   lipgloss.Style
+	Header    lipgloss.Style
+	OK        lipgloss.Style
+	Warn      lipgloss.Style
+	Bad       lipgloss.Style
+	Muted     lipgloss.Style
+	Footer    lipgloss.Style
+}
+
+// Default returns the default styles.
+func Default() Styles {
+	return Styles{
+		Title:     lipgloss.NewStyle().Bold(true).Foreground(lipgloss.Color("#F9F9F9")).Background(lipgloss.Color("#5A56E0")).Padding(0, 1),
+		Tab:       lipgloss.NewStyle().Foreground(lipgloss.Color("245")).Padding(0, 1),
+		ActiveTab: lipgloss.NewStyle().Bold(true).Foreground(lipgloss.Color("#7D79F6")),
+		Section:   lipgloss.NewStyle().Bold(true).Foreground(lipgloss.Color("#7D79F6")),
+		Header:    lipgloss.NewStyle().Bold(true),
+		OK:        lipgloss.NewStyle().Foreground(lipgloss.Color("2")),
+		Warn:      lipgloss.NewStyle().Foreground(lipgloss.Color("3")),
+		Bad:       lipgloss.NewStyle().Bold(true).Foreground(lipgloss.Color("1")),
+		Muted:     lipgloss.NewStyle().Foreground(lipgloss.Color("243")),
+		Footer:    lipgloss.NewStyle().Foreground(lipgloss.Color("245")),
+	}
+}
+
+// KeyMap lists every key binding of the TUI.
+type KeyMap struct {
+	Quit    key.Binding
+	Next    key.Binding
+	Prev    key.Binding
+	Refresh key.Binding
+	Up      key.Binding
+	Down    key.Binding
+	// Screens jump straight to a screen by position (1, 2, 3...).
+	Screens []key.Binding
+}
+
+// DefaultKeyMap returns the key bindings, with one direct binding for each
+// of the n screens (at most 9).
+func DefaultKeyMap(n int) KeyMap {
+	km := KeyMap{
+		Quit:    key.NewBinding(key.WithKeys("q", "ctrl+c"), key.WithHelp("q", "quit")),
+		Next:    key.NewBinding(key.WithKeys("tab"), key.WithHelp("tab", "next screen")),
+		Prev:    key.NewBinding(key.WithKeys("shift+tab"), key.WithHelp("shift+tab", "previous")),
+		Refresh: key.NewBinding(key.WithKeys("r"), key.WithHelp("r", "refresh")),
+		Up:      key.NewBinding(key.WithKeys("up", "k"), key.WithHelp("↑/k", "scroll")),
+		Down:    key.NewBinding(key.WithKeys("down", "j"), key.WithHelp("↓/j", "scroll")),
+	}
+	for i := range min(n, 9) {
+		k := fmt.Sprint(i + 1)
+		km.Screens = append(km.Screens, key.NewBinding(key.WithKeys(k), key.WithHelp(k, "screen "+k)))
+	}
+	return km
+}
+
+// ShortHelp is the footer's list of bindings.
+func (k KeyMap) ShortHelp() []key.Binding {
+	return []key.Binding{k.Next, k.Up, k.Refresh, k.Quit}
+}
+
+// Table aligns rows (cells separated by tabs, no trailing newline) into
+// columns two spaces apart and styles the first row with header.
+func Table(header lipgloss.Style, rows []string) []string {
+	var b strings.Builder
+	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+	for _, r := range rows {
+		fmt.Fprintln(tw, r)
+	}
+	_ = tw.Flush() // writes to a strings.Builder cannot fail
+	lines := strings.Split(strings.TrimRight(b.String(), "\n"), "\n")
+	for i := range lines {
+		lines[i] = strings.TrimRight(lines[i], " ")
+	}
+	if len(lines) > 0 {
+		lines[0] = header.Render(lines[0])
+	}
+	return lines
+}
+
+// Clip returns at most height lines of lines starting at offset (clamped so
+// that the last page stays full), each cut to width cells with an ellipsis,
+// and the offset actually used.
+func Clip(lines []string, offset, width, height int) ([]string, int) {
+	if height <= 0 {
+		return nil, 0
+	}
+	offset = max(0, min(offset, len(lines)-height))
+	end := min(len(lines), offset+height)
+	out := make([]string, 0, end-offset)
+	for _, l := range lines[offset:end] {
+		if width > 0 && ansi.StringWidth(l) > width {
+			l = ansi.Truncate(l, width, "…")
+		}
+		out = append(out, l)
+	}
+	return out, offset
+}
+
+// Age renders the time from then to now compactly ("45s", "12m", "3h5m",
+// "2d3h"); "-" for a zero then.
+func Age(now, then time.Time) string {
+	if then.IsZero() {
+		return "-"
+	}
+	return Duration(now.Sub(then))
+}
+
+// Duration renders d compactly, rounded down to the largest two units:
+// "850ms", "45s", "12m3s", "3h5m", "2d3h". Negative durations read as 0s.
+func Duration(d time.Duration) string {
+	switch {
+	case d < 0:
+		return "0s"
+	case d < time.Second:
+		return fmt.Sprintf("%dms", d.Milliseconds())
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		m := int(d.Minutes())
+		if s := int(d.Seconds()) - 60*m; s != 0 {
+			return fmt.Sprintf("%dm%ds", m, s)
+		}
+		return fmt.Sprintf("%dm", m)
+	case d < 24*time.Hour:
+		h := int(d.Hours())
+		if m := int(d.Minutes()) - 60*h; m != 0 {
+			return fmt.Sprintf("%dh%dm", h, m)
+		}
+		return fmt.Sprintf("%dh", h)
+	default:
+		days := int(d.Hours()) / 24
+		if h := int(d.Hours()) - 24*days; h != 0 {
+			return fmt.Sprintf("%dd%dh", days, h)
+		}
+		return fmt.Sprintf("%dd", days)
+	}
+}
