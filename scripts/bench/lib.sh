@@ -1,0 +1,184 @@
+#!/usr/bin/env bash
+# Shared harness for the Postfix comparisons: a private Postfix instance and a
+# private postald install, both relaying into Postfix's smtp-sink, loaded by
+# Postfix's smtp-source. Everything listens on 127.0.0.1 on free ports and is
+# removed on exit. Needs root (Postfix), postfix, redis (127.0.0.1:6379).
+set -euo pipefail
+
+BENCH_N=${BENCH_N:-10000}          # messages per run
+BENCH_C=${BENCH_C:-20}             # smtp-source sessions
+BENCH_SIZE=${BENCH_SIZE:-2048}     # message size in bytes
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+WORK=$(mktemp -d /tmp/postal-bench.XXXXXX)
+chmod 755 "$WORK"
+PIDS=()
+
+cleanup() {
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+  [ -f "$WORK/pf/main.cf" ] && postfix -c "$WORK/pf" stop >/dev/null 2>&1 || true
+  [ -n "${PF_ALT_SAVED+x}" ] && postconf -e "alternate_config_directories = $PF_ALT_SAVED" || true
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+need() { command -v "$1" >/dev/null 2>&1 || { echo "bench: $1 not found (apt-get install ${2:-$1})" >&2; exit 1; }; }
+need smtp-source postfix; need smtp-sink postfix; need postfix; need redis-cli redis-tools
+[ "$(id -u)" -eq 0 ] || { echo "bench: run as root (a private Postfix instance needs it)" >&2; exit 1; }
+[ -x /usr/local/go/bin/go ] && export PATH="/usr/local/go/bin:$PATH"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+now() { date +%s.%N; }
+wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "bench: nothing listens on $1" >&2; return 1; }
+
+# start_sink DIR: smtp-sink writing one file per message into DIR (tmpfs).
+start_sink() {
+  local dir=$1
+  mkdir -p "$dir"; chmod 777 "$dir"
+  SINK_PORT=$(free_port)
+  smtp-sink -u nobody -d "$dir/%M." "127.0.0.1:$SINK_PORT" 1024 &
+  PIDS+=($!)
+  wait_port "$SINK_PORT"
+}
+count_sink() { find "$1" -type f | wc -l; }
+wait_sink() { # DIR N TIMEOUT_S -> prints the time all N arrived
+  local dir=$1 n=$2 limit=${3:-600} start; start=$(now)
+  while [ "$(count_sink "$dir")" -lt "$n" ]; do
+    if [ "$(echo "$(now) - $start > $limit" | bc)" = 1 ]; then echo "bench: sink has $(count_sink "$dir") of $n after ${limit}s" >&2; return 1; fi
+    sleep 0.05
+  done
+  now
+}
+
+# start_postfix: a private instance relaying everything to the sink.
+start_postfix() {
+  local d="$WORK/pf"
+  mkdir -p "$d"
+  PF_PORT=$(free_port)
+  cat > "$d/main.cf" <<MAIN
+compatibility_level = 3.6
+queue_directory = $d/queue
+data_directory = $d/data
+mail_owner = postfix
+setgid_group = postdrop
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+myhostname = bench.local
+mydestination =
+local_recipient_maps =
+relayhost = [127.0.0.1]:$SINK_PORT
+mynetworks = 127.0.0.0/8
+smtpd_relay_restrictions = permit_mynetworks, reject
+smtpd_peername_lookup = no
+smtp_tls_security_level = none
+smtpd_tls_security_level = none
+default_process_limit = 200
+default_destination_concurrency_limit = 20
+smtp_destination_concurrency_limit = 20
+alias_maps =
+alias_database =
+maillog_file = /dev/stdout
+MAIN
+  cat > "$d/master.cf" <<MASTER
+127.0.0.1:$PF_PORT inet n - n - - smtpd
+pickup    unix  n - n 60 1 pickup
+cleanup   unix  n - n - 0 cleanup
+qmgr      unix  n - n 300 1 qmgr
+rewrite   unix  - - n - - trivial-rewrite
+bounce    unix  - - n - 0 bounce
+defer     unix  - - n - 0 bounce
+trace     unix  - - n - 0 bounce
+verify    unix  - - n - 1 verify
+flush     unix  n - n 1000? 0 flush
+proxymap  unix  - - n - - proxymap
+smtp      unix  - - n - - smtp
+relay     unix  - - n - - smtp
+showq     unix  n - n - - showq
+error     unix  - - n - - error
+retry     unix  - - n - - error
+discard   unix  - - n - - discard
+anvil     unix  - - n - 1 anvil
+scache    unix  - - n - 1 scache
+postlog   unix-dgram n - n - 1 postlogd
+MASTER
+  mkdir -p "$d/queue" "$d/data"
+  chown postfix "$d/data"
+  # Postfix runs a private config directory only when the default main.cf
+  # lists it; restored by cleanup.
+  PF_ALT_SAVED=$(postconf -h alternate_config_directories)
+  postconf -e "alternate_config_directories = ${PF_ALT_SAVED:+$PF_ALT_SAVED, }$d"
+  postfix -c "$d" check 2>/dev/null || true
+  # start-fg: the daemonising start needs a syslog this harness may not have.
+  postfix -c "$d" start-fg >"$d/start.log" 2>&1 &
+  PIDS+=($!)
+  wait_port "$PF_PORT" || { cat "$d/start.log" "$d/maillog" >&2 2>/dev/null; return 1; }
+}
+
+# start_postald ROLES: a private install (SQLite on disk, its own Redis key
+# prefix) relaying to the sink; 127.0.0.1 may send as acme/mail (SMTP-IP).
+start_postald() {
+  local d="$WORK/postal"
+  mkdir -p "$d"
+  ( cd "$ROOT" && go build -o "$WORK/bin/" ./cmd/postald ./cmd/postalctl )
+  PD_SMTP=$(free_port); PD_WEB=$(free_port); PD_HEALTH=$(free_port)
+  "$WORK/bin/postalctl" init --dir "$d" --smtp-port "$PD_SMTP" --web-port "$PD_WEB" >/dev/null
+  export POSTAL_CONFIG_FILE_PATH="$d/postal.yml"
+  export REDIS_KEY_PREFIX="bench-$(basename "$WORK")"
+  export POSTAL_SMTP_RELAYS="smtp://127.0.0.1:$SINK_PORT?ssl_mode=None"
+  export WORKER_DEFAULT_HEALTH_SERVER_PORT=$PD_HEALTH WORKER_DEFAULT_HEALTH_SERVER_BIND_ADDRESS=127.0.0.1
+  export SMTP_SERVER_DEFAULT_BIND_ADDRESS=127.0.0.1 WEB_SERVER_DEFAULT_BIND_ADDRESS=127.0.0.1
+  export LOGGING_LEVEL=warn POSTAL_SMTP_HOSTNAME=bench.local
+  export SMTP_SERVER_MAX_CONNECTIONS_PER_IP=1000
+  local ctl="$WORK/bin/postalctl"
+  $ctl upgrade >/dev/null
+  $ctl org create acme >/dev/null
+  $ctl server create acme/mail >/dev/null
+  $ctl domain add acme/mail example.com --verified >/dev/null
+  $ctl credential create acme/mail --type smtp-ip local --key 127.0.0.1/32 >/dev/null
+  "$WORK/bin/postald" --role "$1" 2>"$d/postald.log" &
+  PD_PID=$!
+  PIDS+=($PD_PID)
+  wait_port "$PD_SMTP"
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PD_HEALTH/ready" >/dev/null && break; sleep 0.1; done
+}
+stop_postald() {
+  kill "$PD_PID" 2>/dev/null || true; wait "$PD_PID" 2>/dev/null || true
+  redis-cli --scan --pattern "{$REDIS_KEY_PREFIX}:*" | xargs -r redis-cli del >/dev/null
+}
+
+# load PORT: smtp-source, N messages of SIZE bytes over C sessions; prints seconds.
+load() {
+  local start end
+  start=$(now)
+  smtp-source -s "$BENCH_C" -l "$BENCH_SIZE" -m "$BENCH_N" -f alice@example.com -t bob@dest.test "127.0.0.1:$1"
+  end=$(now)
+  echo "$start $end"
+}
+rate() { echo "scale=0; $BENCH_N / ($2 - $1)" | bc; }
+ratio() { echo "scale=2; $1 / $2" | bc; }
+
+# run_pair [ROLES]: the same load through postald (ROLES, default all; DKIM
+# on) and through Postfix, one after the other, each into its own smtp-sink.
+# Sets PD_ACCEPT PF_ACCEPT (msg/s until smtp-source finished) and PD_E2E
+# PF_E2E (msg/s until the sink had every message; PD_E2E is "-" when postald
+# ran without a worker).
+run_pair() {
+  local roles=${1:-all} sink s e done_at
+  sink=$(mktemp -d /dev/shm/postal-bench-sink.XXXXXX); chmod 755 "$sink"
+  start_sink "$sink/postald"
+  start_postald "$roles"
+  read -r s e < <(load "$PD_SMTP")
+  PD_ACCEPT=$(rate "$s" "$e"); PD_E2E=-
+  if [[ ",$roles," == *",all,"* || ",$roles," == *",worker,"* ]]; then
+    done_at=$(wait_sink "$sink/postald" "$BENCH_N" 600)
+    PD_E2E=$(rate "$s" "$done_at")
+  fi
+  stop_postald
+
+  start_sink "$sink/postfix"
+  start_postfix
+  read -r s e < <(load "$PF_PORT")
+  done_at=$(wait_sink "$sink/postfix" "$BENCH_N" 600)
+  PF_ACCEPT=$(rate "$s" "$e"); PF_E2E=$(rate "$s" "$done_at")
+  rm -rf "$sink"
+}
