@@ -22,6 +22,8 @@ type AddOptions struct {
 	Name    string
 	// Verified skips DNS verification (the administrator vouches for the domain).
 	Verified bool
+	// DKIMBits is the DKIM RSA key size (1024, 2048 or 4096).
+	DKIMBits int
 }
 
 func newAddCmd(f *cli.Factory, runF func(context.Context, *AddOptions) error) *cobra.Command {
@@ -43,10 +45,19 @@ func newAddCmd(f *cli.Factory, runF func(context.Context, *AddOptions) error) *c
 		},
 	}
 	cmd.Flags().BoolVar(&o.Verified, "verified", false, "mark the domain verified now (administrator override)")
+	cmd.Flags().IntVar(&o.DKIMBits, "dkim-bits", dkim.DefaultKeyBits,
+		"DKIM RSA key size: 2048 (default), 4096, or 1024 (Postal's size: 4x cheaper to sign, weaker)")
 	return cmd
 }
 
 func runAdd(ctx context.Context, o *AddOptions) error {
+	switch o.DKIMBits {
+	case 0:
+		o.DKIMBits = dkim.DefaultKeyBits
+	case 1024, 2048, 4096:
+	default:
+		return cli.Usagef("--dkim-bits must be 1024, 2048 or 4096, not %d", o.DKIMBits)
+	}
 	name, err := normalize(o.Name)
 	if err != nil {
 		return err
@@ -62,7 +73,7 @@ func runAdd(ctx context.Context, o *AddOptions) error {
 	if _, err := st.ServerDomain(ctx, srv.ID, name); err == nil {
 		return fmt.Errorf("domain %s is already on %s; see its records with `postalctl domain show %s %s`", name, o.Path, o.Path, name)
 	}
-	key, err := dkim.GenerateKey(dkim.DefaultKeyBits)
+	key, err := dkim.GenerateKey(o.DKIMBits)
 	if err != nil {
 		return fmt.Errorf("generate DKIM key: %w", err)
 	}

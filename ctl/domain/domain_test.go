@@ -144,3 +144,31 @@ func TestDomainAddDKIMRecordVerifiesSignature(t *testing.T) {
 		t.Fatalf("verify: %v, %+v, %d lookups", err, verifications, lookups)
 	}
 }
+
+func TestDomainAddDKIMBits(t *testing.T) {
+	e := clitest.New(t, "sqlite", true)
+	setup(t, e)
+	res := e.Run(t, domain.NewCmd, "domain", "add", "acme/mail", "small.example", "--dkim-bits", "1024", "--json")
+	if res.Code != 0 {
+		t.Fatal(res.RunErr)
+	}
+	var out domain.Details
+	if err := json.Unmarshal([]byte(res.Out), &out); err != nil {
+		t.Fatal(err)
+	}
+	stored, err := e.Store.DomainByID(context.Background(), out.Domain.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := dkim.ParsePrivateKey([]byte(stored.DKIMPrivateKey))
+	if err != nil || key.N.BitLen() != 1024 {
+		t.Fatalf("key: %v, %d bits; want 1024", err, key.N.BitLen())
+	}
+	res = e.Run(t, domain.NewCmd, "domain", "add", "acme/mail", "odd.example", "--dkim-bits", "3000")
+	if res.Code != 2 || !strings.Contains(res.RunErr.Error(), "--dkim-bits must be 1024, 2048 or 4096") {
+		t.Fatalf("bad size: code %d, %v", res.Code, res.RunErr)
+	}
+	if _, err := e.Store.ServerDomain(context.Background(), out.Domain.ServerID, "odd.example"); err == nil {
+		t.Fatal("a domain was created despite the bad key size")
+	}
+}
