@@ -8,6 +8,7 @@ set -euo pipefail
 BENCH_N=${BENCH_N:-10000}          # messages per run
 BENCH_C=${BENCH_C:-20}             # smtp-source sessions
 BENCH_SIZE=${BENCH_SIZE:-2048}     # message size in bytes
+BENCH_DKIM_BITS=${BENCH_DKIM_BITS:-2048}  # postald's DKIM key size (1024 is Postal's)
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 WORK=$(mktemp -d /tmp/postal-bench.XXXXXX)
 chmod 755 "$WORK"
@@ -133,7 +134,7 @@ start_postald() {
   $ctl upgrade >/dev/null
   $ctl org create acme >/dev/null
   $ctl server create acme/mail >/dev/null
-  $ctl domain add acme/mail example.com --verified >/dev/null
+  $ctl domain add acme/mail example.com --verified --dkim-bits "$BENCH_DKIM_BITS" >/dev/null
   $ctl credential create acme/mail --type smtp-ip local --key 127.0.0.1/32 >/dev/null
   "$WORK/bin/postald" --role "$1" 2>"$d/postald.log" &
   PD_PID=$!
