@@ -51,7 +51,7 @@ func Main(ctx context.Context, args []string, io *cli.IOStreams, lookup func(str
 	if err == nil {
 		return cli.ExitOK
 	}
-	if !errors.Is(err, cli.SilentError) {
+	if !errors.Is(err, cli.ErrSilent) {
 		fmt.Fprintln(io.ErrOut, "postalctl: "+oneLine(err))
 	}
 	return cli.ExitCode(err)

@@ -64,9 +64,9 @@ type ConfigError struct{ Err error }
 func (e *ConfigError) Error() string { return e.Err.Error() }
 func (e *ConfigError) Unwrap() error { return e.Err }
 
-// SilentError signals failure (exit 1) after the command already printed
+// ErrSilent signals failure (exit 1) after the command already printed
 // what went wrong.
-var SilentError = errors.New("failed")
+var ErrSilent = errors.New("failed")
 
 // ExitCode maps an error returned by a command to the process exit code.
 func ExitCode(err error) int {

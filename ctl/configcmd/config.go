@@ -67,7 +67,7 @@ func runValidate(o *ValidateOptions) error {
 			return err
 		}
 		if !res.Valid {
-			return &cli.ConfigError{Err: cli.SilentError}
+			return &cli.ConfigError{Err: cli.ErrSilent}
 		}
 		return nil
 	}

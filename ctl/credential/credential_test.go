@@ -20,21 +20,21 @@ func TestCredentialCommands(t *testing.T) {
 		if _, err := e.Store.CreateServer(ctx, "acme", store.NewServer{Name: "Mail", Permalink: "mail"}); err != nil {
 			t.Fatal(err)
 		}
-		got := run(t, e, credential.NewCmd, []step{
-			{args: []string{"credential", "create", "acme/mail", "--type", "smtp", "app"}, json: true},
-			{args: []string{"credential", "create", "acme/mail", "--type", "API", "api", "--hold"}, out: "This key is shown only now"},
-			{args: []string{"credential", "create", "acme/mail", "--type", "smtp-ip", "office", "--key", "192.0.2.7/24"}, json: true},
-			{args: []string{"credential", "create", "acme/mail", "--type", "smtp-ip", "host", "--key", "2001:db8::1"}, out: "2001:db8::1/128"},
-			{args: []string{"credential", "create", "acme/mail", "--type", "smtp-ip", "bad", "--key", "192.0.2.0/33"}, code: 2, errText: `--key "192.0.2.0/33" is not an IP address or CIDR range`},
-			{args: []string{"credential", "create", "acme/mail", "--type", "smtp-ip", "bad"}, code: 2, errText: "--type smtp-ip needs --key CIDR"},
-			{args: []string{"credential", "create", "acme/mail", "--type", "smtp", "short", "--key", "abc"}, code: 2, errText: "--key must be 16 to 128"},
-			{args: []string{"credential", "create", "acme/mail", "--type", "pop3", "x"}, code: 2, errText: `--type "pop3": want smtp, api or smtp-ip`},
-			{args: []string{"credential", "create", "acme/mail", "x"}, code: 2, errText: `required flag(s) "type" not set`},
-			{args: []string{"credential", "create", "acme/nope", "--type", "smtp", "x"}, code: 1, errText: "server acme/nope not found"},
-			{args: []string{"credential", "ls", "acme/mail"}, json: true},
-			{args: []string{"credential", "rm", "acme/mail", "00000000-0000-4000-a000-000000000000"}, code: 1, errText: "credential 00000000-0000-4000-a000-000000000000 not found on acme/mail"},
+		got := e.Steps(t, credential.NewCmd, []clitest.Step{
+			{Args: []string{"credential", "create", "acme/mail", "--type", "smtp", "app"}, JSON: true},
+			{Args: []string{"credential", "create", "acme/mail", "--type", "API", "api", "--hold"}, Out: "This key is shown only now"},
+			{Args: []string{"credential", "create", "acme/mail", "--type", "smtp-ip", "office", "--key", "192.0.2.7/24"}, JSON: true},
+			{Args: []string{"credential", "create", "acme/mail", "--type", "smtp-ip", "host", "--key", "2001:db8::1"}, Out: "2001:db8::1/128"},
+			{Args: []string{"credential", "create", "acme/mail", "--type", "smtp-ip", "bad", "--key", "192.0.2.0/33"}, Code: 2, ErrText: `--key "192.0.2.0/33" is not an IP address or CIDR range`},
+			{Args: []string{"credential", "create", "acme/mail", "--type", "smtp-ip", "bad"}, Code: 2, ErrText: "--type smtp-ip needs --key CIDR"},
+			{Args: []string{"credential", "create", "acme/mail", "--type", "smtp", "short", "--key", "abc"}, Code: 2, ErrText: "--key must be 16 to 128"},
+			{Args: []string{"credential", "create", "acme/mail", "--type", "pop3", "x"}, Code: 2, ErrText: `--type "pop3": want smtp, api or smtp-ip`},
+			{Args: []string{"credential", "create", "acme/mail", "x"}, Code: 2, ErrText: `required flag(s) "type" not set`},
+			{Args: []string{"credential", "create", "acme/nope", "--type", "smtp", "x"}, Code: 1, ErrText: "server acme/nope not found"},
+			{Args: []string{"credential", "ls", "acme/mail"}, JSON: true},
+			{Args: []string{"credential", "rm", "acme/mail", "00000000-0000-4000-a000-000000000000"}, Code: 1, ErrText: "credential 00000000-0000-4000-a000-000000000000 not found on acme/mail"},
 		})
-		golden(t, "credential", got)
+		clitest.Golden(t, "credential", got)
 	})
 }
 

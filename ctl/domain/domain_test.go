@@ -48,9 +48,9 @@ func TestDomainCommands(t *testing.T) {
 	clitest.Each(t, func(t *testing.T, e *clitest.Env) {
 		setup(t, e)
 		// example.com publishes what it was told to; other.com nothing.
-		first := run(t, e, domain.NewCmd, []step{
-			{args: []string{"domain", "add", "acme/mail", "Example.COM."}, json: true},
-			{args: []string{"domain", "add", "acme/mail", "other.com", "--verified"}, out: "It is marked verified."},
+		first := e.Steps(t, domain.NewCmd, []clitest.Step{
+			{Args: []string{"domain", "add", "acme/mail", "Example.COM."}, JSON: true},
+			{Args: []string{"domain", "add", "acme/mail", "other.com", "--verified"}, Out: "It is marked verified."},
 		})
 		var recs []domain.Record
 		res := e.Run(t, domain.NewCmd, "domain", "show", "acme/mail", "example.com", "--json")
@@ -62,21 +62,21 @@ func TestDomainCommands(t *testing.T) {
 		srv := dnstest.NewServer(t, zone(recs)...)
 		e.Env["DNS_NAMESERVERS"] = srv.Addr()
 		e.Env["POSTAL_USE_LOCAL_NS_FOR_DOMAIN_VERIFICATION"] = "true"
-		second := run(t, e, domain.NewCmd, []step{
-			{args: []string{"domain", "add", "acme/mail", "example.com"}, code: 1, errText: "domain example.com is already on acme/mail"},
-			{args: []string{"domain", "add", "acme/mail", "not a domain"}, code: 2, errText: `"not a domain" is not a domain name`},
-			{args: []string{"domain", "add", "acme/nope", "example.net"}, code: 1, errText: "server acme/nope not found"},
-			{args: []string{"domain", "ls", "acme/mail"}, out: "example.com  no        -    -     -   -            -"},
-			{args: []string{"domain", "check", "acme/mail", "example.com"}, json: true},
-			{args: []string{"domain", "check", "acme/mail", "other.com"}, json: true},
-			{args: []string{"domain", "check", "acme/mail", "other.com"}, out: "spf           Missing  No SPF record exists for this domain"},
-			{args: []string{"domain", "check", "acme/mail", "nope.com"}, code: 1, errText: "domain nope.com not found on acme/mail"},
-			{args: []string{"domain", "ls", "acme/mail"}, json: true},
-			{args: []string{"domain", "show", "acme/mail", "example.com"}, json: true},
-			{args: []string{"domain", "rm", "acme/mail", "other.com"}, json: true},
-			{args: []string{"domain", "rm", "acme/mail", "other.com"}, code: 1, errText: "domain other.com not found"},
+		second := e.Steps(t, domain.NewCmd, []clitest.Step{
+			{Args: []string{"domain", "add", "acme/mail", "example.com"}, Code: 1, ErrText: "domain example.com is already on acme/mail"},
+			{Args: []string{"domain", "add", "acme/mail", "not a domain"}, Code: 2, ErrText: `"not a domain" is not a domain name`},
+			{Args: []string{"domain", "add", "acme/nope", "example.net"}, Code: 1, ErrText: "server acme/nope not found"},
+			{Args: []string{"domain", "ls", "acme/mail"}, Out: "example.com  no        -    -     -   -            -"},
+			{Args: []string{"domain", "check", "acme/mail", "example.com"}, JSON: true},
+			{Args: []string{"domain", "check", "acme/mail", "other.com"}, JSON: true},
+			{Args: []string{"domain", "check", "acme/mail", "other.com"}, Out: "spf           Missing  No SPF record exists for this domain"},
+			{Args: []string{"domain", "check", "acme/mail", "nope.com"}, Code: 1, ErrText: "domain nope.com not found on acme/mail"},
+			{Args: []string{"domain", "ls", "acme/mail"}, JSON: true},
+			{Args: []string{"domain", "show", "acme/mail", "example.com"}, JSON: true},
+			{Args: []string{"domain", "rm", "acme/mail", "other.com"}, JSON: true},
+			{Args: []string{"domain", "rm", "acme/mail", "other.com"}, Code: 1, ErrText: "domain other.com not found"},
 		})
-		golden(t, "domain", first+second)
+		clitest.Golden(t, "domain", first+second)
 		d, err := e.Store.DomainsNamed(context.Background(), "example.com")
 		if err != nil || len(d) != 1 || !d[0].Verified() {
 			t.Fatalf("example.com after a passing check: %+v, %v", d, err)

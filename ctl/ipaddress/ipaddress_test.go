@@ -15,20 +15,20 @@ func TestIPAddressCommands(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		got := run(t, e, ipaddress.NewCmd, []step{
-			{args: []string{"ip-address", "add", "main", "192.0.2.10", "--hostname", "o1.example.com", "--ipv6", "2001:db8::10"}, json: true},
-			{args: []string{"ip-address", "add", "bulk", "192.0.2.20", "--hostname", "o2.example.com", "--priority", "50"}, out: "Added 192.0.2.20 (o2.example.com) to pool bulk."},
-			{args: []string{"ip-address", "add", "bulk", "192.0.2.10", "--hostname", "o3.example.com"}, code: 1, errText: "IP address 192.0.2.10 is already in a pool"},
-			{args: []string{"ip-address", "add", "nope", "192.0.2.30", "--hostname", "o3.example.com"}, code: 1, errText: "IP pool nope not found"},
-			{args: []string{"ip-address", "add", "main", "300.0.2.1", "--hostname", "o3.example.com"}, code: 2, errText: `"300.0.2.1" is not an IPv4 address`},
-			{args: []string{"ip-address", "add", "main", "192.0.2.31", "--hostname", "o3.example.com", "--ipv6", "192.0.2.1"}, code: 2, errText: "is not an IPv6 address"},
-			{args: []string{"ip-address", "add", "main", "192.0.2.31", "--hostname", "not a host"}, code: 2, errText: "is not a fully qualified host name"},
-			{args: []string{"ip-address", "add", "main", "192.0.2.31", "--hostname", "o3.example.com", "--priority", "0"}, code: 2, errText: "--priority 0"},
-			{args: []string{"ip-address", "ls"}, json: true},
-			{args: []string{"ip-address", "ls", "bulk"}, json: true},
-			{args: []string{"ip-address", "rm", "192.0.2.20"}, json: true},
-			{args: []string{"ip-address", "rm", "192.0.2.20"}, code: 1, errText: "IP address 192.0.2.20 not found"},
+		got := e.Steps(t, ipaddress.NewCmd, []clitest.Step{
+			{Args: []string{"ip-address", "add", "main", "192.0.2.10", "--hostname", "o1.example.com", "--ipv6", "2001:db8::10"}, JSON: true},
+			{Args: []string{"ip-address", "add", "bulk", "192.0.2.20", "--hostname", "o2.example.com", "--priority", "50"}, Out: "Added 192.0.2.20 (o2.example.com) to pool bulk."},
+			{Args: []string{"ip-address", "add", "bulk", "192.0.2.10", "--hostname", "o3.example.com"}, Code: 1, ErrText: "IP address 192.0.2.10 is already in a pool"},
+			{Args: []string{"ip-address", "add", "nope", "192.0.2.30", "--hostname", "o3.example.com"}, Code: 1, ErrText: "IP pool nope not found"},
+			{Args: []string{"ip-address", "add", "main", "300.0.2.1", "--hostname", "o3.example.com"}, Code: 2, ErrText: `"300.0.2.1" is not an IPv4 address`},
+			{Args: []string{"ip-address", "add", "main", "192.0.2.31", "--hostname", "o3.example.com", "--ipv6", "192.0.2.1"}, Code: 2, ErrText: "is not an IPv6 address"},
+			{Args: []string{"ip-address", "add", "main", "192.0.2.31", "--hostname", "not a host"}, Code: 2, ErrText: "is not a fully qualified host name"},
+			{Args: []string{"ip-address", "add", "main", "192.0.2.31", "--hostname", "o3.example.com", "--priority", "0"}, Code: 2, ErrText: "--priority 0"},
+			{Args: []string{"ip-address", "ls"}, JSON: true},
+			{Args: []string{"ip-address", "ls", "bulk"}, JSON: true},
+			{Args: []string{"ip-address", "rm", "192.0.2.20"}, JSON: true},
+			{Args: []string{"ip-address", "rm", "192.0.2.20"}, Code: 1, ErrText: "IP address 192.0.2.20 not found"},
 		})
-		golden(t, "ipaddress", got)
+		clitest.Golden(t, "ipaddress", got)
 	})
 }

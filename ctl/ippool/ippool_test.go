@@ -9,15 +9,15 @@ import (
 
 func TestIPPoolCommands(t *testing.T) {
 	clitest.Each(t, func(t *testing.T, e *clitest.Env) {
-		got := run(t, e, ippool.NewCmd, []step{
-			{args: []string{"ip-pool", "add", "main", "--default"}, json: true},
-			{args: []string{"ip-pool", "add", "bulk"}, out: "Added IP pool bulk."},
-			{args: []string{"ip-pool", "add", "main"}, code: 1, errText: "IP pool main already exists"},
-			{args: []string{"ip-pool", "add", "two words"}, code: 2, errText: "without spaces"},
-			{args: []string{"ip-pool", "ls"}, json: true},
-			{args: []string{"ip-pool", "rm", "bulk"}, json: true},
-			{args: []string{"ip-pool", "rm", "bulk"}, code: 1, errText: "IP pool bulk not found; list pools with `postalctl ip-pool ls`"},
+		got := e.Steps(t, ippool.NewCmd, []clitest.Step{
+			{Args: []string{"ip-pool", "add", "main", "--default"}, JSON: true},
+			{Args: []string{"ip-pool", "add", "bulk"}, Out: "Added IP pool bulk."},
+			{Args: []string{"ip-pool", "add", "main"}, Code: 1, ErrText: "IP pool main already exists"},
+			{Args: []string{"ip-pool", "add", "two words"}, Code: 2, ErrText: "without spaces"},
+			{Args: []string{"ip-pool", "ls"}, JSON: true},
+			{Args: []string{"ip-pool", "rm", "bulk"}, JSON: true},
+			{Args: []string{"ip-pool", "rm", "bulk"}, Code: 1, ErrText: "IP pool bulk not found; list pools with `postalctl ip-pool ls`"},
 		})
-		golden(t, "ippool", got)
+		clitest.Golden(t, "ippool", got)
 	})
 }

@@ -22,19 +22,19 @@ func TestIPRuleCommands(t *testing.T) {
 		if _, err := e.Store.CreateIPPool(ctx, "bulk", false); err != nil {
 			t.Fatal(err)
 		}
-		got := run(t, e, iprule.NewCmd, []step{
-			{args: []string{"ip-rule", "add", "acme/mail", "bulk", "--to", "Gmail.com,news@yahoo.com"}, json: true},
-			{args: []string{"ip-rule", "add", "acme", "bulk", "--from", "marketing@example.com"}, json: true},
-			{args: []string{"ip-rule", "add", "acme/mail", "bulk"}, code: 2, errText: "give --from or --to"},
-			{args: []string{"ip-rule", "add", "acme/mail", "bulk", "--to", "not valid"}, code: 2, errText: `--to "not valid" is not an e-mail address or domain`},
-			{args: []string{"ip-rule", "add", "acme/mail", "nope", "--to", "gmail.com"}, code: 1, errText: "IP pool nope not found"},
-			{args: []string{"ip-rule", "add", "zzz", "bulk", "--to", "gmail.com"}, code: 1, errText: "organization zzz not found"},
-			{args: []string{"ip-rule", "add", "acme/zzz", "bulk", "--to", "gmail.com"}, code: 1, errText: "server acme/zzz not found"},
-			{args: []string{"ip-rule", "ls", "acme/mail"}, json: true},
-			{args: []string{"ip-rule", "ls", "acme"}, out: "acme   bulk  marketing@example.com  -"},
-			{args: []string{"ip-rule", "rm", "00000000-0000-4000-a000-000000000000"}, code: 1, errText: "not found"},
+		got := e.Steps(t, iprule.NewCmd, []clitest.Step{
+			{Args: []string{"ip-rule", "add", "acme/mail", "bulk", "--to", "Gmail.com,news@yahoo.com"}, JSON: true},
+			{Args: []string{"ip-rule", "add", "acme", "bulk", "--from", "marketing@example.com"}, JSON: true},
+			{Args: []string{"ip-rule", "add", "acme/mail", "bulk"}, Code: 2, ErrText: "give --from or --to"},
+			{Args: []string{"ip-rule", "add", "acme/mail", "bulk", "--to", "not valid"}, Code: 2, ErrText: `--to "not valid" is not an e-mail address or domain`},
+			{Args: []string{"ip-rule", "add", "acme/mail", "nope", "--to", "gmail.com"}, Code: 1, ErrText: "IP pool nope not found"},
+			{Args: []string{"ip-rule", "add", "zzz", "bulk", "--to", "gmail.com"}, Code: 1, ErrText: "organization zzz not found"},
+			{Args: []string{"ip-rule", "add", "acme/zzz", "bulk", "--to", "gmail.com"}, Code: 1, ErrText: "server acme/zzz not found"},
+			{Args: []string{"ip-rule", "ls", "acme/mail"}, JSON: true},
+			{Args: []string{"ip-rule", "ls", "acme"}, Out: "acme   bulk  marketing@example.com  -"},
+			{Args: []string{"ip-rule", "rm", "00000000-0000-4000-a000-000000000000"}, Code: 1, ErrText: "not found"},
 		})
-		golden(t, "iprule", got)
+		clitest.Golden(t, "iprule", got)
 		rules, err := e.Store.IPPoolRules(ctx, 0, srv.ID)
 		if err != nil || len(rules) != 1 {
 			t.Fatalf("server rules = %v, %v", rules, err)

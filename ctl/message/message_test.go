@@ -81,7 +81,7 @@ func run(t *testing.T, e *clitest.Env, steps []step) string {
 			}
 		}
 		if s.json {
-			b.WriteString("$ " + strings.Join(s.args, " ") + "\n" + normalize(t, res.Out))
+			b.WriteString("$ " + strings.Join(s.args, " ") + "\n" + clitest.Normalize(t, res.Out, volatile))
 		}
 	}
 	return b.String()
@@ -111,7 +111,7 @@ func TestMessageCommands(t *testing.T) {
 			{args: []string{"message", "show", "no-such-token"}, code: 1, errText: "message no-such-token not found"},
 			{args: []string{"message", "ls", "acme/nope"}, code: 1, errText: "server acme/nope not found"},
 		})
-		golden(t, "message", transcript)
+		clitest.Golden(t, "message", transcript)
 
 		// The release added a dispatch entry for the new queued row.
 		q, err := e.Store.QueuedForMessage(context.Background(), a[0].MessageID)

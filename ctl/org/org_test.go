@@ -9,18 +9,18 @@ import (
 
 func TestOrgCommands(t *testing.T) {
 	clitest.Each(t, func(t *testing.T, e *clitest.Env) {
-		got := run(t, e, org.NewCmd, []step{
-			{args: []string{"org", "ls"}, json: true},
-			{args: []string{"org", "create", "acme", "--name", "Acme Inc"}, json: true},
-			{args: []string{"org", "create", "beta"}, out: "Created organization beta (beta)."},
-			{args: []string{"org", "create", "acme"}, code: 1, errText: "organization acme already exists; list organizations with `postalctl org ls`"},
-			{args: []string{"org", "create", "Not Valid"}, code: 2, errText: `"Not Valid" is not a permalink`},
-			{args: []string{"org", "create"}, code: 2, errText: "takes ORG"},
-			{args: []string{"org", "ls"}, json: true},
-			{args: []string{"org", "ls"}, out: "acme  Acme Inc"},
-			{args: []string{"org", "rm", "beta"}, json: true},
-			{args: []string{"org", "rm", "beta"}, code: 1, errText: "organization beta not found"},
+		got := e.Steps(t, org.NewCmd, []clitest.Step{
+			{Args: []string{"org", "ls"}, JSON: true},
+			{Args: []string{"org", "create", "acme", "--name", "Acme Inc"}, JSON: true},
+			{Args: []string{"org", "create", "beta"}, Out: "Created organization beta (beta)."},
+			{Args: []string{"org", "create", "acme"}, Code: 1, ErrText: "organization acme already exists; list organizations with `postalctl org ls`"},
+			{Args: []string{"org", "create", "Not Valid"}, Code: 2, ErrText: `"Not Valid" is not a permalink`},
+			{Args: []string{"org", "create"}, Code: 2, ErrText: "takes ORG"},
+			{Args: []string{"org", "ls"}, JSON: true},
+			{Args: []string{"org", "ls"}, Out: "acme  Acme Inc"},
+			{Args: []string{"org", "rm", "beta"}, JSON: true},
+			{Args: []string{"org", "rm", "beta"}, Code: 1, ErrText: "organization beta not found"},
 		})
-		golden(t, "org", got)
+		clitest.Golden(t, "org", got)
 	})
 }

@@ -2,12 +2,7 @@ package queuecmd_test
 
 import (
 	"context"
-	"encoding/json"
-	"flag"
 	"net"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
@@ -18,8 +13,6 @@ import (
 	"github.com/postalgo/postal/daemon/redisconn"
 	"github.com/postalgo/postal/daemon/redisconn/redistest"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 // redisOf connects to the Redis of e's configuration and deletes every key
 // under its prefix when the test ends.
@@ -64,57 +57,4 @@ func volatile(key string) bool {
 		return true
 	}
 	return false
-}
-
-// normalize replaces volatile values with placeholders and re-indents out.
-func normalize(t *testing.T, out string) string {
-	t.Helper()
-	var v any
-	if err := json.Unmarshal([]byte(out), &v); err != nil {
-		t.Fatalf("output is not JSON: %v\n%s", err, out)
-	}
-	var walk func(key string, v any) any
-	walk = func(key string, v any) any {
-		switch x := v.(type) {
-		case map[string]any:
-			for k, val := range x {
-				x[k] = walk(k, val)
-			}
-		case []any:
-			for i, val := range x {
-				x[i] = walk(key, val)
-			}
-		default:
-			if volatile(key) {
-				return "<" + key + ">"
-			}
-		}
-		return v
-	}
-	var b strings.Builder
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(walk("", v)); err != nil {
-		t.Fatal(err)
-	}
-	return b.String()
-}
-
-// golden compares got with testdata/name.golden (rewritten with -update).
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if string(want) != got {
-		t.Fatalf("output differs from %s (run with -update after checking):\n--- got\n%s\n--- want\n%s", path, got, want)
-	}
 }

@@ -76,9 +76,9 @@ func TestQueueCommands(t *testing.T) {
 			if res.Code != 0 {
 				t.Fatalf("%v: exit %d, %v", args, res.Code, res.RunErr)
 			}
-			transcript += "$ " + strings.Join(args, " ") + "\n" + normalize(t, res.Out)
+			transcript += "$ " + strings.Join(args, " ") + "\n" + clitest.Normalize(t, res.Out, volatile)
 		}
-		golden(t, "queue", transcript)
+		clitest.Golden(t, "queue", transcript)
 
 		var rows []queuecmd.Row
 		res := e.Run(t, newCmd, "queue", "ls", "--json", "--limit", "2")

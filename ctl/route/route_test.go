@@ -22,26 +22,26 @@ func TestRouteCommands(t *testing.T) {
 		if _, err := e.Store.CreateDomain(ctx, srv.ID, store.NewDomain{Name: "example.com", VerificationToken: "t", DKIMIdentifierString: "ABCDEF"}); err != nil {
 			t.Fatal(err)
 		}
-		got := run(t, e, route.NewCmd, []step{
-			{args: []string{"route", "add", "acme/mail", "Support@example.com", "--endpoint", "http:https://app.example.net/in"}, json: true},
-			{args: []string{"route", "add", "acme/mail", "relay@example.com", "--mode", "endpoint", "--endpoint", "smtp:mx.example.net:2525", "--spam-mode", "quarantine"}, json: true},
-			{args: []string{"route", "add", "acme/mail", "fwd@example.com", "--endpoint", "address:team@example.net"}, out: "endpoint Address team@example.net"},
-			{args: []string{"route", "add", "acme/mail", "*@example.com", "--mode", "hold"}, json: true},
-			{args: []string{"route", "add", "acme/mail", "support@example.com", "--mode", "accept"}, code: 1, errText: "a route for support@example.com already exists on acme/mail"},
-			{args: []string{"route", "add", "acme/mail", "x@nope.com", "--mode", "accept"}, code: 1, errText: "domain nope.com is not on acme/mail; add it with `postalctl domain add acme/mail nope.com`"},
-			{args: []string{"route", "add", "acme/mail", "x@example.com", "--endpoint", "http:not a url"}, code: 2, errText: `is not an http(s) URL`},
-			{args: []string{"route", "add", "acme/mail", "x@example.com", "--endpoint", "address:not-an-address"}, code: 2, errText: `"not-an-address" is not an e-mail address`},
-			{args: []string{"route", "add", "acme/mail", "x@example.com", "--endpoint", "smtp:mx.example.net:70000"}, code: 2, errText: "port from 1 to 65535"},
-			{args: []string{"route", "add", "acme/mail", "x@example.com", "--endpoint", "ftp:x"}, code: 2, errText: "want http:URL, smtp:HOST:PORT or address:ADDRESS"},
-			{args: []string{"route", "add", "acme/mail", "x@example.com", "--mode", "teleport"}, code: 2, errText: `--mode "teleport"`},
-			{args: []string{"route", "add", "acme/mail", "x@example.com", "--mode", "hold", "--endpoint", "address:a@b.com"}, code: 2, errText: "--endpoint is only used with --mode endpoint"},
-			{args: []string{"route", "add", "acme/mail", "x@example.com"}, code: 2, errText: "give --mode"},
-			{args: []string{"route", "add", "acme/mail", "example.com", "--mode", "hold"}, code: 2, errText: "is not NAME@DOMAIN"},
-			{args: []string{"route", "ls", "acme/mail"}, json: true},
-			{args: []string{"route", "rm", "acme/mail", "relay@example.com"}, json: true},
-			{args: []string{"route", "rm", "acme/mail", "relay@example.com"}, code: 1, errText: "route relay@example.com not found on acme/mail"},
+		got := e.Steps(t, route.NewCmd, []clitest.Step{
+			{Args: []string{"route", "add", "acme/mail", "Support@example.com", "--endpoint", "http:https://app.example.net/in"}, JSON: true},
+			{Args: []string{"route", "add", "acme/mail", "relay@example.com", "--mode", "endpoint", "--endpoint", "smtp:mx.example.net:2525", "--spam-mode", "quarantine"}, JSON: true},
+			{Args: []string{"route", "add", "acme/mail", "fwd@example.com", "--endpoint", "address:team@example.net"}, Out: "endpoint Address team@example.net"},
+			{Args: []string{"route", "add", "acme/mail", "*@example.com", "--mode", "hold"}, JSON: true},
+			{Args: []string{"route", "add", "acme/mail", "support@example.com", "--mode", "accept"}, Code: 1, ErrText: "a route for support@example.com already exists on acme/mail"},
+			{Args: []string{"route", "add", "acme/mail", "x@nope.com", "--mode", "accept"}, Code: 1, ErrText: "domain nope.com is not on acme/mail; add it with `postalctl domain add acme/mail nope.com`"},
+			{Args: []string{"route", "add", "acme/mail", "x@example.com", "--endpoint", "http:not a url"}, Code: 2, ErrText: `is not an http(s) URL`},
+			{Args: []string{"route", "add", "acme/mail", "x@example.com", "--endpoint", "address:not-an-address"}, Code: 2, ErrText: `"not-an-address" is not an e-mail address`},
+			{Args: []string{"route", "add", "acme/mail", "x@example.com", "--endpoint", "smtp:mx.example.net:70000"}, Code: 2, ErrText: "port from 1 to 65535"},
+			{Args: []string{"route", "add", "acme/mail", "x@example.com", "--endpoint", "ftp:x"}, Code: 2, ErrText: "want http:URL, smtp:HOST:PORT or address:ADDRESS"},
+			{Args: []string{"route", "add", "acme/mail", "x@example.com", "--mode", "teleport"}, Code: 2, ErrText: `--mode "teleport"`},
+			{Args: []string{"route", "add", "acme/mail", "x@example.com", "--mode", "hold", "--endpoint", "address:a@b.com"}, Code: 2, ErrText: "--endpoint is only used with --mode endpoint"},
+			{Args: []string{"route", "add", "acme/mail", "x@example.com"}, Code: 2, ErrText: "give --mode"},
+			{Args: []string{"route", "add", "acme/mail", "example.com", "--mode", "hold"}, Code: 2, ErrText: "is not NAME@DOMAIN"},
+			{Args: []string{"route", "ls", "acme/mail"}, JSON: true},
+			{Args: []string{"route", "rm", "acme/mail", "relay@example.com"}, JSON: true},
+			{Args: []string{"route", "rm", "acme/mail", "relay@example.com"}, Code: 1, ErrText: "route relay@example.com not found on acme/mail"},
 		})
-		golden(t, "route", got)
+		clitest.Golden(t, "route", got)
 		// Nothing was half-created by the refused commands: 3 routes, 2 endpoints left.
 		routes, err := e.Store.Routes(ctx, srv.ID)
 		if err != nil || len(routes) != 3 {

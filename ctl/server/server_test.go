@@ -17,28 +17,28 @@ func TestServerCommands(t *testing.T) {
 		if _, err := e.Store.CreateOrganization(context.Background(), "Acme", "acme"); err != nil {
 			t.Fatal(err)
 		}
-		got := run(t, e, server.NewCmd, []step{
-			{args: []string{"server", "create", "acme/mail", "--name", "Mail"}, json: true},
-			{args: []string{"server", "create", "acme/dev", "--mode", "development"}, out: "Mode:                   Development"},
-			{args: []string{"server", "create", "acme/mail"}, code: 1, errText: "server acme/mail already exists"},
-			{args: []string{"server", "create", "nope/mail"}, code: 1, errText: "organization nope not found; create it with `postalctl org create nope`"},
-			{args: []string{"server", "create", "acme/x", "--mode", "turbo"}, code: 2, errText: `--mode "turbo": want live or development`},
-			{args: []string{"server", "create", "acme"}, code: 2, errText: `"acme" is not ORG/SERVER`},
-			{args: []string{"server", "ls"}, json: true},
-			{args: []string{"server", "ls", "acme"}, out: "acme/dev   dev   Development  -           no"},
-			{args: []string{"server", "ls", "nope"}, code: 1, errText: "organization nope not found"},
-			{args: []string{"server", "set", "acme/mail", "--mode", "development", "--send-limit", "100", "--privacy-mode",
-				"--spam-threshold", "6.5", "--message-retention-days", "7"}, json: true},
-			{args: []string{"server", "set", "acme/mail"}, code: 2, errText: "nothing to change"},
-			{args: []string{"server", "set", "acme/mail", "--send-limit", "-1"}, code: 2, errText: "--send-limit -1"},
-			{args: []string{"server", "suspend", "acme/mail", "--reason", "abuse report"}, json: true},
-			{args: []string{"server", "show", "acme/mail"}, out: "(abuse report)"},
-			{args: []string{"server", "unsuspend", "acme/mail"}, json: true},
-			{args: []string{"server", "show", "acme/nope"}, code: 1, errText: "server acme/nope not found; list servers with `postalctl server ls`"},
-			{args: []string{"server", "rm", "acme/dev"}, json: true},
-			{args: []string{"server", "rm", "acme/dev"}, code: 1, errText: "server acme/dev not found"},
+		got := e.Steps(t, server.NewCmd, []clitest.Step{
+			{Args: []string{"server", "create", "acme/mail", "--name", "Mail"}, JSON: true},
+			{Args: []string{"server", "create", "acme/dev", "--mode", "development"}, Out: "Mode:                   Development"},
+			{Args: []string{"server", "create", "acme/mail"}, Code: 1, ErrText: "server acme/mail already exists"},
+			{Args: []string{"server", "create", "nope/mail"}, Code: 1, ErrText: "organization nope not found; create it with `postalctl org create nope`"},
+			{Args: []string{"server", "create", "acme/x", "--mode", "turbo"}, Code: 2, ErrText: `--mode "turbo": want live or development`},
+			{Args: []string{"server", "create", "acme"}, Code: 2, ErrText: `"acme" is not ORG/SERVER`},
+			{Args: []string{"server", "ls"}, JSON: true},
+			{Args: []string{"server", "ls", "acme"}, Out: "acme/dev   dev   Development  -           no"},
+			{Args: []string{"server", "ls", "nope"}, Code: 1, ErrText: "organization nope not found"},
+			{Args: []string{"server", "set", "acme/mail", "--mode", "development", "--send-limit", "100", "--privacy-mode",
+				"--spam-threshold", "6.5", "--message-retention-days", "7"}, JSON: true},
+			{Args: []string{"server", "set", "acme/mail"}, Code: 2, ErrText: "nothing to change"},
+			{Args: []string{"server", "set", "acme/mail", "--send-limit", "-1"}, Code: 2, ErrText: "--send-limit -1"},
+			{Args: []string{"server", "suspend", "acme/mail", "--reason", "abuse report"}, JSON: true},
+			{Args: []string{"server", "show", "acme/mail"}, Out: "(abuse report)"},
+			{Args: []string{"server", "unsuspend", "acme/mail"}, JSON: true},
+			{Args: []string{"server", "show", "acme/nope"}, Code: 1, ErrText: "server acme/nope not found; list servers with `postalctl server ls`"},
+			{Args: []string{"server", "rm", "acme/dev"}, JSON: true},
+			{Args: []string{"server", "rm", "acme/dev"}, Code: 1, ErrText: "server acme/dev not found"},
 		})
-		golden(t, "server", got)
+		clitest.Golden(t, "server", got)
 	})
 }
 

@@ -82,7 +82,7 @@ func TestStatusShowsProcessesLeasesAndCron(t *testing.T) {
 		if res.Code != 0 {
 			t.Fatalf("status --json: exit %d, %v", res.Code, res.RunErr)
 		}
-		golden(t, "status", normalize(t, res.Out))
+		clitest.Golden(t, "status", clitest.Normalize(t, res.Out, volatile))
 		var r ctlstatus.Result
 		if err := json.Unmarshal([]byte(res.Out), &r); err != nil {
 			t.Fatal(err)

@@ -20,17 +20,17 @@ func TestSuppressionCommands(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got := run(t, e, suppression.NewCmd, []step{
-			{args: []string{"suppression", "ls", "acme/mail"}, json: true},
-			{args: []string{"suppression", "add", "acme/mail", "Bob@Example.net", "--reason", "asked us"}, json: true},
-			{args: []string{"suppression", "add", "acme/mail", "carol@example.net", "--days", "2"}, out: "Suppressed carol@example.net on acme/mail until"},
-			{args: []string{"suppression", "add", "acme/mail", "not-an-address"}, code: 2, errText: `"not-an-address" is not an e-mail address`},
-			{args: []string{"suppression", "add", "acme/nope", "a@example.net"}, code: 1, errText: "server acme/nope not found"},
-			{args: []string{"suppression", "ls", "acme/mail"}, json: true},
-			{args: []string{"suppression", "rm", "acme/mail", "bob@example.net"}, json: true},
-			{args: []string{"suppression", "rm", "acme/mail", "bob@example.net"}, code: 1, errText: "bob@example.net is not suppressed on acme/mail"},
+		got := e.Steps(t, suppression.NewCmd, []clitest.Step{
+			{Args: []string{"suppression", "ls", "acme/mail"}, JSON: true},
+			{Args: []string{"suppression", "add", "acme/mail", "Bob@Example.net", "--reason", "asked us"}, JSON: true},
+			{Args: []string{"suppression", "add", "acme/mail", "carol@example.net", "--days", "2"}, Out: "Suppressed carol@example.net on acme/mail until"},
+			{Args: []string{"suppression", "add", "acme/mail", "not-an-address"}, Code: 2, ErrText: `"not-an-address" is not an e-mail address`},
+			{Args: []string{"suppression", "add", "acme/nope", "a@example.net"}, Code: 1, ErrText: "server acme/nope not found"},
+			{Args: []string{"suppression", "ls", "acme/mail"}, JSON: true},
+			{Args: []string{"suppression", "rm", "acme/mail", "bob@example.net"}, JSON: true},
+			{Args: []string{"suppression", "rm", "acme/mail", "bob@example.net"}, Code: 1, ErrText: "bob@example.net is not suppressed on acme/mail"},
 		})
-		golden(t, "suppression", got)
+		clitest.Golden(t, "suppression", got)
 		s, err := e.Store.ServerSuppression(ctx, srv.ID, "carol@example.net")
 		if err != nil {
 			t.Fatal(err)

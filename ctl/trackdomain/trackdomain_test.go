@@ -22,16 +22,16 @@ func TestTrackDomainCommands(t *testing.T) {
 		if _, err := e.Store.CreateDomain(ctx, srv.ID, store.NewDomain{Name: "example.com", VerificationToken: "t", DKIMIdentifierString: "ABCDEF"}); err != nil {
 			t.Fatal(err)
 		}
-		got := run(t, e, trackdomain.NewCmd, []step{
-			{args: []string{"track-domain", "add", "acme/mail", "Click.example.com", "--exclude-click-domains", "example.org"}, json: true},
-			{args: []string{"track-domain", "add", "acme/mail", "t.example.com", "--no-ssl", "--no-track-loads"}, out: "Publish: t.example.com CNAME track.postal.test"},
-			{args: []string{"track-domain", "add", "acme/mail", "click.example.com"}, code: 1, errText: "track domain click.example.com already exists on acme/mail"},
-			{args: []string{"track-domain", "add", "acme/mail", "click.other.com"}, code: 1, errText: "domain other.com is not on acme/mail"},
-			{args: []string{"track-domain", "add", "acme/mail", "localhost"}, code: 2, errText: "is not NAME.DOMAIN"},
-			{args: []string{"track-domain", "ls", "acme/mail"}, json: true},
-			{args: []string{"track-domain", "rm", "acme/mail", "t.example.com"}, json: true},
-			{args: []string{"track-domain", "rm", "acme/mail", "t.example.com"}, code: 1, errText: "track domain t.example.com not found on acme/mail"},
+		got := e.Steps(t, trackdomain.NewCmd, []clitest.Step{
+			{Args: []string{"track-domain", "add", "acme/mail", "Click.example.com", "--exclude-click-domains", "example.org"}, JSON: true},
+			{Args: []string{"track-domain", "add", "acme/mail", "t.example.com", "--no-ssl", "--no-track-loads"}, Out: "Publish: t.example.com CNAME track.postal.test"},
+			{Args: []string{"track-domain", "add", "acme/mail", "click.example.com"}, Code: 1, ErrText: "track domain click.example.com already exists on acme/mail"},
+			{Args: []string{"track-domain", "add", "acme/mail", "click.other.com"}, Code: 1, ErrText: "domain other.com is not on acme/mail"},
+			{Args: []string{"track-domain", "add", "acme/mail", "localhost"}, Code: 2, ErrText: "is not NAME.DOMAIN"},
+			{Args: []string{"track-domain", "ls", "acme/mail"}, JSON: true},
+			{Args: []string{"track-domain", "rm", "acme/mail", "t.example.com"}, JSON: true},
+			{Args: []string{"track-domain", "rm", "acme/mail", "t.example.com"}, Code: 1, ErrText: "track domain t.example.com not found on acme/mail"},
 		})
-		golden(t, "trackdomain", got)
+		clitest.Golden(t, "trackdomain", got)
 	})
 }

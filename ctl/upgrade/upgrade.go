@@ -83,7 +83,7 @@ func Run(ctx context.Context, o *Options) error {
 	}
 	if err != nil {
 		if f.JSON {
-			return cli.SilentError
+			return cli.ErrSilent
 		}
 		return err
 	}

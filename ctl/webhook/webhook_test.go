@@ -19,19 +19,19 @@ func TestWebhookCommands(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got := run(t, e, webhook.NewCmd, []step{
-			{args: []string{"webhook", "add", "acme/mail", "https://app.example.net/hooks", "--events", "messagesent,MessageBounced"}, json: true},
-			{args: []string{"webhook", "add", "acme/mail", "http://all.example.net/", "--all-events", "--no-sign", "--name", "everything"}, json: true},
-			{args: []string{"webhook", "add", "acme/mail", "notaurl", "--all-events"}, code: 2, errText: `"notaurl" is not an http(s) URL`},
-			{args: []string{"webhook", "add", "acme/mail", "ftp://x.example.net/", "--all-events"}, code: 2, errText: "is not an http(s) URL"},
-			{args: []string{"webhook", "add", "acme/mail", "https://x.example.net/"}, code: 2, errText: "give --events EVENT,... or --all-events"},
-			{args: []string{"webhook", "add", "acme/mail", "https://x.example.net/", "--all-events", "--events", "MessageSent"}, code: 2, errText: "not both"},
-			{args: []string{"webhook", "add", "acme/mail", "https://x.example.net/", "--events", "MessageExploded"}, code: 2, errText: `unknown event "MessageExploded"`},
-			{args: []string{"webhook", "ls", "acme/mail"}, json: true},
-			{args: []string{"webhook", "ls", "acme/mail"}, out: "true     false   all events"},
-			{args: []string{"webhook", "rm", "acme/mail", "00000000-0000-4000-a000-000000000000"}, code: 1, errText: "not found on acme/mail"},
+		got := e.Steps(t, webhook.NewCmd, []clitest.Step{
+			{Args: []string{"webhook", "add", "acme/mail", "https://app.example.net/hooks", "--events", "messagesent,MessageBounced"}, JSON: true},
+			{Args: []string{"webhook", "add", "acme/mail", "http://all.example.net/", "--all-events", "--no-sign", "--name", "everything"}, JSON: true},
+			{Args: []string{"webhook", "add", "acme/mail", "notaurl", "--all-events"}, Code: 2, ErrText: `"notaurl" is not an http(s) URL`},
+			{Args: []string{"webhook", "add", "acme/mail", "ftp://x.example.net/", "--all-events"}, Code: 2, ErrText: "is not an http(s) URL"},
+			{Args: []string{"webhook", "add", "acme/mail", "https://x.example.net/"}, Code: 2, ErrText: "give --events EVENT,... or --all-events"},
+			{Args: []string{"webhook", "add", "acme/mail", "https://x.example.net/", "--all-events", "--events", "MessageSent"}, Code: 2, ErrText: "not both"},
+			{Args: []string{"webhook", "add", "acme/mail", "https://x.example.net/", "--events", "MessageExploded"}, Code: 2, ErrText: `unknown event "MessageExploded"`},
+			{Args: []string{"webhook", "ls", "acme/mail"}, JSON: true},
+			{Args: []string{"webhook", "ls", "acme/mail"}, Out: "true     false   all events"},
+			{Args: []string{"webhook", "rm", "acme/mail", "00000000-0000-4000-a000-000000000000"}, Code: 1, ErrText: "not found on acme/mail"},
 		})
-		golden(t, "webhook", got)
+		clitest.Golden(t, "webhook", got)
 		hooks, err := e.Store.Webhooks(ctx, srv.ID)
 		if err != nil || len(hooks) != 2 {
 			t.Fatalf("webhooks = %v, %v", hooks, err)

@@ -1,4 +1,4 @@
-package domain_test
+package clitest
 
 import (
 	"encoding/json"
@@ -12,44 +12,45 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/postalgo/postal/ctl/cli"
-	"github.com/postalgo/postal/ctl/cli/clitest"
 )
 
+// update is the -update flag of every test binary that imports clitest: it
+// rewrites golden files instead of comparing with them.
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
-// step is one command line of a scenario: it must exit with code; a failing
-// step's error must contain errText; stdout must contain out; a step with
-// json set adds its normalised --json output to the scenario's golden
-// transcript.
-type step struct {
-	args    []string
-	code    int
-	errText string
-	out     string
-	json    bool
+// Step is one command line of a scenario: it must exit with Code; a failing
+// step's error must contain ErrText; stdout must contain Out; a step with
+// JSON set adds its normalised --json output to the scenario's transcript.
+type Step struct {
+	Args    []string
+	Code    int
+	ErrText string
+	Out     string
+	JSON    bool
 }
 
-// run executes steps in order and returns the transcript of the json ones.
-func run(t *testing.T, e *clitest.Env, newCmd func(*cli.Factory) *cobra.Command, steps []step) string {
+// Steps runs steps in order and returns the transcript of the JSON ones,
+// normalised with Volatile.
+func (e *Env) Steps(t *testing.T, newCmd func(*cli.Factory) *cobra.Command, steps []Step) string {
 	t.Helper()
 	var b strings.Builder
 	for _, s := range steps {
-		args := s.args
-		if s.json {
+		args := s.Args
+		if s.JSON {
 			args = append(append([]string{}, args...), "--json")
 		}
 		res := e.Run(t, newCmd, args...)
-		if res.Code != s.code {
-			t.Fatalf("%v: exit %d, want %d (err %v, out %q)", args, res.Code, s.code, res.RunErr, res.Out)
+		if res.Code != s.Code {
+			t.Fatalf("%v: exit %d, want %d (err %v, out %q)", args, res.Code, s.Code, res.RunErr, res.Out)
 		}
-		if s.errText != "" && (res.RunErr == nil || !strings.Contains(res.RunErr.Error(), s.errText)) {
-			t.Fatalf("%v: error %v, want one containing %q", args, res.RunErr, s.errText)
+		if s.ErrText != "" && (res.RunErr == nil || !strings.Contains(res.RunErr.Error(), s.ErrText)) {
+			t.Fatalf("%v: error %v, want one containing %q", args, res.RunErr, s.ErrText)
 		}
-		if !strings.Contains(res.Out, s.out) {
-			t.Fatalf("%v: output %q does not contain %q", args, res.Out, s.out)
+		if !strings.Contains(res.Out, s.Out) {
+			t.Fatalf("%v: output %q does not contain %q", args, res.Out, s.Out)
 		}
-		if s.json {
-			b.WriteString("$ " + strings.Join(s.args, " ") + "\n" + normalize(t, res.Out))
+		if s.JSON {
+			b.WriteString("$ " + strings.Join(s.Args, " ") + "\n" + Normalize(t, res.Out, Volatile))
 		}
 	}
 	return b.String()
@@ -61,8 +62,9 @@ var (
 	verifyRE   = regexp.MustCompile(`postal-verification [0-9a-f]{32}`)
 )
 
-// volatile are the JSON keys whose values differ between runs.
-func volatile(key string) bool {
+// Volatile reports the JSON keys of the mail model whose values differ
+// between runs (ids, uuids, times, random tokens and keys).
+func Volatile(key string) bool {
 	switch key {
 	case "id", "uuid", "created_at", "updated_at", "verified_at", "dns_checked_at", "timestamp", "keep_until",
 		"last_used_at", "suspended_at", "token", "verification_token", "key", "key_hint", "dkim_identifier_string":
@@ -71,9 +73,10 @@ func volatile(key string) bool {
 	return strings.HasSuffix(key, "_id")
 }
 
-// normalize replaces volatile values (ids, uuids, times, random tokens,
-// keys and DKIM material) with placeholders and re-indents out.
-func normalize(t *testing.T, out string) string {
+// Normalize parses out as JSON, replaces the value of every key volatile
+// reports with "<key>", every uuid with "<uuid>" and DKIM material and
+// verification tokens with placeholders, and re-indents it.
+func Normalize(t *testing.T, out string, volatile func(key string) bool) string {
 	t.Helper()
 	var v any
 	if err := json.Unmarshal([]byte(out), &v); err != nil {
@@ -92,10 +95,12 @@ func normalize(t *testing.T, out string) string {
 				x[i] = walk(key, val)
 			}
 			return x
-		case string:
+		}
+		if volatile(key) {
+			return "<" + key + ">"
+		}
+		if x, ok := v.(string); ok {
 			switch {
-			case volatile(key):
-				return "<" + key + ">"
 			case uuidRE.MatchString(x):
 				return "<uuid>"
 			case strings.HasPrefix(x, "v=DKIM1;"):
@@ -103,10 +108,6 @@ func normalize(t *testing.T, out string) string {
 			}
 			x = selectorRE.ReplaceAllString(x, "postal-<selector>._domainkey")
 			return verifyRE.ReplaceAllString(x, "postal-verification <token>")
-		case float64:
-			if volatile(key) {
-				return "<" + key + ">"
-			}
 		}
 		return v
 	}
@@ -120,8 +121,9 @@ func normalize(t *testing.T, out string) string {
 	return b.String()
 }
 
-// golden compares got with testdata/name.golden (rewritten with -update).
-func golden(t *testing.T, name, got string) {
+// Golden compares got with testdata/name.golden, or rewrites that file when
+// the test runs with -update.
+func Golden(t *testing.T, name, got string) {
 	t.Helper()
 	path := filepath.Join("testdata", name+".golden")
 	if *update {
