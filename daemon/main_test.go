@@ -78,8 +78,8 @@ func TestWaitForTargets(t *testing.T) {
 	}{
 		{"none", "", "", ""},
 		{"tcp and http up", ln.Addr().String() + " " + ok.URL, "5", ""},
-		{"http not 2xx", ok.URL + " " + bad.URL, "0.5", bad.URL + " did not answer within 500ms: HTTP 503"},
-		{"tcp closed", closedAddr, "0.3", closedAddr + " did not answer within 300ms"},
+		{"http not 2xx", ok.URL + " " + bad.URL, "2", bad.URL + " did not answer within 2s: HTTP 503"},
+		{"tcp closed", closedAddr, "1", closedAddr + " did not answer within 1s"},
 		{"not an address", "nonsense", "0.2", "nonsense did not answer"},
 		{"bad timeout", ln.Addr().String(), "soon", `WAIT_FOR_TIMEOUT: "soon" is not a positive number`},
 	}

@@ -32,15 +32,21 @@ func waitForTargets(ctx context.Context, targets, timeout string, poll time.Dura
 	defer cancel()
 	client := &http.Client{Timeout: 2 * time.Second}
 	for _, target := range fields {
+		// lastErr is the last failure of a probe that ran to completion: the
+		// reason worth reporting (not the deadline that cut the final probe).
+		var lastErr error
 		for {
 			err := probe(ctx, client, target)
 			if err == nil {
 				break
 			}
+			if ctx.Err() == nil || lastErr == nil {
+				lastErr = err
+			}
 			select {
 			case <-ctx.Done():
 				if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-					return fmt.Errorf("WAIT_FOR_TARGETS: %s did not answer within %s: %w", target, limit, err)
+					return fmt.Errorf("WAIT_FOR_TARGETS: %s did not answer within %s: %w", target, limit, lastErr)
 				}
 				return ctx.Err()
 			case <-time.After(poll):
