@@ -90,7 +90,7 @@ func run(t *testing.T, e *clitest.Env, steps []step) string {
 func TestMessageCommands(t *testing.T) {
 	clitest.Each(t, func(t *testing.T, e *clitest.Env) {
 		a := messages(t, e)
-		rdb, keys := redisOf(t, e)
+		rdb, keys := e.Redis(t)
 		held, sent, queued := fmt.Sprint(a[0].MessageID), fmt.Sprint(a[1].MessageID), fmt.Sprint(a[2].MessageID)
 		transcript := run(t, e, []step{
 			{args: []string{"message", "show", sent}, json: true},
@@ -151,7 +151,7 @@ func TestMessageShowRaw(t *testing.T) {
 func TestMessageReleaseWithRedisDown(t *testing.T) {
 	e := clitest.New(t, "sqlite", true)
 	a := messages(t, e)
-	e.Env["REDIS_URL"] = closedRedisURL(t)
+	e.Env["REDIS_URL"] = clitest.ClosedRedisURL(t)
 	id := fmt.Sprint(a[0].MessageID)
 	res := e.Run(t, message.NewCmd, "message", "release", id, "--json")
 	var r message.Released

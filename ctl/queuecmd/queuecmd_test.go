@@ -39,7 +39,7 @@ func populate(t *testing.T, e *clitest.Env) []store.Accepted {
 		t.Fatal(err)
 	}
 	a := acc[0]
-	rdb, keys := redisOf(t, e)
+	rdb, keys := e.Redis(t)
 	q := queue.New(queue.Options{Client: rdb, Keys: keys, MaxDeliveries: 1})
 	deadLetter := func(x store.Accepted) {
 		t.Helper()
@@ -125,7 +125,7 @@ func TestQueueCommands(t *testing.T) {
 
 func TestQueueEmpty(t *testing.T) {
 	e := clitest.New(t, "sqlite", true)
-	redisOf(t, e)
+	e.Redis(t)
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -169,7 +169,7 @@ func TestQueueErrors(t *testing.T) {
 					{ServerID: fx.Server.ID, Scope: store.ScopeOutgoing, RcptTo: "a@dest.test", MailFrom: "m@example.com", Queue: true, QueueDomain: "dest.test"}}}}); err != nil {
 					t.Fatal(err)
 				}
-				e.Env["REDIS_URL"] = closedRedisURL(t)
+				e.Env["REDIS_URL"] = clitest.ClosedRedisURL(t)
 			}
 			res := e.Run(t, newCmd, tt.args...)
 			if res.Code != tt.code || res.RunErr == nil || !strings.Contains(res.RunErr.Error(), tt.err) {
@@ -185,7 +185,7 @@ func TestQueueErrors(t *testing.T) {
 // Flags become Options (the command tree's verbs are built by NewCmd).
 func TestQueueListLimitFlag(t *testing.T) {
 	e := clitest.New(t, "sqlite", true)
-	redisOf(t, e)
+	e.Redis(t)
 	res := e.Run(t, newCmd, "queue", "ls", "--limit", "3", "--json")
 	if res.Code != 0 || strings.TrimSpace(res.Out) != "[]" {
 		t.Fatalf("exit %d, out %q", res.Code, res.Out)

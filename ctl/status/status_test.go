@@ -27,7 +27,7 @@ var started = time.Date(2025, 3, 14, 9, 0, 0, 0, time.UTC)
 func running(t *testing.T, e *clitest.Env) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	rdb, keys := redisOf(t, e)
+	rdb, keys := e.Redis(t)
 	board := status.NewBoard(rdb, keys)
 	hb := make(chan error, 1)
 	go func() {
@@ -144,7 +144,7 @@ func TestStatusProblems(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e := clitest.New(t, "sqlite", tt.migrate)
 			if tt.redisOff {
-				e.Env["REDIS_URL"] = closedRedisURL(t)
+				e.Env["REDIS_URL"] = clitest.ClosedRedisURL(t)
 			}
 			res := e.Run(t, newCmd, append([]string{"status"}, tt.args...)...)
 			if res.Code != tt.code || res.RunErr == nil || !strings.Contains(res.RunErr.Error(), tt.err) {
