@@ -2,9 +2,12 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // DefaultClaimMax is how many entries Claim takes when limit <= 0.
@@ -81,4 +84,28 @@ func parseClaimRow(kind Kind, r any) (Delivery, bool, error) {
 		d.Job.ID = id
 	}
 	return d, isDead == 1, nil
+}
+
+// Touch resets the idle time of entries the consumer is still working on
+// (XCLAIM to itself with JUSTID, which does not count as a delivery), so
+// that live workers do not reclaim work that is merely slow. Entries
+// already acknowledged are ignored. It returns a wrapped error when Redis
+// fails.
+func (q *Queue) Touch(ctx context.Context, kind Kind, consumer string, ds ...Delivery) error {
+	if err := checkKind(kind); err != nil {
+		return err
+	}
+	if len(ds) == 0 {
+		return nil
+	}
+	ids := make([]string, len(ds))
+	for i, d := range ds {
+		ids[i] = d.StreamID
+	}
+	err := q.c.XClaimJustID(ctx, &redis.XClaimArgs{Stream: q.stream(kind), Group: q.group, Consumer: consumer,
+		MinIdle: 0, Messages: ids}).Err()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("queue: touch %d %s entries: %w", len(ds), kind, err)
+	}
+	return nil
 }

@@ -677,3 +677,55 @@ postal_queue_acked_total{queue="outgoing"} 4
 		t.Fatal(err)
 	}
 }
+
+// Touch keeps a slow consumer's entries from being reclaimed, and does not
+// count as a delivery; untouched entries are reclaimed as usual.
+func TestTouchResetsIdleTime(t *testing.T) {
+	f := newFixture(t, queue.Options{})
+	ctx := context.Background()
+	if err := f.q.Enqueue(ctx, queue.Outgoing, jobs(1, 2)...); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := f.q.Read(ctx, queue.Outgoing, "slow", 10, 0)
+	if err != nil || len(ds) != 2 {
+		t.Fatalf("Read = %d, %v", len(ds), err)
+	}
+	const idle = 300 * time.Millisecond
+	deadline := time.Now().Add(idle + 50*time.Millisecond)
+	for time.Now().Before(deadline) { // let both entries become idle longer than `idle`
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := f.q.Touch(ctx, queue.Outgoing, "slow", ds[0]); err != nil {
+		t.Fatal(err)
+	}
+	claimed, _, err := f.q.Claim(ctx, queue.Outgoing, "other", idle, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(claimed) != 1 || claimed[0].StreamID != ds[1].StreamID {
+		t.Fatalf("claimed %+v; want only the untouched entry %s", claimed, ds[1].StreamID)
+	}
+	if claimed[0].Count != 2 {
+		t.Fatalf("untouched entry count = %d, want 2", claimed[0].Count)
+	}
+	// The touched entry still counts one delivery: reclaimed now, it is at 2.
+	rest, _, err := f.q.Claim(ctx, queue.Outgoing, "other", 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, d := range rest {
+		if d.StreamID == ds[0].StreamID {
+			found = true
+			if d.Count != 2 {
+				t.Fatalf("touched entry count after reclaim = %d, want 2 (Touch is not a delivery)", d.Count)
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("touched entry not reclaimable with minIdle 0: %+v", rest)
+	}
+	if err := f.q.Touch(ctx, queue.Outgoing, "other"); err != nil {
+		t.Fatalf("Touch of nothing: %v", err)
+	}
+}

@@ -281,3 +281,20 @@ func scanIDs(rows idRows) ([]int64, error) {
 	}
 	return ids, rows.Err()
 }
+
+// ExtendLocks moves the lock expiry of the given queued messages to until,
+// for the rows owner still holds, and returns how many it extended. A
+// worker calls it while a slow batch is in flight so that its rows are not
+// taken over (and sent a second time) by another worker.
+func (s *Store) ExtendLocks(ctx context.Context, owner string, ids []int64, until time.Time) (int64, error) {
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	args := append([]any{until.UnixMicro(), owner}, int64Args(ids)...)
+	res, err := s.exec(ctx, `UPDATE queued_messages SET locked_until = ? WHERE locked_by = ? AND id IN (`+placeholders(len(ids))+`)`, args...)
+	if err != nil {
+		return 0, fmt.Errorf("extend locks of %d queued messages: %w", len(ids), err)
+	}
+	n, _ := res.RowsAffected()
+	return n, nil
+}

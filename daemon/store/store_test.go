@@ -285,3 +285,32 @@ func TestClaimIsExclusiveUnderConcurrency(t *testing.T) {
 		}
 	})
 }
+
+// ExtendLocks keeps the owner's rows locked past their first expiry and
+// leaves rows of other owners alone.
+func TestExtendLocks(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		f := storetest.NewFixture(t, s, "example.com", "")
+		acc := submit(t, s, f, "x@dest.test", "y@dest.test")
+		now := time.Now()
+		if got, err := s.ClaimQueued(ctx, []int64{acc[0].QueuedID}, "w1", now, now.Add(time.Second)); err != nil || len(got) != 1 {
+			t.Fatalf("claim: %d, %v", len(got), err)
+		}
+		if got, err := s.ClaimQueued(ctx, []int64{acc[1].QueuedID}, "w2", now, now.Add(time.Second)); err != nil || len(got) != 1 {
+			t.Fatalf("claim: %d, %v", len(got), err)
+		}
+		n, err := s.ExtendLocks(ctx, "w1", []int64{acc[0].QueuedID, acc[1].QueuedID}, now.Add(time.Minute))
+		if err != nil || n != 1 {
+			t.Fatalf("ExtendLocks = %d, %v; want only w1's row", n, err)
+		}
+		later := now.Add(30 * time.Second)
+		due, err := s.DueQueued(ctx, later, 0, 10)
+		if err != nil || len(due) != 1 || due[0].ID != acc[1].QueuedID {
+			t.Fatalf("due at +30s = %+v, %v; want only w2's expired row", due, err)
+		}
+		if stolen, _ := s.ClaimQueued(ctx, []int64{acc[0].QueuedID}, "w3", later, later.Add(time.Second)); len(stolen) != 0 {
+			t.Fatal("another worker took a row whose lock was extended")
+		}
+	})
+}

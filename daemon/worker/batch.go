@@ -43,6 +43,7 @@ func (k *kindRunner) runGroup(hard context.Context, c *consumer, owner, domain s
 		}
 		rows = append(rows, extra...)
 	}
+	stopKeepAlive := k.keepAlive(hard, c, owner, rows, dels, log)
 	var parts [][]*store.QueuedMessage
 	partOf := map[int64]int{}
 	for _, r := range rows {
@@ -65,7 +66,50 @@ func (k *kindRunner) runGroup(hard context.Context, c *consumer, owner, domain s
 			items = append(items, it)
 		}
 	}
+	stopKeepAlive()
 	c.completions <- completion{c: c, items: items, dels: dels, entries: entries}
+}
+
+// keepAlive extends the SQL locks of rows and resets the idle time of their
+// stream entries every third of the visibility timeout until stop is
+// called, so that a batch that is slow (a slow destination, long SMTP
+// timeouts) is not reclaimed and sent a second time by another worker.
+func (k *kindRunner) keepAlive(ctx context.Context, c *consumer, owner string, rows []*store.QueuedMessage,
+	dels map[int64][]queue.Delivery, log *slog.Logger) (stop func()) {
+	o := k.w.o
+	vis := o.Config.VisibilityTimeout.Duration()
+	ids := make([]int64, len(rows))
+	for i, r := range rows {
+		ids[i] = r.ID
+	}
+	var entries []queue.Delivery
+	for _, ds := range dels {
+		entries = append(entries, ds...)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(vis / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if _, err := o.Store.ExtendLocks(ctx, owner, ids, o.Now().Add(vis)); err != nil && ctx.Err() == nil {
+				log.Warn("extending locks of a slow batch failed", "messages", len(ids), "err", err)
+			}
+			if err := o.Queue.Touch(ctx, k.kind, c.name, entries...); err != nil && ctx.Err() == nil {
+				log.Warn("touching entries of a slow batch failed", "entries", len(entries), "err", err)
+			}
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
 }
 
 // call runs the Handler on one batch. It reports false, after logging why,

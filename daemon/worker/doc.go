@@ -73,13 +73,14 @@
 // outcome are not atomic. If the worker dies, or SQL fails, after the Handler
 // delivered a message but before its outcome committed, the row stays locked
 // until its lock expires and is then delivered again. The window is at most
-// the messages in flight at that moment. The same holds for work that takes
-// longer than the visibility timeout from read to outcome: another worker
-// may then reclaim the entry and, the SQL lock having expired too, deliver
-// the message again (the outcome of the first is then refused). Keep Handler
-// timeouts well below the visibility timeout. Within one process this cannot
-// happen: a reclaim that returns an entry the process is still working on is
-// ignored (the work in progress acks it).
+// the messages in flight at that moment. Work that is merely slow is not in
+// this window: while a batch is being handled, the worker extends its SQL
+// locks and touches its stream entries every third of the visibility
+// timeout, so no other worker reclaims it. Only a worker that stops
+// renewing (it died, or cannot reach the database or Redis for a whole
+// visibility timeout) lets its work be taken over. Within one process a
+// reclaim that returns an entry the process is still working on is ignored
+// (the work in progress acks it).
 //
 // # Shutdown
 //

@@ -41,6 +41,7 @@ type Store interface {
 	QueuedByIDs(ctx context.Context, ids []int64) ([]*store.QueuedMessage, error)
 	RecordOutcomes(ctx context.Context, outs []store.Outcome) ([]bool, error)
 	FailQueued(ctx context.Context, queuedID int64, reason string) error
+	ExtendLocks(ctx context.Context, owner string, ids []int64, until time.Time) (int64, error)
 }
 
 // Queue is what the worker needs of the dispatch streams (package queue).
@@ -50,6 +51,7 @@ type Queue interface {
 	Ack(ctx context.Context, kind queue.Kind, ds ...queue.Delivery) error
 	Retry(ctx context.Context, kind queue.Kind, d queue.Delivery, due time.Time) error
 	Schedule(ctx context.Context, kind queue.Kind, due time.Time, jobs ...queue.Job) error
+	Touch(ctx context.Context, kind queue.Kind, consumer string, ds ...queue.Delivery) error
 }
 
 // Defaults for Options.

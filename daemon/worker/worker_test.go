@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -488,4 +489,56 @@ func (f *failingQueue) Read(context.Context, queue.Kind, string, int, time.Durat
 
 func (f *failingQueue) Claim(context.Context, queue.Kind, string, time.Duration, int) ([]queue.Delivery, []queue.Delivery, error) {
 	return nil, nil, errors.New("redis down")
+}
+
+// A batch that takes longer than the visibility timeout is kept alive
+// (locks extended, entries touched): a second worker does not reclaim it,
+// and the message is handled exactly once.
+func TestSlowBatchIsNotReclaimedByAnotherWorker(t *testing.T) {
+	e := newEnv(t, 10)
+	acc := e.insert(t, 1, "slow.example")
+	const vis = time.Second
+	var mu sync.Mutex
+	calls := 0
+	started := make(chan struct{})
+	slow := worker.HandlerFunc(func(ctx context.Context, batch []*store.QueuedMessage) []store.Outcome {
+		mu.Lock()
+		calls += len(batch)
+		first := calls == len(batch)
+		mu.Unlock()
+		if first {
+			close(started)
+			select { // 2.5 visibility timeouts: without keep-alive the entry and the lock both expire
+			case <-time.After(5 * vis / 2):
+			case <-ctx.Done():
+			}
+		}
+		outs := make([]store.Outcome, len(batch))
+		for i := range outs {
+			outs[i] = sent()
+		}
+		return outs
+	})
+	o1 := e.workerOptions(slow, vis)
+	w1, err := worker.New(o1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, w1)
+	e.enqueue(t, acc)
+	<-started
+	o2 := e.workerOptions(slow, vis)
+	o2.Owner += "-second"
+	o2.ReclaimEvery = 100 * time.Millisecond
+	w2, err := worker.New(o2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, w2)
+	waitFor(t, 15*time.Second, "the slow message sent", func() bool { return e.countStatus(t, acc, store.StatusSent) == 1 })
+	mu.Lock()
+	defer mu.Unlock()
+	if calls != 1 {
+		t.Fatalf("handler ran %d times for one message; want 1 (the slow batch was reclaimed)", calls)
+	}
 }
