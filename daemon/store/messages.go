@@ -411,14 +411,17 @@ func (s *Store) RecordOutcomes(ctx context.Context, outs []Outcome) ([]bool, err
 	applied := make([]bool, len(outs))
 	now := s.now().UnixMicro()
 	err := s.inTx(ctx, func(t tx) error {
+		st, err := prepareOutcome(ctx, t)
+		if err != nil {
+			return err
+		}
+		defer st.close()
 		for i, o := range outs {
 			var res sql.Result
-			var err error
 			if o.Retry {
-				res, err = t.exec(ctx, `UPDATE queued_messages SET attempts = attempts + 1, retry_after = ?, locked_by = NULL,
-					locked_until = NULL, updated_at = ? WHERE id = ? AND locked_by = ?`, o.RetryAfter.UnixMicro(), now, o.QueuedID, o.Owner)
+				res, err = st.retry.ExecContext(ctx, o.RetryAfter.UnixMicro(), now, o.QueuedID, o.Owner)
 			} else {
-				res, err = t.exec(ctx, `DELETE FROM queued_messages WHERE id = ? AND locked_by = ?`, o.QueuedID, o.Owner)
+				res, err = st.finish.ExecContext(ctx, o.QueuedID, o.Owner)
 			}
 			if err != nil {
 				return fmt.Errorf("queued message %d: %w", o.QueuedID, err)
@@ -427,7 +430,7 @@ func (s *Store) RecordOutcomes(ctx context.Context, outs []Outcome) ([]bool, err
 				continue
 			}
 			applied[i] = true
-			if err := applyMessageChange(ctx, t, now, o); err != nil {
+			if err := st.apply(ctx, now, o); err != nil {
 				return err
 			}
 		}
@@ -439,36 +442,65 @@ func (s *Store) RecordOutcomes(ctx context.Context, outs []Outcome) ([]bool, err
 	return applied, nil
 }
 
-func applyMessageChange(ctx context.Context, t tx, now int64, o Outcome) error {
-	if o.Status != "" || o.Held || o.Delivery != nil {
-		set := []string{}
-		args := []any{}
-		if o.Status != "" {
-			set = append(set, "status = ?")
-			args = append(args, o.Status)
+// outcomeStmts are the statements an outcome needs, prepared once per
+// transaction (preparing per statement dominated SQLite's cost).
+type outcomeStmts struct {
+	retry, finish, message, delivery *sql.Stmt
+}
+
+func prepareOutcome(ctx context.Context, t tx) (*outcomeStmts, error) {
+	var st outcomeStmts
+	for _, p := range []struct {
+		dst **sql.Stmt
+		q   string
+	}{
+		{&st.retry, `UPDATE queued_messages SET attempts = attempts + 1, retry_after = ?, locked_by = NULL,
+			locked_until = NULL, updated_at = ? WHERE id = ? AND locked_by = ?`},
+		{&st.finish, `DELETE FROM queued_messages WHERE id = ? AND locked_by = ?`},
+		// NULL arguments leave a column unchanged.
+		{&st.message, `UPDATE messages SET status = COALESCE(?, status), details = COALESCE(?, details),
+			held = COALESCE(?, held), hold_expiry = CASE WHEN ? THEN ? ELSE hold_expiry END,
+			last_delivery_attempt = COALESCE(?, last_delivery_attempt) WHERE id = ?`},
+		{&st.delivery, `INSERT INTO deliveries (message_id, status, details, output, sent_with_ssl, log_id, time, timestamp)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`},
+	} {
+		stmt, err := t.PrepareContext(ctx, t.d.rebind(p.q))
+		if err != nil {
+			st.close()
+			return nil, fmt.Errorf("prepare outcome statements: %w", err)
 		}
-		if o.Details != "" {
-			set = append(set, "details = ?")
-			args = append(args, o.Details)
+		*p.dst = stmt
+	}
+	return &st, nil
+}
+
+func (st *outcomeStmts) close() {
+	for _, s := range []*sql.Stmt{st.retry, st.finish, st.message, st.delivery} {
+		if s != nil {
+			_ = s.Close()
 		}
+	}
+}
+
+// apply records o's change to its message: status, details, hold, and the
+// delivery row with the time of the attempt.
+func (st *outcomeStmts) apply(ctx context.Context, now int64, o Outcome) error {
+	if o.Status != "" || o.Details != "" || o.Held || o.Delivery != nil {
+		var held, attempt any
 		if o.Held {
-			set = append(set, "held = ?", "hold_expiry = ?")
-			args = append(args, true, micros(o.HoldExpiry))
+			held = true
 		}
 		if o.Delivery != nil {
-			set = append(set, "last_delivery_attempt = ?")
-			args = append(args, now)
+			attempt = now
 		}
-		if len(set) > 0 {
-			args = append(args, o.MessageID)
-			if _, err := t.exec(ctx, `UPDATE messages SET `+strings.Join(set, ", ")+` WHERE id = ?`, args...); err != nil {
-				return fmt.Errorf("update message %d: %w", o.MessageID, err)
-			}
+		if _, err := st.message.ExecContext(ctx, nullString(o.Status), nullString(o.Details), held, o.Held,
+			micros(o.HoldExpiry), attempt, o.MessageID); err != nil {
+			return fmt.Errorf("update message %d: %w", o.MessageID, err)
 		}
 	}
 	if d := o.Delivery; d != nil {
-		if _, err := t.exec(ctx, `INSERT INTO deliveries (message_id, status, details, output, sent_with_ssl, log_id, time, timestamp)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, o.MessageID, d.Status, d.Details, truncate(d.Output, 512), d.SentWithSSL, d.LogID, d.Time, now); err != nil {
+		if _, err := st.delivery.ExecContext(ctx, o.MessageID, d.Status, d.Details, truncate(d.Output, 512), d.SentWithSSL,
+			d.LogID, d.Time, now); err != nil {
 			return fmt.Errorf("insert delivery for message %d: %w", o.MessageID, err)
 		}
 	}
@@ -492,7 +524,12 @@ func (s *Store) FailQueued(ctx context.Context, queuedID int64, reason string) e
 		if _, err := t.exec(ctx, `DELETE FROM queued_messages WHERE id = ?`, queuedID); err != nil {
 			return fmt.Errorf("fail queued message %d: %w", queuedID, err)
 		}
-		return applyMessageChange(ctx, t, now, Outcome{MessageID: msgID, Status: StatusHardFail, Details: reason,
+		st, err := prepareOutcome(ctx, t)
+		if err != nil {
+			return err
+		}
+		defer st.close()
+		return st.apply(ctx, now, Outcome{MessageID: msgID, Status: StatusHardFail, Details: reason,
 			Delivery: &NewDelivery{Status: StatusHardFail, Details: reason}})
 	})
 }
