@@ -18,6 +18,17 @@ type Stats struct {
 	Inflight int64         `json:"inflight"`
 }
 
+// Stream returns the stats of kind's stream; ok is false when Inspect did
+// not report it.
+func (s Stats) Stream(kind Kind) (st StreamStats, ok bool) {
+	for _, x := range s.Streams {
+		if x.Kind == kind {
+			return x, true
+		}
+	}
+	return StreamStats{}, false
+}
+
 // StreamStats describes one stream and its consumer group.
 type StreamStats struct {
 	Kind Kind `json:"kind"`

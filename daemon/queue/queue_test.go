@@ -71,13 +71,11 @@ func mustInspect(t *testing.T, q *queue.Queue) queue.Stats {
 
 func streamStats(t *testing.T, st queue.Stats, k queue.Kind) queue.StreamStats {
 	t.Helper()
-	for _, s := range st.Streams {
-		if s.Kind == k {
-			return s
-		}
+	s, ok := st.Stream(k)
+	if !ok {
+		t.Fatalf("no stats for %s in %+v", k, st)
 	}
-	t.Fatalf("no stats for %s in %+v", k, st)
-	return queue.StreamStats{}
+	return s
 }
 
 func TestEnqueueReadAckRoundTrip(t *testing.T) {

@@ -88,13 +88,11 @@ func (e *env) outgoing(t testing.TB) (queue.StreamStats, queue.Stats) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range st.Streams {
-		if s.Kind == queue.Outgoing {
-			return s, st
-		}
+	s, ok := st.Stream(queue.Outgoing)
+	if !ok {
+		t.Fatal("no outgoing stream")
 	}
-	t.Fatal("no outgoing stream")
-	return queue.StreamStats{}, st
+	return s, st
 }
 
 func waitFor(t testing.TB, within time.Duration, what string, cond func() bool) {

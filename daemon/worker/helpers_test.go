@@ -166,13 +166,11 @@ func (e *env) stats(t testing.TB) (queue.StreamStats, queue.Stats) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range st.Streams {
-		if s.Kind == queue.Outgoing {
-			return s, st
-		}
+	s, ok := st.Stream(queue.Outgoing)
+	if !ok {
+		t.Fatal("no outgoing stream stats")
 	}
-	t.Fatal("no outgoing stream stats")
-	return queue.StreamStats{}, st
+	return s, st
 }
 
 // waitFor polls cond every 20ms until it holds or the deadline passes.
