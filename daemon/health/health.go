@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -69,9 +70,11 @@ func New(o Options) *Monitor {
 	return &Monitor{o: o, results: map[string]error{}}
 }
 
-// Add registers a named check. It must be called before Run.
+// Add registers a named check. It must be called before Run. Checks are
+// kept in name order, the order Ready reports failures in.
 func (m *Monitor) Add(name string, c Check) {
-	m.checks = append(m.checks, named{name, c})
+	i := sort.Search(len(m.checks), func(i int) bool { return m.checks[i].name >= name })
+	m.checks = slices.Insert(m.checks, i, named{name, c})
 	m.results[name] = ErrNotChecked
 }
 
@@ -124,18 +127,14 @@ func (m *Monitor) Run(ctx context.Context) error {
 }
 
 // Ready returns nil when every check passed in the last round, else an
-// error naming the first failing check (by name order).
+// error naming the first failing check (by name order). It is called per
+// SMTP transaction, so it only reads the cached results.
 func (m *Monitor) Ready() error {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	names := make([]string, 0, len(m.results))
-	for n := range m.results {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		if err := m.results[n]; err != nil {
-			return fmt.Errorf("%s: %w", n, err)
+	for _, c := range m.checks {
+		if err := m.results[c.name]; err != nil {
+			return fmt.Errorf("%s: %w", c.name, err)
 		}
 	}
 	return nil
