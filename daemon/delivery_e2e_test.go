@@ -187,6 +187,10 @@ func TestSubmittedMailIsDeliveredSignedAndSurvivesKill(t *testing.T) {
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	<-p.done
 	p.done <- nil
+	// The built binary signs through libcrypto (cgo build, libssl3 installed).
+	if !strings.Contains(p.stderr.String(), "dkim signing with libcrypto") {
+		t.Errorf("postald did not load libcrypto for DKIM:\n%s", p.stderr)
+	}
 
 	// Only the smtp-server runs: the message is accepted, then the process dies.
 	p = startPostald(t, in, "redis://127.0.0.1:6379/0", "--role", "smtp-server")

@@ -7,10 +7,12 @@ import (
 	"net"
 	"time"
 
+	"github.com/postalgo/postal/config"
 	"github.com/postalgo/postal/daemon/cron"
 	"github.com/postalgo/postal/daemon/dnscheck"
 	"github.com/postalgo/postal/daemon/intake"
 	"github.com/postalgo/postal/daemon/lease"
+	"github.com/postalgo/postal/daemon/libcrypto"
 	"github.com/postalgo/postal/daemon/outbound"
 	"github.com/postalgo/postal/daemon/queue"
 	"github.com/postalgo/postal/daemon/requeuer"
@@ -98,6 +100,7 @@ func buildWorker(d *deps) (role, error) {
 	proc, err := outbound.New(outbound.Options{
 		Postal: d.cfg.Postal, DNS: d.cfg.DNS, SMTPClient: d.cfg.SMTPClient, Store: d.store,
 		Bounces: d.intakeFor(), Webhooks: d.queue, Log: log.With("component", "outbound"), Registerer: d.registry,
+		Keys: dkimKeys(d.cfg.Worker, log),
 	})
 	if err != nil {
 		return role{}, fmt.Errorf("worker: outbound: %w", err)
@@ -160,4 +163,21 @@ func buildSMTPServer(d *deps, log *slog.Logger) (role, error) {
 	d.reloaders = append(d.reloaders, srv.Reload)
 	log.Info("smtp-server listening", "addr", ln.Addr().String())
 	return role{RoleSMTPServer, srv.Run}, nil
+}
+
+// dkimKeys returns the system's libcrypto to sign DKIM with, or nil (sign
+// with crypto/rsa) when worker.dkim_openssl is off or none can be loaded.
+// The choice is logged: it decides most of a worker's CPU per message.
+func dkimKeys(c config.Worker, log *slog.Logger) outbound.KeyHolder {
+	if !c.DKIMOpenSSL {
+		log.Info("dkim signing with crypto/rsa", "reason", "worker.dkim_openssl is false")
+		return nil
+	}
+	lib, err := libcrypto.Open()
+	if err != nil {
+		log.Warn("dkim signing with crypto/rsa, about four times slower than libcrypto", "reason", err)
+		return nil
+	}
+	log.Info("dkim signing with libcrypto", "version", lib.Version())
+	return lib
 }

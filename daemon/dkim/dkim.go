@@ -11,6 +11,7 @@ package dkim
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
@@ -167,12 +168,14 @@ func RecordValue(pub *rsa.PublicKey) string {
 type Signer struct {
 	domain   string
 	selector string
-	key      *rsa.PrivateKey
+	key      crypto.Signer
 }
 
-// NewSigner returns a Signer. It fails when domain or selector is empty, or
-// key is nil or shorter than MinKeyBits.
-func NewSigner(domain, selector string, key *rsa.PrivateKey) (*Signer, error) {
+// NewSigner returns a Signer. key is an *rsa.PrivateKey or another
+// crypto.Signer over an RSA key (such as one held by libcrypto). It fails when
+// domain or selector is empty, or key is nil, not RSA, or shorter than
+// MinKeyBits.
+func NewSigner(domain, selector string, key crypto.Signer) (*Signer, error) {
 	switch {
 	case domain == "":
 		return nil, errors.New("dkim: signer: empty domain")
@@ -180,8 +183,16 @@ func NewSigner(domain, selector string, key *rsa.PrivateKey) (*Signer, error) {
 		return nil, errors.New("dkim: signer: empty selector")
 	case key == nil:
 		return nil, errors.New("dkim: signer: nil key")
-	case key.N.BitLen() < MinKeyBits:
-		return nil, fmt.Errorf("dkim: signer: %d-bit key, at least %d required", key.N.BitLen(), MinKeyBits)
+	}
+	if k, ok := key.(*rsa.PrivateKey); ok && k == nil {
+		return nil, errors.New("dkim: signer: nil key")
+	}
+	pub, ok := key.Public().(*rsa.PublicKey)
+	switch {
+	case !ok || pub == nil:
+		return nil, fmt.Errorf("dkim: signer: %T is not an RSA key", key.Public())
+	case pub.N.BitLen() < MinKeyBits:
+		return nil, fmt.Errorf("dkim: signer: %d-bit key, at least %d required", pub.N.BitLen(), MinKeyBits)
 	}
 	return &Signer{domain: domain, selector: selector, key: key}, nil
 }

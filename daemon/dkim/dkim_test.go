@@ -2,10 +2,16 @@ package dkim_test
 
 import (
 	"bytes"
+	"crypto"
+	"crypto/ed25519"
+	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"fmt"
+	"io"
+	"math/big"
 	"os"
 	"regexp"
 	"slices"
@@ -203,14 +209,23 @@ func TestSignConcurrently(t *testing.T) {
 
 func TestNewSignerRefuses(t *testing.T) {
 	key := testKey(t)
+	_, edKey, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Go no longer generates 512-bit keys; only the public half is read.
+	shortKey := publicOnly{&rsa.PublicKey{N: new(big.Int).Lsh(big.NewInt(1), 511), E: 65537}}
 	tests := []struct {
 		name, domain, selector string
-		key                    *rsa.PrivateKey
+		key                    crypto.Signer
 		want                   string
 	}{
 		{"empty domain", "", "sel", key, "dkim: signer: empty domain"},
 		{"empty selector", "example.com", "", key, "dkim: signer: empty selector"},
-		{"nil key", "example.com", "sel", nil, "dkim: signer: nil key"},
+		{"nil key", "example.com", "sel", (*rsa.PrivateKey)(nil), "dkim: signer: nil key"},
+		{"nil signer", "example.com", "sel", nil, "dkim: signer: nil key"},
+		{"not rsa", "example.com", "sel", edKey, "dkim: signer: ed25519.PublicKey is not an RSA key"},
+		{"short key", "example.com", "sel", shortKey, "dkim: signer: 512-bit key, at least 1024 required"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -343,4 +358,14 @@ func BenchmarkSign(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// publicOnly is a crypto.Signer that cannot sign: NewSigner reads only its
+// public key.
+type publicOnly struct{ pub *rsa.PublicKey }
+
+func (p publicOnly) Public() crypto.PublicKey { return p.pub }
+
+func (p publicOnly) Sign(io.Reader, []byte, crypto.SignerOpts) ([]byte, error) {
+	return nil, errors.New("cannot sign")
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postalgo/postal/daemon/libcrypto"
 	"github.com/postalgo/postal/daemon/store"
 )
 
@@ -16,16 +17,25 @@ import (
 // reads Handle makes are. "own-bodies" gives every message its own body (one
 // signature each); "shared-body" is one submission with 50 recipients (one
 // signature for all); "own-bodies-1024" signs with a 1024-bit key, the size
-// of Postal's own domain keys.
+// of Postal's own domain keys. Each signs through libcrypto, as postald does,
+// and "-crypto_rsa" cases through Go's crypto/rsa for comparison.
 func BenchmarkHandle(b *testing.B) {
+	lib, err := libcrypto.Open()
+	if err != nil {
+		b.Fatal(err)
+	}
 	for _, c := range []struct {
 		name   string
 		shared bool
 		bits   int
-	}{{"own-bodies", false, 2048}, {"shared-body", true, 2048}, {"own-bodies-1024", false, 1024}} {
+		keys   KeyHolder
+	}{
+		{"own-bodies", false, 2048, lib}, {"shared-body", true, 2048, lib}, {"own-bodies-1024", false, 1024, lib},
+		{"own-bodies-crypto_rsa", false, 2048, nil}, {"own-bodies-1024-crypto_rsa", false, 1024, nil},
+	} {
 		shared := c.shared
 		b.Run(c.name, func(b *testing.B) {
-			e := newEnv(b, envOptions{keyBits: c.bits})
+			e := newEnv(b, envOptions{keyBits: c.bits, tune: func(o *Options) { o.Keys = c.keys }})
 			e.mail.discard = true
 			e.now = time.Now()
 			e.p.now = time.Now

@@ -13,6 +13,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/postalgo/postal/daemon/dsn"
+	"github.com/postalgo/postal/daemon/libcrypto"
 	"github.com/postalgo/postal/daemon/queue"
 	"github.com/postalgo/postal/daemon/resolver"
 	"github.com/postalgo/postal/daemon/store"
@@ -91,8 +92,23 @@ func TestOutcomeFollowsTheRemoteReply(t *testing.T) {
 	}
 }
 
+// TestSentMessageIsRewrittenAndSigned signs with crypto/rsa and with the
+// system's libcrypto (what postald uses): both signatures must verify.
 func TestSentMessageIsRewrittenAndSigned(t *testing.T) {
-	e := newEnv(t, envOptions{keyBits: 2048})
+	lib, err := libcrypto.Open()
+	if err != nil {
+		t.Fatalf("libcrypto: %v (install libssl3)", err)
+	}
+	for _, c := range []struct {
+		name string
+		keys KeyHolder
+	}{{"crypto_rsa", nil}, {"libcrypto", lib}} {
+		t.Run(c.name, func(t *testing.T) { testSentMessage(t, c.keys) })
+	}
+}
+
+func testSentMessage(t *testing.T, keys KeyHolder) {
+	e := newEnv(t, envOptions{keyBits: 2048, tune: func(o *Options) { o.Keys = keys }})
 	row := e.queueMessage("ok@dest.test")
 	if out := e.handle(row)[0]; out.Status != store.StatusSent {
 		t.Fatalf("outcome %+v", out.Delivery)

@@ -3,6 +3,7 @@ package outbound
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"fmt"
 	"strings"
 	"sync"
@@ -131,8 +132,9 @@ func (p *Processor) prepare(ctx context.Context, j *job, from string) ([]byte, e
 // domain's key, selector or name changes. Parsing an RSA key costs far more
 // than signing with it.
 type signerCache struct {
-	mu sync.Mutex
-	m  map[int64]*signerEntry
+	mu   sync.Mutex
+	m    map[int64]*signerEntry
+	keys KeyHolder // nil: sign with crypto/rsa
 }
 
 type signerEntry struct {
@@ -155,8 +157,12 @@ func (c *signerCache) get(d *store.Domain, identifier string) (*dkim.Signer, err
 	}
 	e := &signerEntry{pem: d.DKIMPrivateKey, selector: selector, name: d.Name}
 	key, err := dkim.ParsePrivateKey([]byte(d.DKIMPrivateKey))
+	var cs crypto.Signer = key
+	if err == nil && c.keys != nil {
+		cs, err = c.keys.NewSigner(key)
+	}
 	if err == nil {
-		e.signer, err = dkim.NewSigner(d.Name, selector, key)
+		e.signer, err = dkim.NewSigner(d.Name, selector, cs)
 	}
 	if err != nil {
 		e.err = fmt.Errorf("dkim key of domain %s: %w", d.Name, err)

@@ -1,0 +1,5 @@
+//go:build cgo && linux
+
+package libcrypto_test
+
+const cgoLinux = true

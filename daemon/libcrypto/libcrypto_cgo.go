@@ -1,0 +1,205 @@
+//go:build cgo && linux
+
+package libcrypto
+
+/*
+#cgo LDFLAGS: -ldl
+#include <dlfcn.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+// The few libcrypto entry points used, resolved with dlsym. Their signatures
+// are the same in OpenSSL 1.1 and 3.x.
+typedef struct {
+	void *(*d2i_rsa)(void **, const unsigned char **, long);
+	int (*rsa_sign)(int, const unsigned char *, unsigned int, unsigned char *, unsigned int *, void *);
+	void (*rsa_free)(void *);
+	int (*rsa_size)(const void *);
+	unsigned long (*err_get)(void);
+	void (*err_string)(unsigned long, char *, size_t);
+	void (*err_clear)(void);
+	const char *(*version)(int);
+} postal_libcrypto;
+
+static int postal_libcrypto_open(const char *name, postal_libcrypto *lc) {
+	void *h = dlopen(name, RTLD_NOW | RTLD_LOCAL);
+	if (h == NULL) {
+		return 0;
+	}
+	lc->d2i_rsa = dlsym(h, "d2i_RSAPrivateKey");
+	lc->rsa_sign = dlsym(h, "RSA_sign");
+	lc->rsa_free = dlsym(h, "RSA_free");
+	lc->rsa_size = dlsym(h, "RSA_size");
+	lc->err_get = dlsym(h, "ERR_get_error");
+	lc->err_string = dlsym(h, "ERR_error_string_n");
+	lc->err_clear = dlsym(h, "ERR_clear_error");
+	lc->version = dlsym(h, "OpenSSL_version");
+	if (!lc->d2i_rsa || !lc->rsa_sign || !lc->rsa_free || !lc->rsa_size ||
+	    !lc->err_get || !lc->err_string || !lc->err_clear || !lc->version) {
+		dlclose(h);
+		return 0;
+	}
+	return 1;
+}
+
+static const char *postal_libcrypto_version(postal_libcrypto *lc) {
+	return lc->version(0);
+}
+
+// The error queue is per thread, so every call that can fail reads its error
+// in the same C call (a goroutine may change threads between cgo calls).
+static void postal_libcrypto_err(postal_libcrypto *lc, char *buf, size_t n) {
+	unsigned long e = lc->err_get();
+	if (e == 0) {
+		strncpy(buf, "unknown error", n - 1);
+		buf[n - 1] = 0;
+	} else {
+		lc->err_string(e, buf, n);
+	}
+	lc->err_clear();
+}
+
+static void *postal_libcrypto_parse(postal_libcrypto *lc, const unsigned char *der, long n, char *errbuf, size_t errn) {
+	const unsigned char *p = der;
+	lc->err_clear();
+	void *k = lc->d2i_rsa(NULL, &p, n);
+	if (k == NULL) {
+		postal_libcrypto_err(lc, errbuf, errn);
+	}
+	return k;
+}
+
+static int postal_libcrypto_size(postal_libcrypto *lc, void *k) {
+	return lc->rsa_size(k);
+}
+
+static int postal_libcrypto_sign(postal_libcrypto *lc, int nid, const unsigned char *m, unsigned int mlen,
+                                 unsigned char *sig, unsigned int *siglen, void *k, char *errbuf, size_t errn) {
+	lc->err_clear();
+	int ok = lc->rsa_sign(nid, m, mlen, sig, siglen, k);
+	if (ok != 1) {
+		postal_libcrypto_err(lc, errbuf, errn);
+	}
+	return ok;
+}
+
+static void postal_libcrypto_free(postal_libcrypto *lc, void *k) {
+	lc->rsa_free(k);
+}
+*/
+import "C"
+
+import (
+	"crypto"
+	"crypto/rsa"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"unsafe"
+)
+
+// names are tried in order; the unversioned name is last because it exists
+// only where the development package is installed.
+var names = []string{"libcrypto.so.3", "libcrypto.so.1.1", "libcrypto.so"}
+
+// Library is a loaded libcrypto. It is safe for concurrent use and is never
+// unloaded.
+type Library struct {
+	lc      *C.postal_libcrypto // C memory: referenced from every key
+	version string
+}
+
+// Open loads the system's libcrypto. It returns an error wrapping
+// ErrUnavailable when none can be loaded.
+func Open() (*Library, error) {
+	lc := (*C.postal_libcrypto)(C.calloc(1, C.size_t(unsafe.Sizeof(C.postal_libcrypto{}))))
+	for _, name := range names {
+		cname := C.CString(name)
+		ok := C.postal_libcrypto_open(cname, lc)
+		C.free(unsafe.Pointer(cname))
+		if ok == 1 {
+			return &Library{lc: lc, version: C.GoString(C.postal_libcrypto_version(lc))}, nil
+		}
+	}
+	C.free(unsafe.Pointer(lc))
+	return nil, fmt.Errorf("%w: none of %v could be loaded", ErrUnavailable, names)
+}
+
+// Version returns the library's own version text, such as "OpenSSL 3.0.19
+// 27 Jan 2026".
+func (l *Library) Version() string { return l.version }
+
+// NewSigner returns a crypto.Signer that signs with key inside libcrypto. It
+// makes PKCS #1 v1.5 signatures over SHA-1, SHA-256, SHA-384 or SHA-512
+// digests, the same bytes rsa.SignPKCS1v15 makes. The libcrypto copy of the
+// key is freed when the signer is garbage collected.
+func (l *Library) NewSigner(key *rsa.PrivateKey) (crypto.Signer, error) {
+	if key == nil {
+		return nil, errors.New("libcrypto: nil key")
+	}
+	der := x509.MarshalPKCS1PrivateKey(key)
+	var errbuf [256]C.char
+	k := C.postal_libcrypto_parse(l.lc, (*C.uchar)(unsafe.Pointer(&der[0])), C.long(len(der)), &errbuf[0], C.size_t(len(errbuf)))
+	clear(der)
+	if k == nil {
+		return nil, fmt.Errorf("libcrypto: load RSA key: %s", C.GoString(&errbuf[0]))
+	}
+	s := &signer{lc: l.lc, key: k, size: int(C.postal_libcrypto_size(l.lc, k)), pub: &key.PublicKey}
+	lc := l.lc
+	runtime.AddCleanup(s, func(k unsafe.Pointer) { C.postal_libcrypto_free(lc, k) }, k)
+	return s, nil
+}
+
+type signer struct {
+	lc   *C.postal_libcrypto
+	key  unsafe.Pointer // RSA*
+	size int
+	pub  *rsa.PublicKey
+}
+
+func (s *signer) Public() crypto.PublicKey { return s.pub }
+
+// nid returns OpenSSL's object identifier of a supported digest.
+func nid(h crypto.Hash) (C.int, bool) {
+	switch h {
+	case crypto.SHA1:
+		return 64, true
+	case crypto.SHA256:
+		return 672, true
+	case crypto.SHA384:
+		return 673, true
+	case crypto.SHA512:
+		return 674, true
+	}
+	return 0, false
+}
+
+// Sign signs digest, which must be the opts.HashFunc() digest of the message.
+// rand is unused: the signature is deterministic and libcrypto blinds the
+// private-key operation itself.
+func (s *signer) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	if _, pss := opts.(*rsa.PSSOptions); pss {
+		return nil, errors.New("libcrypto: RSA-PSS is not supported")
+	}
+	h := opts.HashFunc()
+	id, ok := nid(h)
+	if !ok {
+		return nil, fmt.Errorf("libcrypto: unsupported hash %v", h)
+	}
+	if len(digest) != h.Size() {
+		return nil, fmt.Errorf("libcrypto: %d-byte digest for %v", len(digest), h)
+	}
+	sig := make([]byte, s.size)
+	var n C.uint
+	var errbuf [256]C.char
+	r := C.postal_libcrypto_sign(s.lc, id, (*C.uchar)(unsafe.Pointer(&digest[0])), C.uint(len(digest)),
+		(*C.uchar)(unsafe.Pointer(&sig[0])), &n, s.key, &errbuf[0], C.size_t(len(errbuf)))
+	runtime.KeepAlive(s)
+	if r != 1 {
+		return nil, fmt.Errorf("libcrypto: sign: %s", C.GoString(&errbuf[0]))
+	}
+	return sig[:n], nil
+}
