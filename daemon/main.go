@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"time"
@@ -67,6 +69,14 @@ func Main(ctx context.Context, args []string, env Env) int {
 		return exitOK
 	}
 	opts.env = env
+	if opts.CPUProfile != "" {
+		stop, err := startCPUProfile(opts.CPUProfile)
+		if err != nil {
+			fmt.Fprintln(env.Stderr, "postald: "+err.Error())
+			return exitFailure
+		}
+		defer stop()
+	}
 	if err := Run(ctx, opts); err != nil {
 		fmt.Fprintln(env.Stderr, "postald: "+strings.ReplaceAll(err.Error(), "\n", "\n  "))
 		var u *usageError
@@ -85,9 +95,12 @@ type Options struct {
 	// ConfigPath is --config ("" = the standard lookup).
 	ConfigPath string
 	// Grace bounds the drain after a stop signal.
-	Grace   time.Duration
-	version bool
-	env     Env
+	Grace time.Duration
+	// CPUProfile is --cpuprofile: a file that receives a pprof CPU profile
+	// of the whole run, written when postald exits.
+	CPUProfile string
+	version    bool
+	env        Env
 }
 
 func parseArgs(args []string, stderr io.Writer) (Options, error) {
@@ -100,6 +113,7 @@ func parseArgs(args []string, stderr io.Writer) (Options, error) {
 	fs.StringVar(&roles, "role", "", "comma-separated roles to run: "+strings.Join(AllRoles(), ", ")+", or all")
 	fs.StringVar(&o.ConfigPath, "config", "", "path to postal.yml (default: $POSTAL_CONFIG_FILE_PATH, /config/postal.yml, /etc/postal/postal.yml)")
 	fs.DurationVar(&o.Grace, "shutdown-grace", 30*time.Second, "how long in-flight work may take to finish after SIGTERM")
+	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a pprof CPU profile of the run to this file (for performance work)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: postald [--config FILE] --role ROLE[,ROLE...]|all\n"+
 			"       postald [--config FILE] web-server|smtp-server|worker|cron|requeuer|all\n"+
@@ -167,4 +181,20 @@ func ParseRoles(s string) ([]string, error) {
 		return nil, errors.New("no role given")
 	}
 	return out, nil
+}
+
+// startCPUProfile profiles the process into path until stop is called.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }

@@ -33,22 +33,29 @@ now() { date +%s.%N; }
 wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "bench: nothing listens on $1" >&2; return 1; }
 
 # start_sink DIR: smtp-sink writing one file per message into DIR (tmpfs).
+# -c keeps a running count in DIR.count, so waiting for the sink reads a few
+# bytes instead of listing thousands of files every 50 ms (which would take
+# CPU from the system under test); the files are counted once at the end.
 start_sink() {
   local dir=$1
   mkdir -p "$dir"; chmod 777 "$dir"
   SINK_PORT=$(free_port)
-  smtp-sink -u nobody -d "$dir/%M." "127.0.0.1:$SINK_PORT" 1024 &
+  smtp-sink -c -u nobody -d "$dir/%M." "127.0.0.1:$SINK_PORT" 1024 >"$dir.count" &
   PIDS+=($!)
   wait_port "$SINK_PORT"
 }
 count_sink() { find "$1" -type f | wc -l; }
+# sink_counter DIR: messages the sink has finished (its -c counter).
+sink_counter() { tail -c 100 "$1.count" 2>/dev/null | tr '\r' '\n' | sed -n 's/.*mesg=\([0-9]*\).*/\1/p' | tail -1; }
 wait_sink() { # DIR N TIMEOUT_S -> prints the time all N arrived
-  local dir=$1 n=$2 limit=${3:-600} start; start=$(now)
-  while [ "$(count_sink "$dir")" -lt "$n" ]; do
-    if [ "$(echo "$(now) - $start > $limit" | bc)" = 1 ]; then echo "bench: sink has $(count_sink "$dir") of $n after ${limit}s" >&2; return 1; fi
+  local dir=$1 n=$2 limit=${3:-600} start c; start=$(now)
+  while c=$(sink_counter "$dir"); [ "${c:-0}" -lt "$n" ]; do
+    if [ "$(echo "$(now) - $start > $limit" | bc)" = 1 ]; then echo "bench: sink has ${c:-0} of $n after ${limit}s" >&2; return 1; fi
     sleep 0.05
   done
   now
+  c=$(count_sink "$dir")
+  [ "$c" -ge "$n" ] || { echo "bench: sink counted $n but holds $c files" >&2; return 1; }
 }
 
 # start_postfix: a private instance relaying everything to the sink.
@@ -136,13 +143,16 @@ start_postald() {
   $ctl server create acme/mail >/dev/null
   $ctl domain add acme/mail example.com --verified --dkim-bits "$BENCH_DKIM_BITS" >/dev/null
   $ctl credential create acme/mail --type smtp-ip local --key 127.0.0.1/32 >/dev/null
-  "$WORK/bin/postald" --role "$1" 2>"$d/postald.log" &
+  # BENCH_CPUPROFILE=FILE: pprof CPU profile of postald for the run.
+  "$WORK/bin/postald" --role "$1" ${BENCH_CPUPROFILE:+--cpuprofile "$BENCH_CPUPROFILE"} 2>"$d/postald.log" &
   PD_PID=$!
   PIDS+=($PD_PID)
   wait_port "$PD_SMTP"
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PD_HEALTH/ready" >/dev/null && break; sleep 0.1; done
 }
 stop_postald() {
+  # CPU seconds postald used (user + system), for the per-message cost.
+  PD_CPU=$(awk -v t="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / t}' "/proc/$PD_PID/stat" 2>/dev/null || echo -)
   kill "$PD_PID" 2>/dev/null || true; wait "$PD_PID" 2>/dev/null || true
   redis-cli --scan --pattern "{$REDIS_KEY_PREFIX}:*" | xargs -r redis-cli del >/dev/null
 }

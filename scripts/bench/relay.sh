@@ -9,3 +9,4 @@ printf 'relay   postald %6s msg/s   postfix %6s msg/s   ratio %sx   (end to end,
   "$PD_E2E" "$PF_E2E" "$(ratio "$PD_E2E" "$PF_E2E")" "$BENCH_DKIM_BITS"
 printf 'accept  postald %6s msg/s   postfix %6s msg/s   ratio %sx\n' \
   "$PD_ACCEPT" "$PF_ACCEPT" "$(ratio "$PD_ACCEPT" "$PF_ACCEPT")"
+printf 'cpu     postald %s s for %s messages (%s ms/msg)\n' "$PD_CPU" "$BENCH_N" "$(echo "scale=3; $PD_CPU * 1000 / $BENCH_N" | bc 2>/dev/null || echo -)"
