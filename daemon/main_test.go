@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -93,5 +95,28 @@ func TestWaitForTargets(t *testing.T) {
 				t.Fatalf("err = %v, want %q", err, tt.err)
 			}
 		})
+	}
+}
+
+// TestCPUProfile: --cpuprofile writes a profile even when the run fails, and
+// an unwritable path is a one-line failure before anything starts.
+func TestCPUProfile(t *testing.T) {
+	dir := t.TempDir()
+	env := func(stderr io.Writer) Env {
+		return Env{Lookup: func(string) (string, bool) { return "", false }, Stdout: io.Discard, Stderr: stderr}
+	}
+	var stderr strings.Builder
+	path := filepath.Join(dir, "cpu.prof")
+	code := Main(context.Background(), []string{"--cpuprofile", path, "--config", filepath.Join(dir, "missing.yml"), "--role", "worker"}, env(&stderr))
+	if code == exitOK {
+		t.Fatalf("exit %d with a missing config", code)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Size() == 0 {
+		t.Fatalf("profile not written: %v", err)
+	}
+	stderr.Reset()
+	code = Main(context.Background(), []string{"--cpuprofile", filepath.Join(dir, "no", "cpu.prof"), "--role", "worker"}, env(&stderr))
+	if code != exitFailure || !strings.HasPrefix(stderr.String(), "postald: cpu profile: ") || strings.Count(stderr.String(), "\n") != 1 {
+		t.Fatalf("exit %d, stderr %q", code, stderr.String())
 	}
 }
