@@ -1,14 +1,16 @@
 // Package intake makes accepted mail durable before anyone is told it was
 // accepted. Callers (the SMTP server, later the HTTP API) hand it a
-// store.Submission; Submit returns only after the submission is committed in
-// SQL, and after its dispatch entries were written to Redis or that write
-// failed (the message is durable either way: the requeuer's reconciliation
-// dispatches what Redis missed).
+// store.Submission; Submit returns once the submission is committed in SQL,
+// which is what makes it durable.
 //
 // Concurrent submissions are group-committed: a committer takes every
 // submission waiting at that moment (up to MaxBatch) and stores them in one
-// transaction, then dispatches them in one round trip per stream, so the
-// cost of an fsync is shared by every message in the batch.
+// transaction, so the cost of an fsync is shared by every message in the
+// batch. A dispatcher then writes the batches' stream entries to Redis, one
+// round trip per stream for every batch waiting, while the committers go on
+// with the next batch: a slow or unreachable Redis never delays an answer.
+// A dispatch that fails is left to the requeuer's reconciliation, which
+// dispatches every due row that Redis does not know.
 package intake
 
 import (
@@ -17,6 +19,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -48,7 +51,8 @@ type Options struct {
 	// Committers is how many batches may commit at once (default 1; SQLite
 	// has a single writer, PostgreSQL benefits from 2-4).
 	Committers int
-	// CommitTimeout bounds one batch's commit and dispatch (default 30s).
+	// CommitTimeout bounds one batch's commit, and one dispatch round
+	// (default 30s).
 	CommitTimeout time.Duration
 	// Registerer receives the intake's metrics; nil registers none.
 	Registerer prometheus.Registerer
@@ -69,6 +73,12 @@ type result struct {
 type Intake struct {
 	o    Options
 	reqs chan request
+	// committed carries committed batches from the committers to the
+	// dispatcher; closed once the committers have finished.
+	committed chan [][]store.Accepted
+	// backlogFull is set when a batch was left to reconciliation, and
+	// cleared when a dispatch round succeeds (it limits the logging).
+	backlogFull atomic.Bool
 	// mu guards closed: Submit sends under the read lock, Run closes reqs
 	// under the write lock, so no request is ever sent on a closed channel
 	// or left behind after the committers finished.
@@ -95,14 +105,15 @@ func New(o Options) *Intake {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
 	in := &Intake{
-		o:    o,
-		reqs: make(chan request, o.MaxBatch*o.Committers),
+		o:         o,
+		reqs:      make(chan request, o.MaxBatch*o.Committers),
+		committed: make(chan [][]store.Accepted, dispatchBacklog),
 		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "postal_intake_batch_size",
 			Help: "Submissions committed per SQL transaction.", Buckets: prometheus.ExponentialBuckets(1, 2, 10)}),
 		commitTime: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "postal_intake_commit_seconds",
-			Help: "Time to commit and dispatch one batch.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
+			Help: "Time to commit one batch to SQL.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
 		dispatchErr: prometheus.NewCounter(prometheus.CounterOpts{Name: "postal_intake_dispatch_errors_total",
-			Help: "Batches committed to SQL whose Redis dispatch failed (left to reconciliation)."}),
+			Help: "Dispatches of committed batches that failed or found the backlog full (left to reconciliation)."}),
 	}
 	if o.Registerer != nil {
 		o.Registerer.MustRegister(in.batchSize, in.commitTime, in.dispatchErr)
@@ -132,16 +143,23 @@ func (in *Intake) Submit(ctx context.Context, sub store.Submission) ([]store.Acc
 	return res.accepted, res.err
 }
 
+// dispatchBacklog is how many committed batches may wait for the
+// dispatcher; when it is full, a committed batch is left to reconciliation
+// rather than make an answer wait for Redis.
+const dispatchBacklog = 64
+
 // Run commits batches until ctx ends; then it refuses new submissions,
-// commits every submission already handed over, and returns nil.
+// commits every submission already handed over, dispatches every committed
+// batch, and returns nil.
 func (in *Intake) Run(ctx context.Context) error {
+	dispatched := make(chan struct{})
+	go func() {
+		defer close(dispatched)
+		in.dispatchLoop()
+	}()
 	var wg sync.WaitGroup
 	for range in.o.Committers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			in.commitLoop()
-		}()
+		wg.Go(in.commitLoop)
 	}
 	<-ctx.Done()
 	in.mu.Lock() // waits for senders in flight; the committers keep draining meanwhile
@@ -149,6 +167,8 @@ func (in *Intake) Run(ctx context.Context) error {
 	close(in.reqs)
 	in.mu.Unlock()
 	wg.Wait()
+	close(in.committed)
+	<-dispatched
 	return nil
 }
 
@@ -195,32 +215,73 @@ func (in *Intake) commit(batch []request) {
 		}
 		return
 	}
-	in.dispatch(ctx, accepted)
 	for i, r := range batch {
 		r.done <- result{accepted: accepted[i]}
 	}
 	in.batchSize.Observe(float64(len(batch)))
 	in.commitTime.Observe(time.Since(start).Seconds())
+	select {
+	case in.committed <- accepted:
+	default:
+		// Redis is slower than SQL for now (or hangs): the rows are
+		// durable and due, so reconciliation dispatches them; answering
+		// never waits for Redis.
+		in.dispatchErr.Inc()
+		if in.backlogFull.CompareAndSwap(false, true) {
+			in.o.Log.Warn("dispatch backlog full; reconciliation will dispatch what is committed meanwhile",
+				"batches", dispatchBacklog)
+		}
+	}
+}
+
+// dispatchLoop dispatches committed batches until committed is closed and
+// empty, taking every batch waiting at once into one round trip per stream.
+func (in *Intake) dispatchLoop() {
+	byKind := map[queue.Kind][]queue.Job{}
+	for accepted := range in.committed {
+		add := func(accepted [][]store.Accepted) {
+			for _, sub := range accepted {
+				for _, a := range sub {
+					if a.QueuedID != 0 {
+						k := queue.Kind(a.Scope)
+						byKind[k] = append(byKind[k], queue.Job{ID: a.QueuedID, Domain: a.Domain})
+					}
+				}
+			}
+		}
+		add(accepted)
+	more:
+		for {
+			select {
+			case next, ok := <-in.committed:
+				if !ok {
+					break more
+				}
+				add(next)
+			default:
+				break more
+			}
+		}
+		in.dispatch(byKind)
+		clear(byKind)
+	}
 }
 
 // dispatch writes one stream entry per queued message, one round trip per
 // stream. A failure is logged and left to reconciliation: the rows are
 // already durable and due, so the requeuer finds them.
-func (in *Intake) dispatch(ctx context.Context, accepted [][]store.Accepted) {
-	byKind := map[queue.Kind][]queue.Job{}
-	for _, sub := range accepted {
-		for _, a := range sub {
-			if a.QueuedID == 0 {
-				continue
-			}
-			k := queue.Kind(a.Scope)
-			byKind[k] = append(byKind[k], queue.Job{ID: a.QueuedID, Domain: a.Domain})
-		}
-	}
+func (in *Intake) dispatch(byKind map[queue.Kind][]queue.Job) {
+	ctx, cancel := context.WithTimeout(context.Background(), in.o.CommitTimeout)
+	defer cancel()
+	ok := true
 	for kind, jobs := range byKind {
 		if err := in.o.Queue.Enqueue(ctx, kind, jobs...); err != nil {
+			ok = false
 			in.dispatchErr.Inc()
 			in.o.Log.Warn("dispatch failed; reconciliation will re-dispatch", "queue", string(kind), "jobs", len(jobs), "err", err)
 		}
+	}
+	if ok {
+		in.backlogFull.Store(false)
 	}
 }

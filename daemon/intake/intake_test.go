@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/postalgo/postal/daemon/redisconn/redistest"
 	"github.com/postalgo/postal/daemon/store"
 	"github.com/postalgo/postal/daemon/store/storetest"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 func submission(serverID int64, rcpts ...string) store.Submission {
@@ -132,5 +134,123 @@ func TestDatabaseFailureFailsSubmit(t *testing.T) {
 	_ = s.Close()
 	if _, err := in.Submit(ctx, submission(f.Server.ID, "x@dest.test")); err == nil {
 		t.Fatal("submit on a closed database succeeded")
+	}
+}
+
+// A Redis that accepts connections but never answers does not delay the
+// answer: Submit returns once SQL has committed (CommitTimeout is an hour,
+// so a Submit that waited for the dispatch would hang the test). Run returns
+// once the dispatch has failed, and the row is left to reconciliation.
+func TestHungRedisDoesNotDelaySubmit(t *testing.T) {
+	s := storetest.SQLite(t)
+	f := storetest.NewFixture(t, s, "example.com", "")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c) // read nothing, answer nothing
+			mu.Unlock()
+		}
+	}()
+	rdb, err := redisconn.New(redisconn.Options{URL: "redis://" + ln.Addr().String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rdb.Close()
+	q := queue.New(queue.Options{Client: rdb, Keys: redisconn.NewKeys("intake-hung")})
+	ctx, cancel := context.WithCancel(context.Background())
+	reg := prometheus.NewRegistry()
+	in := intake.New(intake.Options{Store: s, Queue: q, CommitTimeout: time.Hour, Registerer: reg})
+	done := make(chan error, 1)
+	go func() { done <- in.Run(ctx) }()
+	for i := range 3 {
+		acc, err := in.Submit(ctx, submission(f.Server.ID, fmt.Sprintf("x%d@dest.test", i)))
+		if err != nil || len(acc) != 1 || acc[0].QueuedID == 0 {
+			t.Fatalf("submit %d with a hung Redis = %+v, %v", i, acc, err)
+		}
+	}
+	// The dispatch has not failed yet (go-redis gives up only after its
+	// read timeout): the answers did not wait for it.
+	if n := dispatchErrors(t, reg); n != 0 {
+		t.Fatalf("%v dispatch errors before the answers; Submit waited for Redis", n)
+	}
+	due, err := s.DueQueued(ctx, time.Now().Add(time.Second), 0, 10)
+	if err != nil || len(due) != 3 {
+		t.Fatalf("queued rows = %d, %v; want 3", len(due), err)
+	}
+	cancel()
+	ln.Close()
+	mu.Lock()
+	for _, c := range conns {
+		c.Close()
+	}
+	mu.Unlock()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := dispatchErrors(t, reg); n == 0 {
+		t.Fatal("no dispatch error counted after Redis went away")
+	}
+}
+
+func dispatchErrors(t *testing.T, reg *prometheus.Registry) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "postal_intake_dispatch_errors_total" {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatal("no postal_intake_dispatch_errors_total metric")
+	return 0
+}
+
+// Stopping dispatches every committed batch before Run returns.
+func TestStopDispatchesEverythingCommitted(t *testing.T) {
+	s := storetest.SQLite(t)
+	f := storetest.NewFixture(t, s, "example.com", "")
+	rdb, keys := redistest.New(t)
+	q := queue.New(queue.Options{Client: rdb, Keys: keys})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := q.Init(ctx); err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	in := intake.New(intake.Options{Store: s, Queue: q, MaxBatch: 4})
+	done := make(chan error, 1)
+	go func() { done <- in.Run(runCtx) }()
+	const n = 30
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			if _, err := in.Submit(ctx, submission(f.Server.ID, fmt.Sprintf("r%d@dest.test", i))); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	st, err := q.Inspect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ss, _ := st.Stream(queue.Outgoing); ss.Length != n {
+		t.Fatalf("outgoing stream holds %d entries after Run returned, want %d", ss.Length, n)
 	}
 }

@@ -95,16 +95,15 @@ func TestOutcomeFollowsTheRemoteReply(t *testing.T) {
 // TestSentMessageIsRewrittenAndSigned signs with crypto/rsa and with the
 // system's libcrypto (what postald uses): both signatures must verify.
 func TestSentMessageIsRewrittenAndSigned(t *testing.T) {
-	lib, err := libcrypto.Open()
-	if err != nil {
-		t.Fatalf("libcrypto: %v (install libssl3)", err)
-	}
-	for _, c := range []struct {
-		name string
-		keys KeyHolder
-	}{{"crypto_rsa", nil}, {"libcrypto", lib}} {
-		t.Run(c.name, func(t *testing.T) { testSentMessage(t, c.keys) })
-	}
+	t.Run("crypto_rsa", func(t *testing.T) { testSentMessage(t, nil) })
+	t.Run("libcrypto", func(t *testing.T) {
+		lib, err := libcrypto.Open()
+		if err != nil {
+			// daemon/libcrypto's own tests fail when a cgo build finds none.
+			t.Skipf("no libcrypto: %v", err)
+		}
+		testSentMessage(t, lib)
+	})
 }
 
 func testSentMessage(t *testing.T, keys KeyHolder) {

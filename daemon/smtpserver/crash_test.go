@@ -151,11 +151,18 @@ func TestMessageIsDurableWhenThe250IsSent(t *testing.T) {
 	if err != nil || len(qs) != 1 || qs[0].MessageID != m.ID || qs[0].Domain != "example.org" {
 		t.Fatalf("queued rows after kill -9: %+v, %v; want one for message %d", qs, err, m.ID)
 	}
+	// Intake dispatches to Redis after answering, so the kill may have
+	// come first: the row must be due and unlocked, which is what the
+	// requeuer's reconciliation dispatches when Redis does not know it.
+	due, err := st.DueQueued(ctx, time.Now().Add(time.Minute), 0, 10)
+	if err != nil || len(due) != 1 || due[0].ID != qs[0].ID {
+		t.Fatalf("due rows after kill -9: %+v, %v; want the queued row", due, err)
+	}
 	stats, err := queue.New(queue.Options{Client: rc, Keys: keys}).Inspect(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if stats.Inflight != 1 {
-		t.Fatalf("inflight dispatch entries = %d, want the message's 1", stats.Inflight)
+	if stats.Inflight > 1 {
+		t.Fatalf("inflight dispatch entries = %d, want at most the message's 1", stats.Inflight)
 	}
 }
