@@ -9,6 +9,7 @@ BENCH_N=${BENCH_N:-10000}          # messages per run
 BENCH_C=${BENCH_C:-20}             # smtp-source sessions
 BENCH_SIZE=${BENCH_SIZE:-2048}     # message size in bytes
 BENCH_DKIM_BITS=${BENCH_DKIM_BITS:-2048}  # postald's DKIM key size (1024 is Postal's)
+BENCH_RUNS=${BENCH_RUNS:-1}        # postald/Postfix pairs; more than one prints the median ratio
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 WORK=$(mktemp -d /tmp/postal-bench.XXXXXX)
 chmod 755 "$WORK"
@@ -16,7 +17,7 @@ PIDS=()
 
 cleanup() {
   for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
-  [ -f "$WORK/pf/main.cf" ] && postfix -c "$WORK/pf" stop >/dev/null 2>&1 || true
+  stop_postfix
   [ -n "${PF_ALT_SAVED+x}" ] && postconf -e "alternate_config_directories = $PF_ALT_SAVED" || true
   wait 2>/dev/null || true
   rm -rf "$WORK"
@@ -60,7 +61,9 @@ wait_sink() { # DIR N TIMEOUT_S -> prints the time all N arrived
 
 # start_postfix: a private instance relaying everything to the sink.
 start_postfix() {
-  local d="$WORK/pf"
+  local d
+  d=$(mktemp -d "$WORK/pf.XXXXXX"); chmod 755 "$d"
+  PF_DIR=$d
   mkdir -p "$d"
   PF_PORT=$(free_port)
   cat > "$d/main.cf" <<MAIN
@@ -113,25 +116,36 @@ MASTER
   chown postfix "$d/data"
   # Postfix runs a private config directory only when the default main.cf
   # lists it; restored by cleanup.
-  PF_ALT_SAVED=$(postconf -h alternate_config_directories)
+  [ -n "${PF_ALT_SAVED+x}" ] || PF_ALT_SAVED=$(postconf -h alternate_config_directories)
   postconf -e "alternate_config_directories = ${PF_ALT_SAVED:+$PF_ALT_SAVED, }$d"
   postfix -c "$d" check 2>/dev/null || true
   # start-fg: the daemonising start needs a syslog this harness may not have.
   postfix -c "$d" start-fg >"$d/start.log" 2>&1 &
-  PIDS+=($!)
+  PF_PID=$!
+  PIDS+=($PF_PID)
   wait_port "$PF_PORT" || { cat "$d/start.log" "$d/maillog" >&2 2>/dev/null; return 1; }
+}
+
+# stop_postfix: stops the running private Postfix instance, if any.
+stop_postfix() {
+  if [ -n "${PF_DIR:-}" ] && [ -f "$PF_DIR/main.cf" ]; then
+    postfix -c "$PF_DIR" stop >/dev/null 2>&1 || true
+    for _ in $(seq 100); do kill -0 "$PF_PID" 2>/dev/null || break; sleep 0.1; done
+  fi
+  PF_DIR=
 }
 
 # start_postald ROLES: a private install (SQLite on disk, its own Redis key
 # prefix) relaying to the sink; 127.0.0.1 may send as acme/mail (SMTP-IP).
 start_postald() {
-  local d="$WORK/postal"
+  local d
+  d=$(mktemp -d "$WORK/postal.XXXXXX")
   mkdir -p "$d"
   ( cd "$ROOT" && go build -o "$WORK/bin/" ./cmd/postald ./cmd/postalctl )
   PD_SMTP=$(free_port); PD_WEB=$(free_port); PD_HEALTH=$(free_port)
   "$WORK/bin/postalctl" init --dir "$d" --smtp-port "$PD_SMTP" --web-port "$PD_WEB" >/dev/null
   export POSTAL_CONFIG_FILE_PATH="$d/postal.yml"
-  export REDIS_KEY_PREFIX="bench-$(basename "$WORK")"
+  export REDIS_KEY_PREFIX="bench-$(basename "$WORK")-$(basename "$d")"
   export POSTAL_SMTP_RELAYS="smtp://127.0.0.1:$SINK_PORT?ssl_mode=None"
   export WORKER_DEFAULT_HEALTH_SERVER_PORT=$PD_HEALTH WORKER_DEFAULT_HEALTH_SERVER_BIND_ADDRESS=127.0.0.1
   export SMTP_SERVER_DEFAULT_BIND_ADDRESS=127.0.0.1 WEB_SERVER_DEFAULT_BIND_ADDRESS=127.0.0.1
@@ -167,6 +181,15 @@ load() {
 }
 rate() { echo "scale=0; $BENCH_N / ($2 - $1)" | bc; }
 ratio() { echo "scale=2; $1 / $2" | bc; }
+# summary NAME RATIO...: the median of the runs' ratios (Postfix's own rate
+# varies by a third between runs on a small machine; one pair says little).
+summary() {
+  local name=$1; shift
+  [ "$#" -gt 1 ] || return 0
+  printf '%s   median ratio %sx over %s runs (%s)\n' "$name" \
+    "$(printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}')" \
+    "$#" "$(printf '%s ' "$@" | sed 's/ $//')"
+}
 
 # run_pair [ROLES]: the same load through postald (ROLES, default all; DKIM
 # on) and through Postfix, one after the other, each into its own smtp-sink.
@@ -191,5 +214,6 @@ run_pair() {
   read -r s e < <(load "$PF_PORT")
   done_at=$(wait_sink "$sink/postfix" "$BENCH_N" 600)
   PF_ACCEPT=$(rate "$s" "$e"); PF_E2E=$(rate "$s" "$done_at")
+  stop_postfix
   rm -rf "$sink"
 }

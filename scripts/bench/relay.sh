@@ -2,11 +2,17 @@
 # End-to-end relay rate: BENCH_N messages in over SMTP, out to smtp-sink,
 # measured until the sink holds them all; postald signs every message with
 # DKIM (2048-bit RSA; BENCH_DKIM_BITS=1024 for Postal's key size). The same load goes through a private Postfix relay in
-# the same run. Prints both rates and their ratio. Usage: sudo scripts/bench/relay.sh
+# the same run. Prints both rates and their ratio; BENCH_RUNS=N repeats the
+# pair and ends with the median ratio. Usage: sudo scripts/bench/relay.sh
 source "$(dirname "$0")/lib.sh"
-run_pair
-printf 'relay   postald %6s msg/s   postfix %6s msg/s   ratio %sx   (end to end, postald signs with %s-bit DKIM)\n' \
-  "$PD_E2E" "$PF_E2E" "$(ratio "$PD_E2E" "$PF_E2E")" "$BENCH_DKIM_BITS"
-printf 'accept  postald %6s msg/s   postfix %6s msg/s   ratio %sx\n' \
-  "$PD_ACCEPT" "$PF_ACCEPT" "$(ratio "$PD_ACCEPT" "$PF_ACCEPT")"
-printf 'cpu     postald %s s for %s messages (%s ms/msg)\n' "$PD_CPU" "$BENCH_N" "$(echo "scale=3; $PD_CPU * 1000 / $BENCH_N" | bc 2>/dev/null || echo -)"
+ratios=()
+for _ in $(seq "$BENCH_RUNS"); do
+  run_pair
+  r=$(ratio "$PD_E2E" "$PF_E2E"); ratios+=("$r")
+  printf 'relay   postald %6s msg/s   postfix %6s msg/s   ratio %sx   (end to end, postald signs with %s-bit DKIM)\n' \
+    "$PD_E2E" "$PF_E2E" "$r" "$BENCH_DKIM_BITS"
+  printf 'accept  postald %6s msg/s   postfix %6s msg/s   ratio %sx\n' \
+    "$PD_ACCEPT" "$PF_ACCEPT" "$(ratio "$PD_ACCEPT" "$PF_ACCEPT")"
+  printf 'cpu     postald %s s for %s messages (%s ms/msg)\n' "$PD_CPU" "$BENCH_N" "$(echo "scale=3; $PD_CPU * 1000 / $BENCH_N" | bc 2>/dev/null || echo -)"
+done
+summary relay "${ratios[@]}"

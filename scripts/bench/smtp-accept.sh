@@ -3,9 +3,15 @@
 # sessions) to postald and, in the same run, to a private Postfix relaying into
 # smtp-sink. Prints both rates and their ratio. postald runs its smtp-server
 # role (BENCH_ROLES to change: "all" adds delivery on the same cores); every
-# accepted message is durable in SQL (synchronous=FULL) and dispatched to Redis
-# before its 250. Usage: sudo scripts/bench/smtp-accept.sh
+# accepted message is durable in SQL (synchronous=FULL) before its 250.
+# BENCH_RUNS=N repeats the pair and ends with the median ratio.
+# Usage: sudo scripts/bench/smtp-accept.sh
 source "$(dirname "$0")/lib.sh"
-run_pair "${BENCH_ROLES:-smtp-server}"
-printf 'accept  postald(%s) %6s msg/s   postfix %6s msg/s   ratio %sx   (%s msgs, %s B, %s sessions)\n' \
-  "${BENCH_ROLES:-smtp-server}" "$PD_ACCEPT" "$PF_ACCEPT" "$(ratio "$PD_ACCEPT" "$PF_ACCEPT")" "$BENCH_N" "$BENCH_SIZE" "$BENCH_C"
+ratios=()
+for _ in $(seq "$BENCH_RUNS"); do
+  run_pair "${BENCH_ROLES:-smtp-server}"
+  r=$(ratio "$PD_ACCEPT" "$PF_ACCEPT"); ratios+=("$r")
+  printf 'accept  postald(%s) %6s msg/s   postfix %6s msg/s   ratio %sx   (%s msgs, %s B, %s sessions)\n' \
+    "${BENCH_ROLES:-smtp-server}" "$PD_ACCEPT" "$PF_ACCEPT" "$r" "$BENCH_N" "$BENCH_SIZE" "$BENCH_C"
+done
+summary accept "${ratios[@]}"
