@@ -336,13 +336,17 @@ func (s *Store) ClaimQueued(ctx context.Context, ids []int64, owner string, now,
 	args := []any{owner, until.UnixMicro(), now.UnixMicro()}
 	args = append(args, int64Args(ids)...)
 	args = append(args, now.UnixMicro(), now.UnixMicro())
-	rows, err := s.query(ctx, `UPDATE queued_messages SET locked_by = ?, locked_until = ?, updated_at = ?
-		WHERE id IN (`+placeholders(len(ids))+`) AND retry_after <= ? AND (locked_by IS NULL OR locked_until < ?)
-		RETURNING `+queuedColumns, args...)
-	if err != nil {
-		return nil, fmt.Errorf("claim queued messages: %w", err)
-	}
-	out, err := collectQueued(rows)
+	var out []*QueuedMessage
+	err := s.lightly(ctx, func(q querier) error {
+		rows, err := q.QueryContext(ctx, s.dialect.rebind(`UPDATE queued_messages SET locked_by = ?, locked_until = ?, updated_at = ?
+			WHERE id IN (`+placeholders(len(ids))+`) AND retry_after <= ? AND (locked_by IS NULL OR locked_until < ?)
+			RETURNING `+queuedColumns), args...)
+		if err != nil {
+			return err
+		}
+		out, err = collectQueued(rows)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("claim queued messages: %w", err)
 	}
@@ -357,16 +361,20 @@ func (s *Store) ClaimQueuedForDomain(ctx context.Context, scope, domain, owner s
 		return nil, nil
 	}
 	n := now.UnixMicro()
-	rows, err := s.query(ctx, `UPDATE queued_messages SET locked_by = ?, locked_until = ?, updated_at = ?
-		WHERE id IN (SELECT id FROM queued_messages WHERE scope = ? AND domain = ? AND retry_after <= ?
-			AND (locked_by IS NULL OR locked_until < ?) ORDER BY id LIMIT ?`+s.dialect.skipLocked()+`)
-		AND retry_after <= ? AND (locked_by IS NULL OR locked_until < ?)
-		RETURNING `+queuedColumns,
-		owner, until.UnixMicro(), n, scope, strings.ToLower(domain), n, n, limit, n, n)
-	if err != nil {
-		return nil, fmt.Errorf("claim queued messages for %s: %w", domain, err)
-	}
-	out, err := collectQueued(rows)
+	var out []*QueuedMessage
+	err := s.lightly(ctx, func(q querier) error {
+		rows, err := q.QueryContext(ctx, s.dialect.rebind(`UPDATE queued_messages SET locked_by = ?, locked_until = ?, updated_at = ?
+			WHERE id IN (SELECT id FROM queued_messages WHERE scope = ? AND domain = ? AND retry_after <= ?
+				AND (locked_by IS NULL OR locked_until < ?) ORDER BY id LIMIT ?`+s.dialect.skipLocked()+`)
+			AND retry_after <= ? AND (locked_by IS NULL OR locked_until < ?)
+			RETURNING `+queuedColumns),
+			owner, until.UnixMicro(), n, scope, strings.ToLower(domain), n, n, limit, n, n)
+		if err != nil {
+			return err
+		}
+		out, err = collectQueued(rows)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("claim queued messages for %s: %w", domain, err)
 	}

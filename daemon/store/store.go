@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -127,6 +128,53 @@ func (s *Store) query(ctx context.Context, q string, args ...any) (*sql.Rows, er
 
 func (s *Store) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
 	return s.db.QueryRowContext(ctx, s.dialect.rebind(q), args...)
+}
+
+// querier runs a statement on the database, a connection or a transaction.
+type querier interface {
+	QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error)
+}
+
+// lightly runs fn with a querier whose commits return before they reach the
+// disk: SQLite skips the WAL fsync of those commits (synchronous=NORMAL on
+// one connection, restored to FULL before the connection goes back to the
+// pool) and PostgreSQL commits with synchronous_commit off. A crash of the
+// process loses nothing (the write is in the OS's cache or PostgreSQL's WAL
+// buffers); a crash of the machine may undo the write, never corrupt. The
+// next durable commit makes it durable too, since the log is one file.
+//
+// Only for writes whose loss is harmless: a claim (a lost claim leaves the
+// row claimable again, exactly as an expired lock does, and the outcome that
+// follows a send is committed durably). The statements run in one
+// transaction on PostgreSQL and in autocommit on SQLite.
+func (s *Store) lightly(ctx context.Context, fn func(querier) error) error {
+	if s.dialect.driver == Postgres {
+		return s.inTx(ctx, func(t tx) error {
+			if _, err := t.ExecContext(ctx, "SET LOCAL synchronous_commit TO OFF"); err != nil {
+				return fmt.Errorf("relax commit: %w", err)
+			}
+			return fn(t.Tx)
+		})
+	}
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("connection: %w", err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "PRAGMA synchronous = NORMAL"); err != nil {
+		return fmt.Errorf("relax commit: %w", err)
+	}
+	fnErr := fn(conn)
+	// Restore even when ctx has ended: this connection goes back to the
+	// pool, and every other commit must stay durable.
+	if _, err := conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA synchronous = FULL"); err != nil {
+		// Never hand a relaxed connection back: drop it.
+		_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+		if fnErr == nil {
+			fnErr = fmt.Errorf("restore durable commits: %w", err)
+		}
+	}
+	return fnErr
 }
 
 // tx is a transaction that rebinds placeholders for the store's dialect.

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"sync"
 	"testing"
@@ -313,4 +314,77 @@ func TestExtendLocks(t *testing.T) {
 			t.Fatal("another worker took a row whose lock was extended")
 		}
 	})
+}
+
+// Claims commit without waiting for the disk (a lost claim is harmless),
+// and every other commit stays durable: the relaxed setting never leaks
+// into the pool, even when the claim fails.
+func TestClaimsCommitLightlyAndNothingElseDoes(t *testing.T) {
+	for _, b := range []struct {
+		name            string
+		opts            func(testing.TB) store.Options
+		durable, relaxd string
+	}{{"sqlite", storetest.SQLiteOptions, "2", "1"}, {"postgres", storetest.PostgresOptions, "on", "off"}} {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := context.Background()
+			o := b.opts(t)
+			o.MaxOpenConns = 1 // the claim's connection is the one checked after it
+			s, err := store.Open(ctx, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if _, err := s.Migrate(ctx, false); err != nil {
+				t.Fatal(err)
+			}
+			durability := func() string {
+				t.Helper()
+				v, err := store.CommitDurabilityForTest(ctx, s.DBForTest(), s.Driver())
+				if err != nil {
+					t.Fatal(err)
+				}
+				return v
+			}
+			if got := durability(); got != b.durable {
+				t.Fatalf("pool commits with %q, want %q", got, b.durable)
+			}
+			err = s.LightlyForTest(ctx, func(q interface {
+				QueryRowContext(context.Context, string, ...any) *sql.Row
+			}) error {
+				v, err := store.CommitDurabilityForTest(ctx, q, s.Driver())
+				if err == nil && v != b.relaxd {
+					t.Errorf("inside lightly commits are %q, want %q", v, b.relaxd)
+				}
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := durability(); got != b.durable {
+				t.Fatalf("after lightly the pool commits with %q, want %q", got, b.durable)
+			}
+			f := storetest.NewFixture(t, s, "example.com", "")
+			acc, err := s.InsertSubmissions(ctx, []store.Submission{{Raw: []byte("Subject: x\r\n\r\nx\r\n"), Messages: []store.NewMessage{{
+				ServerID: f.Server.ID, Scope: store.ScopeOutgoing, RcptTo: "a@dest.test", MailFrom: "b@example.com", Queue: true, QueueDomain: "dest.test"}}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			now := time.Now()
+			got, err := s.ClaimQueued(ctx, []int64{acc[0][0].QueuedID}, "w1", now, now.Add(time.Minute))
+			if err != nil || len(got) != 1 || got[0].LockedBy != "w1" {
+				t.Fatalf("claim = %+v, %v", got, err)
+			}
+			if got := durability(); got != b.durable {
+				t.Fatalf("after a claim the pool commits with %q, want %q", got, b.durable)
+			}
+			cctx, cancel := context.WithCancel(ctx)
+			cancel()
+			if _, err := s.ClaimQueued(cctx, []int64{acc[0][0].QueuedID}, "w2", now, now.Add(time.Minute)); err == nil {
+				t.Fatal("claim with an ended context succeeded")
+			}
+			if got := durability(); got != b.durable {
+				t.Fatalf("after a failed claim the pool commits with %q, want %q", got, b.durable)
+			}
+		})
+	}
 }
