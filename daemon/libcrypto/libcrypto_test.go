@@ -31,6 +31,20 @@ func open(t testing.TB) *libcrypto.Library {
 	return lib
 }
 
+// newSigner generates a key of bits and loads it into lib.
+func newSigner(t *testing.T, lib *libcrypto.Library, bits int) (*rsa.PrivateKey, crypto.Signer) {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, bits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := lib.NewSigner(key)
+	if err != nil {
+		t.Fatalf("NewSigner(%d bits): %v", bits, err)
+	}
+	return key, s
+}
+
 func TestSignMatchesCryptoRSA(t *testing.T) {
 	lib := open(t)
 	if lib.Version() == "" {
@@ -76,14 +90,7 @@ func TestSignMatchesCryptoRSA(t *testing.T) {
 
 func TestSignRejects(t *testing.T) {
 	lib := open(t)
-	key, err := rsa.GenerateKey(rand.Reader, 1024)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := lib.NewSigner(key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, s := newSigner(t, lib, 1024)
 	digest := make([]byte, 32)
 	cases := []struct {
 		name   string
@@ -109,14 +116,7 @@ func TestSignRejects(t *testing.T) {
 
 func TestSignConcurrent(t *testing.T) {
 	lib := open(t)
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := lib.NewSigner(key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	key, s := newSigner(t, lib, 2048)
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
 	for g := range 8 {
@@ -147,14 +147,7 @@ func TestSignConcurrent(t *testing.T) {
 // frees each libcrypto key must run without crashing signers still in use.
 func TestKeysAreFreed(t *testing.T) {
 	lib := open(t)
-	key, err := rsa.GenerateKey(rand.Reader, 1024)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keep, err := lib.NewSigner(key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	key, keep := newSigner(t, lib, 1024)
 	digest := make([]byte, 32)
 	for range 200 {
 		s, err := lib.NewSigner(key)
