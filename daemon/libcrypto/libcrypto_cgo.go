@@ -91,8 +91,10 @@ static void postal_libcrypto_free(postal_libcrypto *lc, void *k) {
 import "C"
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -134,8 +136,10 @@ func (l *Library) Version() string { return l.version }
 
 // NewSigner returns a crypto.Signer that signs with key inside libcrypto. It
 // makes PKCS #1 v1.5 signatures over SHA-1, SHA-256, SHA-384 or SHA-512
-// digests, the same bytes rsa.SignPKCS1v15 makes. The libcrypto copy of the
-// key is freed when the signer is garbage collected.
+// digests, the same bytes rsa.SignPKCS1v15 makes, which it checks once
+// before returning (so loading a key costs about one crypto/rsa signature).
+// The libcrypto copy of the key is freed when the signer is garbage
+// collected.
 func (l *Library) NewSigner(key *rsa.PrivateKey) (crypto.Signer, error) {
 	if key == nil {
 		return nil, errors.New("libcrypto: nil key")
@@ -150,7 +154,30 @@ func (l *Library) NewSigner(key *rsa.PrivateKey) (crypto.Signer, error) {
 	s := &signer{lc: l.lc, key: k, size: int(C.postal_libcrypto_size(l.lc, k)), pub: &key.PublicKey}
 	lc := l.lc
 	runtime.AddCleanup(s, func(k unsafe.Pointer) { C.postal_libcrypto_free(lc, k) }, k)
+	if err := selfTest(s, key); err != nil {
+		return nil, err
+	}
 	return s, nil
+}
+
+// selfTest signs a fixed digest with s and with crypto/rsa: PKCS #1 v1.5 is
+// deterministic, so the two must be the same bytes. It catches a libcrypto
+// that refuses the key or the operation (a FIPS policy, say) or misbehaves,
+// once per key, before any message is signed with it.
+func selfTest(s crypto.Signer, key *rsa.PrivateKey) error {
+	digest := sha256.Sum256([]byte("postal libcrypto self-test"))
+	got, err := s.Sign(nil, digest[:], crypto.SHA256)
+	if err != nil {
+		return fmt.Errorf("libcrypto: self-test: %w", err)
+	}
+	want, err := rsa.SignPKCS1v15(nil, key, crypto.SHA256, digest[:])
+	if err != nil {
+		return fmt.Errorf("libcrypto: self-test: crypto/rsa: %w", err)
+	}
+	if !bytes.Equal(got, want) {
+		return errors.New("libcrypto: self-test: signature differs from crypto/rsa's")
+	}
+	return nil
 }
 
 type signer struct {

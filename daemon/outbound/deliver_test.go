@@ -3,7 +3,10 @@ package outbound
 import (
 	"bytes"
 	"context"
+	"crypto"
+	"crypto/rsa"
 	"encoding/json"
+	"errors"
 	"strconv"
 	"strings"
 	"testing"
@@ -96,6 +99,8 @@ func TestOutcomeFollowsTheRemoteReply(t *testing.T) {
 // system's libcrypto (what postald uses): both signatures must verify.
 func TestSentMessageIsRewrittenAndSigned(t *testing.T) {
 	t.Run("crypto_rsa", func(t *testing.T) { testSentMessage(t, nil) })
+	// A KeyHolder that refuses every key: the message is signed anyway.
+	t.Run("refused_by_key_holder", func(t *testing.T) { testSentMessage(t, refusingKeys{}) })
 	t.Run("libcrypto", func(t *testing.T) {
 		lib, err := libcrypto.Open()
 		if err != nil {
@@ -666,3 +671,11 @@ func TestMissingMessageAndBodyAreHandled(t *testing.T) {
 func dnstestMX(domain, host string) dns.RR { return rr(domain + ". 300 IN MX 10 " + host + ".") }
 
 func itoaTest(n int) string { return strconv.Itoa(n) }
+
+// refusingKeys is a KeyHolder that refuses every key, as a libcrypto under a
+// policy that forbids the operation would.
+type refusingKeys struct{}
+
+func (refusingKeys) NewSigner(*rsa.PrivateKey) (crypto.Signer, error) {
+	return nil, errors.New("refused by policy")
+}

@@ -241,7 +241,7 @@ func New(o Options) (*Processor, error) {
 	p.pools = newTTLCache[int64, *store.IPPoolRouting](o.CacheTTL, 4096)
 	p.mx = newTTLCache[string, mxAnswer](o.MXCacheTTL, 65536)
 	p.ips = newTTLCache[string, ipAnswer](o.MXCacheTTL, 65536)
-	p.signers = &signerCache{m: map[int64]*signerEntry{}, keys: o.Keys}
+	p.signers = &signerCache{m: map[int64]*signerEntry{}, keys: o.Keys, log: p.log}
 	p.events = newEmitter(o.Store, o.Webhooks, o.CacheTTL, p.log)
 	return p, nil
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 
@@ -135,6 +136,7 @@ type signerCache struct {
 	mu   sync.Mutex
 	m    map[int64]*signerEntry
 	keys KeyHolder // nil: sign with crypto/rsa
+	log  *slog.Logger
 }
 
 type signerEntry struct {
@@ -159,7 +161,12 @@ func (c *signerCache) get(d *store.Domain, identifier string) (*dkim.Signer, err
 	key, err := dkim.ParsePrivateKey([]byte(d.DKIMPrivateKey))
 	var cs crypto.Signer = key
 	if err == nil && c.keys != nil {
-		cs, err = c.keys.NewSigner(key)
+		if fast, ferr := c.keys.NewSigner(key); ferr == nil {
+			cs = fast
+		} else {
+			// Same signatures, only slower: never fail mail for it.
+			c.log.Warn("dkim key refused by libcrypto; signing with crypto/rsa", "domain", d.Name, "err", ferr)
+		}
 	}
 	if err == nil {
 		e.signer, err = dkim.NewSigner(d.Name, selector, cs)
