@@ -15,6 +15,7 @@ import (
 	"github.com/postalgo/postal/daemon/libcrypto"
 	"github.com/postalgo/postal/daemon/outbound"
 	"github.com/postalgo/postal/daemon/queue"
+	"github.com/postalgo/postal/daemon/ratelimit"
 	"github.com/postalgo/postal/daemon/requeuer"
 	"github.com/postalgo/postal/daemon/smtpserver"
 	"github.com/postalgo/postal/daemon/status"
@@ -152,9 +153,16 @@ func buildSMTPServer(d *deps, log *slog.Logger) (role, error) {
 	if err != nil {
 		return role{}, fmt.Errorf("smtp-server: listen on %s: %w", addr, err)
 	}
+	authFailures, err := ratelimit.New(ratelimit.Options{Client: d.redis, Keys: d.keys, Name: "smtp-auth-failures",
+		Max: max(c.AuthMaxFailures, 1), Window: max(c.AuthFailureWindow.Duration(), time.Second)})
+	if err != nil {
+		_ = ln.Close()
+		return role{}, fmt.Errorf("smtp-server: %w", err)
+	}
 	srv, err := smtpserver.New(smtpserver.Options{
 		Config: c, Postal: d.cfg.Postal, DNS: d.cfg.DNS, Store: d.store, Intake: d.intakeFor(),
 		Ready: d.monitor.Ready, Log: log, Registerer: d.registry, Listener: ln, ShutdownGrace: d.grace,
+		AuthFailures: authFailures,
 	})
 	if err != nil {
 		_ = ln.Close()

@@ -72,11 +72,23 @@ type Options struct {
 	// header, once per connection; default net.DefaultResolver.LookupAddr,
 	// bounded by DNS.Timeout.
 	LookupAddr func(ctx context.Context, addr string) ([]string, error)
+	// AuthFailures, when set, counts AUTH failures per client address
+	// across every smtp-server process (postald passes a Redis sliding
+	// window: ratelimit.Window). The process's own window is always kept
+	// too, so a Redis failure never lifts the limit.
+	AuthFailures Limiter
 	// CacheTTL is how long database lookups are reused; default 5 s.
 	CacheTTL time.Duration
 	// ShutdownGrace is how long Run lets sessions finish once its context
 	// ends; default 30 s.
 	ShutdownGrace time.Duration
+}
+
+// Limiter counts events per subject over a window shared by every
+// smtp-server process; *ratelimit.Window is one.
+type Limiter interface {
+	Exceeded(ctx context.Context, subject string) (bool, error)
+	Record(ctx context.Context, subject string) error
 }
 
 // MaxLineLength bounds one command line, and one line of message data, in

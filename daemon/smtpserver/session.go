@@ -157,7 +157,7 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 	switch {
 	case !s.authAllowed():
 		return nil, s.reject(errAuthNeedsTLS)
-	case s.srv.authFails.blocked(s.tc.ip):
+	case s.authBlocked():
 		return nil, s.reject(errAuthRateLimit)
 	}
 	switch strings.ToUpper(mech) {
@@ -167,6 +167,32 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 		return &loginServer{authenticate: s.authenticate, protocolError: s.authProtocolError}, nil
 	}
 	return nil, s.reject(errAuthMechanism)
+}
+
+// authBlocked reports whether the client address failed AUTH too often
+// recently, in this process or (with Options.AuthFailures) in any.
+func (s *session) authBlocked() bool {
+	if s.srv.authFails.blocked(s.tc.ip) {
+		return true
+	}
+	if l := s.srv.o.AuthFailures; l != nil && s.tc.ip.IsValid() {
+		x, err := l.Exceeded(s.ctx, s.tc.ip.String())
+		if err != nil {
+			s.srv.log.Warn("shared AUTH failure count unavailable; using this process's", "err", err)
+		}
+		return x
+	}
+	return false
+}
+
+// recordAuthFailure counts an AUTH failure of the client address.
+func (s *session) recordAuthFailure() {
+	s.srv.authFails.record(s.tc.ip)
+	if l := s.srv.o.AuthFailures; l != nil && s.tc.ip.IsValid() {
+		if err := l.Record(s.ctx, s.tc.ip.String()); err != nil {
+			s.srv.log.Warn("recording a shared AUTH failure failed", "err", err)
+		}
+	}
 }
 
 // authenticate checks password against the SMTP credentials' keys.
@@ -181,7 +207,7 @@ func (s *session) authenticate(password string) error {
 		}
 	}
 	if !found {
-		s.srv.authFails.record(s.tc.ip)
+		s.recordAuthFailure()
 		s.srv.log.Warn("AUTH failure", "remote", s.tc.ip.String())
 		return s.reject(errAuthInvalid)
 	}

@@ -12,6 +12,8 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"github.com/postalgo/postal/daemon/ratelimit"
+	"github.com/postalgo/postal/daemon/redisconn/redistest"
 	"github.com/postalgo/postal/daemon/smtpserver"
 	"github.com/postalgo/postal/daemon/store"
 )
@@ -797,4 +799,43 @@ func TestAuthFailuresAreRateLimitedPerAddress(t *testing.T) {
 	clock.set(now.Add(61 * time.Second))
 	r2.send("AUTH PLAIN " + b64("\x00u\x00"+e.fx.SMTPKey))
 	r2.expect(235, "")
+}
+
+// With a shared window (Redis), failures at one smtp-server process block
+// AUTH at another; a process without it still counts only its own.
+func TestAuthFailuresAreCountedAcrossProcesses(t *testing.T) {
+	rc, keys := redistest.New(t)
+	limit := func(shared bool) func(o *smtpserver.Options) {
+		return func(o *smtpserver.Options) {
+			o.Config.AuthMaxFailures = 3
+			o.Config.AuthFailureWindow = 60
+			o.Config.MaxBadCommands = 100
+			if shared {
+				w, err := ratelimit.New(ratelimit.Options{Client: rc, Keys: keys, Name: "smtp-auth-failures", Max: 3, Window: time.Minute})
+				if err != nil {
+					t.Fatal(err)
+				}
+				o.AuthFailures = w
+			}
+		}
+	}
+	a, b, alone := newEnv(t, limit(true)), newEnv(t, limit(true)), newEnv(t, limit(false))
+	r := a.rawDial()
+	r.expect(220, "")
+	r.send("EHLO client.test")
+	r.expect(250, "")
+	for range 3 {
+		r.send("AUTH PLAIN " + b64("\x00u\x00wrong-key-wrong-key"))
+		r.expect(535, "Invalid credential")
+	}
+	rb := b.rawDial()
+	rb.expect(220, "")
+	rb.send("EHLO client.test", "AUTH PLAIN "+b64("\x00u\x00"+b.fx.SMTPKey))
+	rb.expect(250, "")
+	rb.expect(454, "Too many failed")
+	ra := alone.rawDial()
+	ra.expect(220, "")
+	ra.send("EHLO client.test", "AUTH PLAIN "+b64("\x00u\x00"+alone.fx.SMTPKey))
+	ra.expect(250, "")
+	ra.expect(235, "")
 }
