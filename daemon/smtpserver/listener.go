@@ -322,21 +322,36 @@ func (c *trackedConn) leaveData() {
 }
 
 // reverseName is the client's host name from reverse DNS, looked up once
-// per connection; the address itself when there is none.
+// per connection through the server's lookup cache (so a sender that opens
+// many connections costs one PTR query per cache TTL, and concurrent ones
+// share it); the address itself when there is none.
 func (c *trackedConn) reverseName(ctx context.Context) string {
 	c.rdnsOnce.Do(func() {
 		if !c.ip.IsValid() {
 			c.rdns = "unknown"
 			return
 		}
-		c.rdns = c.ip.String()
-		ctx, cancel := context.WithTimeout(ctx, c.srv.o.DNS.Timeout.Duration())
-		defer cancel()
-		names, err := c.srv.o.LookupAddr(ctx, c.ip.String())
-		if err == nil && len(names) > 0 {
-			if n := hostnameText(names[0]); n != "" {
-				c.rdns = n
+		ip := c.ip.String()
+		c.rdns = ip
+		name, _, err := cached(c.srv.lookups, ctx, "ptr:"+ip, func(ctx context.Context) (string, error) {
+			ctx, cancel := context.WithTimeout(ctx, c.srv.o.DNS.Timeout.Duration())
+			defer cancel()
+			names, err := c.srv.o.LookupAddr(ctx, ip)
+			if dnsErr := (*net.DNSError)(nil); errors.As(err, &dnsErr) && dnsErr.IsNotFound {
+				return ip, nil // no PTR record: remembered like a name
 			}
+			if err != nil {
+				return "", err // timeouts and failures are not cached
+			}
+			if len(names) > 0 {
+				if n := hostnameText(names[0]); n != "" {
+					return n, nil
+				}
+			}
+			return ip, nil
+		})
+		if err == nil {
+			c.rdns = name
 		}
 	})
 	return c.rdns

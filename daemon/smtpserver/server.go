@@ -69,8 +69,9 @@ type Options struct {
 	// Config.DefaultBindAddress:DefaultPort. Run closes it.
 	Listener net.Listener
 	// LookupAddr resolves a client address to host names for the Received
-	// header, once per connection; default net.DefaultResolver.LookupAddr,
-	// bounded by DNS.Timeout.
+	// header, at most once per connection and once per address per
+	// CacheTTL (a missing record is cached too, a failure is not); default
+	// net.DefaultResolver.LookupAddr, bounded by DNS.Timeout.
 	LookupAddr func(ctx context.Context, addr string) ([]string, error)
 	// AuthFailures, when set, counts AUTH failures per client address
 	// across every smtp-server process (postald passes a Redis sliding

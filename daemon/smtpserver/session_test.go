@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -838,4 +840,51 @@ func TestAuthFailuresAreCountedAcrossProcesses(t *testing.T) {
 	ra.send("EHLO client.test", "AUTH PLAIN "+b64("\x00u\x00"+alone.fx.SMTPKey))
 	ra.expect(250, "")
 	ra.expect(235, "")
+}
+
+// The client's PTR name is looked up once per address while cached (a
+// missing record is remembered too); a failed lookup is not remembered.
+func TestReverseDNSIsCachedPerAddress(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		answer    func() ([]string, error)
+		wantName  string
+		wantCalls int
+	}{
+		{"a name", func() ([]string, error) { return []string{"mail.client.test."}, nil }, "mail.client.test", 1},
+		{"no PTR record", func() ([]string, error) {
+			return nil, &net.DNSError{Err: "no such host", Name: "1.0.0.127.in-addr.arpa", IsNotFound: true}
+		}, "127.0.0.1", 1},
+		{"a failing resolver", func() ([]string, error) {
+			return nil, &net.DNSError{Err: "server misbehaving", Name: "1.0.0.127.in-addr.arpa", IsTemporary: true}
+		}, "127.0.0.1", 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var calls atomic.Int32
+			e := newEnv(t, func(o *smtpserver.Options) {
+				o.LookupAddr = func(context.Context, string) ([]string, error) {
+					calls.Add(1)
+					return tc.answer()
+				}
+			})
+			for i := range 3 {
+				c := e.dialAuth()
+				if err := send(c, "alice@example.com", []string{"bob@example.org"}, "From: alice@example.com\r\nSubject: x\r\n\r\nx\r\n"); err != nil {
+					t.Fatal(err)
+				}
+				_ = c.Quit()
+				ms := e.storedMessages()
+				raw, err := e.st.RawMessage(context.Background(), ms[i].RawMessageID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if want := "(" + tc.wantName + " [127.0.0.1])"; !strings.Contains(string(raw), want) {
+					t.Fatalf("message %d: Received lacks %q:\n%s", i, want, raw)
+				}
+			}
+			if got := calls.Load(); int(got) != tc.wantCalls {
+				t.Fatalf("LookupAddr called %d times for 3 connections, want %d", got, tc.wantCalls)
+			}
+		})
+	}
 }
