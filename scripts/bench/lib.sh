@@ -42,9 +42,11 @@ start_sink() {
   mkdir -p "$dir"; chmod 777 "$dir"
   SINK_PORT=$(free_port)
   smtp-sink -c -u nobody -d "$dir/%M." "127.0.0.1:$SINK_PORT" 1024 >"$dir.count" &
-  PIDS+=($!)
+  SINK_PID=$!
+  PIDS+=($SINK_PID)
   wait_port "$SINK_PORT"
 }
+stop_sink() { kill "$SINK_PID" 2>/dev/null || true; wait "$SINK_PID" 2>/dev/null || true; }
 count_sink() { find "$1" -type f | wc -l; }
 # sink_counter DIR: messages the sink has finished (its -c counter).
 sink_counter() { tail -c 100 "$1.count" 2>/dev/null | tr '\r' '\n' | sed -n 's/.*mesg=\([0-9]*\).*/\1/p' | tail -1; }
@@ -131,6 +133,7 @@ stop_postfix() {
   if [ -n "${PF_DIR:-}" ] && [ -f "$PF_DIR/main.cf" ]; then
     postfix -c "$PF_DIR" stop >/dev/null 2>&1 || true
     for _ in $(seq 100); do kill -0 "$PF_PID" 2>/dev/null || break; sleep 0.1; done
+    rm -rf "$PF_DIR/queue"
   fi
   PF_DIR=
 }
@@ -140,6 +143,7 @@ stop_postfix() {
 start_postald() {
   local d
   d=$(mktemp -d "$WORK/postal.XXXXXX")
+  PD_DIR=$d
   mkdir -p "$d"
   ( cd "$ROOT" && go build -o "$WORK/bin/" ./cmd/postald ./cmd/postalctl )
   PD_SMTP=$(free_port); PD_WEB=$(free_port); PD_HEALTH=$(free_port)
@@ -168,6 +172,9 @@ stop_postald() {
   # CPU seconds postald used (user + system), for the per-message cost.
   PD_CPU=$(awk -v t="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / t}' "/proc/$PD_PID/stat" 2>/dev/null || echo -)
   kill "$PD_PID" 2>/dev/null || true; wait "$PD_PID" 2>/dev/null || true
+  # Removing the install drops its dirty pages, so writeback of this run's
+  # database does not run into the next measurement.
+  [ -n "${PD_DIR:-}" ] && rm -rf "$PD_DIR"
   redis-cli --scan --pattern "{$REDIS_KEY_PREFIX}:*" | xargs -r redis-cli del >/dev/null
 }
 
@@ -191,14 +198,25 @@ summary() {
     "$#" "$(printf '%s ' "$@" | sed 's/ $//')"
 }
 
-# run_pair [ROLES]: the same load through postald (ROLES, default all; DKIM
-# on) and through Postfix, one after the other, each into its own smtp-sink.
+# run_pair [ROLES [FIRST]]: the same load through postald (ROLES, default all;
+# DKIM on) and through Postfix, one after the other (postald first unless
+# FIRST is postfix), each into its own smtp-sink, stopped after its half.
 # Sets PD_ACCEPT PF_ACCEPT (msg/s until smtp-source finished) and PD_E2E
 # PF_E2E (msg/s until the sink had every message; PD_E2E is "-" when postald
 # ran without a worker).
 run_pair() {
-  local roles=${1:-all} sink s e done_at
+  local roles=${1:-all} first=${2:-postald} sink
   sink=$(mktemp -d /dev/shm/postal-bench-sink.XXXXXX); chmod 755 "$sink"
+  if [ "$first" = postfix ]; then
+    postfix_half "$sink"; postald_half "$sink" "$roles"
+  else
+    postald_half "$sink" "$roles"; postfix_half "$sink"
+  fi
+  rm -rf "$sink"
+}
+
+postald_half() {
+  local sink=$1 roles=$2 s e done_at
   start_sink "$sink/postald"
   start_postald "$roles"
   read -r s e < <(load "$PD_SMTP")
@@ -208,12 +226,20 @@ run_pair() {
     PD_E2E=$(rate "$s" "$done_at")
   fi
   stop_postald
+  stop_sink
+}
 
+postfix_half() {
+  local sink=$1 s e done_at
   start_sink "$sink/postfix"
   start_postfix
   read -r s e < <(load "$PF_PORT")
   done_at=$(wait_sink "$sink/postfix" "$BENCH_N" 600)
   PF_ACCEPT=$(rate "$s" "$e"); PF_E2E=$(rate "$s" "$done_at")
   stop_postfix
-  rm -rf "$sink"
+  stop_sink
 }
+
+# pair_order RUN: which system goes first in run RUN (1-based): they take
+# turns, so neither always runs on the machine the other just left.
+pair_order() { if [ $(($1 % 2)) -eq 1 ]; then echo postald; else echo postfix; fi; }

@@ -6,8 +6,8 @@
 # pair and ends with the median ratio. Usage: sudo scripts/bench/relay.sh
 source "$(dirname "$0")/lib.sh"
 ratios=()
-for _ in $(seq "$BENCH_RUNS"); do
-  run_pair
+for i in $(seq "$BENCH_RUNS"); do
+  run_pair all "$(pair_order "$i")"
   r=$(ratio "$PD_E2E" "$PF_E2E"); ratios+=("$r")
   printf 'relay   postald %6s msg/s   postfix %6s msg/s   ratio %sx   (end to end, postald signs with %s-bit DKIM)\n' \
     "$PD_E2E" "$PF_E2E" "$r" "$BENCH_DKIM_BITS"

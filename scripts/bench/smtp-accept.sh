@@ -8,8 +8,8 @@
 # Usage: sudo scripts/bench/smtp-accept.sh
 source "$(dirname "$0")/lib.sh"
 ratios=()
-for _ in $(seq "$BENCH_RUNS"); do
-  run_pair "${BENCH_ROLES:-smtp-server}"
+for i in $(seq "$BENCH_RUNS"); do
+  run_pair "${BENCH_ROLES:-smtp-server}" "$(pair_order "$i")"
   r=$(ratio "$PD_ACCEPT" "$PF_ACCEPT"); ratios+=("$r")
   printf 'accept  postald(%s) %6s msg/s   postfix %6s msg/s   ratio %sx   (%s msgs, %s B, %s sessions)\n' \
     "${BENCH_ROLES:-smtp-server}" "$PD_ACCEPT" "$PF_ACCEPT" "$r" "$BENCH_N" "$BENCH_SIZE" "$BENCH_C"
