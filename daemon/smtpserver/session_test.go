@@ -781,14 +781,7 @@ func TestAuthFailuresAreRateLimitedPerAddress(t *testing.T) {
 		o.Config.MaxBadCommands = 100
 		o.Now = clock.get
 	})
-	r := e.rawDial()
-	r.expect(220, "")
-	r.send("EHLO client.test")
-	r.expect(250, "")
-	for range 3 {
-		r.send("AUTH PLAIN " + b64("\x00u\x00wrong-key-wrong-key"))
-		r.expect(535, "Invalid credential")
-	}
+	r := failAuth(e, 3)
 	r.send("AUTH PLAIN " + b64("\x00u\x00"+e.fx.SMTPKey))
 	r.expect(454, "Too many failed authentication attempts")
 	// Another connection from the same address is limited too.
@@ -822,14 +815,7 @@ func TestAuthFailuresAreCountedAcrossProcesses(t *testing.T) {
 		}
 	}
 	a, b, alone := newEnv(t, limit(true)), newEnv(t, limit(true)), newEnv(t, limit(false))
-	r := a.rawDial()
-	r.expect(220, "")
-	r.send("EHLO client.test")
-	r.expect(250, "")
-	for range 3 {
-		r.send("AUTH PLAIN " + b64("\x00u\x00wrong-key-wrong-key"))
-		r.expect(535, "Invalid credential")
-	}
+	failAuth(a, 3)
 	rb := b.rawDial()
 	rb.expect(220, "")
 	rb.send("EHLO client.test", "AUTH PLAIN "+b64("\x00u\x00"+b.fx.SMTPKey))
@@ -887,4 +873,18 @@ func TestReverseDNSIsCachedPerAddress(t *testing.T) {
 			}
 		})
 	}
+}
+
+// failAuth opens a session to e and fails AUTH n times in it; the session
+// stays open.
+func failAuth(e *env, n int) *raw {
+	r := e.rawDial()
+	r.expect(220, "")
+	r.send("EHLO client.test")
+	r.expect(250, "")
+	for range n {
+		r.send("AUTH PLAIN " + b64("\x00u\x00wrong-key-wrong-key"))
+		r.expect(535, "Invalid credential")
+	}
+	return r
 }
