@@ -130,8 +130,10 @@ func (p *Processor) prepare(ctx context.Context, j *job, from string) ([]byte, e
 }
 
 // signerCache keeps one parsed DKIM signer per domain, replaced when the
-// domain's key, selector or name changes. Parsing an RSA key costs far more
-// than signing with it.
+// domain's key, selector or name changes. Parsing an RSA key (and checking it
+// in libcrypto) costs far more than signing with it, so each entry is built
+// once, outside the cache's lock: after a restart, the first messages of
+// thousands of domains load their keys in parallel, not one at a time.
 type signerCache struct {
 	mu   sync.Mutex
 	m    map[int64]*signerEntry
@@ -141,6 +143,7 @@ type signerCache struct {
 
 type signerEntry struct {
 	pem, selector, name string
+	once                sync.Once
 	signer              *dkim.Signer
 	err                 error
 }
@@ -153,29 +156,37 @@ func (c *signerCache) get(d *store.Domain, identifier string) (*dkim.Signer, err
 	}
 	selector := identifier + "-" + d.DKIMIdentifierString
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if e := c.m[d.ID]; e != nil && e.pem == d.DKIMPrivateKey && e.selector == selector && e.name == d.Name {
-		return e.signer, e.err
+	e := c.m[d.ID]
+	if e == nil || e.pem != d.DKIMPrivateKey || e.selector != selector || e.name != d.Name {
+		e = &signerEntry{pem: d.DKIMPrivateKey, selector: selector, name: d.Name}
+		c.m[d.ID] = e
 	}
-	e := &signerEntry{pem: d.DKIMPrivateKey, selector: selector, name: d.Name}
-	key, err := dkim.ParsePrivateKey([]byte(d.DKIMPrivateKey))
+	c.mu.Unlock()
+	e.once.Do(func() { e.signer, e.err = c.build(e) })
+	return e.signer, e.err
+}
+
+// build parses e's key and makes its signer, through c.keys when it takes
+// the key.
+func (c *signerCache) build(e *signerEntry) (*dkim.Signer, error) {
+	key, err := dkim.ParsePrivateKey([]byte(e.pem))
+	if err != nil {
+		return nil, fmt.Errorf("dkim key of domain %s: %w", e.name, err)
+	}
 	var cs crypto.Signer = key
-	if err == nil && c.keys != nil {
-		if fast, ferr := c.keys.NewSigner(key); ferr == nil {
+	if c.keys != nil {
+		if fast, err := c.keys.NewSigner(key); err == nil {
 			cs = fast
 		} else {
 			// Same signatures, only slower: never fail mail for it.
-			c.log.Warn("dkim key refused by libcrypto; signing with crypto/rsa", "domain", d.Name, "err", ferr)
+			c.log.Warn("dkim key refused by libcrypto; signing with crypto/rsa", "domain", e.name, "err", err)
 		}
 	}
-	if err == nil {
-		e.signer, err = dkim.NewSigner(d.Name, selector, cs)
-	}
+	signer, err := dkim.NewSigner(e.name, e.selector, cs)
 	if err != nil {
-		e.err = fmt.Errorf("dkim key of domain %s: %w", d.Name, err)
+		return nil, fmt.Errorf("dkim key of domain %s: %w", e.name, err)
 	}
-	c.m[d.ID] = e
-	return e.signer, e.err
+	return signer, nil
 }
 
 // headerEnd returns the length of msg's header block including the blank
