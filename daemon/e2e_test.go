@@ -33,10 +33,11 @@ func binaries(t *testing.T) (postald, postalctl string) {
 		if buildErr != nil {
 			return
 		}
-		args := []string{"build", "-o", binDir + "/", "github.com/postalgo/postal/cmd/postald", "github.com/postalgo/postal/cmd/postalctl"}
+		args := []string{"build"}
 		if cgoLinux { // the race detector needs cgo
-			args = append(args[:1], append([]string{"-race"}, args[1:]...)...)
+			args = append(args, "-race")
 		}
+		args = append(args, "-o", binDir+"/", "github.com/postalgo/postal/cmd/postald", "github.com/postalgo/postal/cmd/postalctl")
 		out, err := exec.Command("go", args...).CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)

@@ -238,17 +238,17 @@ func (in *Intake) commit(batch []request) {
 // empty, taking every batch waiting at once into one round trip per stream.
 func (in *Intake) dispatchLoop() {
 	byKind := map[queue.Kind][]queue.Job{}
-	for accepted := range in.committed {
-		add := func(accepted [][]store.Accepted) {
-			for _, sub := range accepted {
-				for _, a := range sub {
-					if a.QueuedID != 0 {
-						k := queue.Kind(a.Scope)
-						byKind[k] = append(byKind[k], queue.Job{ID: a.QueuedID, Domain: a.Domain})
-					}
+	add := func(accepted [][]store.Accepted) {
+		for _, sub := range accepted {
+			for _, a := range sub {
+				if a.QueuedID != 0 {
+					k := queue.Kind(a.Scope)
+					byKind[k] = append(byKind[k], queue.Job{ID: a.QueuedID, Domain: a.Domain})
 				}
 			}
 		}
+	}
+	for accepted := range in.committed {
 		add(accepted)
 	more:
 		for {

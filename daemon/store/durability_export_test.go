@@ -23,11 +23,7 @@ func CommitDurabilityForTest(ctx context.Context, q interface {
 func (s *Store) LightlyForTest(ctx context.Context, fn func(q interface {
 	QueryRowContext(context.Context, string, ...any) *sql.Row
 }) error) error {
-	return s.lightly(ctx, func(q querier) error {
-		return fn(q.(interface {
-			QueryRowContext(context.Context, string, ...any) *sql.Row
-		}))
-	})
+	return s.lightly(ctx, func(q querier) error { return fn(q) })
 }
 
 // DBForTest exposes the pool to tests.

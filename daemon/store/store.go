@@ -130,9 +130,10 @@ func (s *Store) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
 	return s.db.QueryRowContext(ctx, s.dialect.rebind(q), args...)
 }
 
-// querier runs a statement on the database, a connection or a transaction.
+// querier runs a statement on a connection or a transaction.
 type querier interface {
 	QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row
 }
 
 // lightly runs fn with a querier whose commits return before they reach the
