@@ -46,8 +46,8 @@ type Error struct {
 	Code int
 	// Enhanced is the RFC 3463 enhanced status code, e.g. "5.1.1", when known.
 	Enhanced string
-	// Message is the server's reply text (lines joined by "\n") or a
-	// description of a local refusal.
+	// Message is the server's reply text (lines joined by "\n", made safe
+	// and capped as MaxReplyText says) or a description of a local refusal.
 	Message string
 	// Permanent reports that retrying the same message cannot succeed.
 	Permanent bool
@@ -101,7 +101,7 @@ type RcptError struct {
 	Code int
 	// Enhanced is the enhanced status code, when known.
 	Enhanced string
-	// Message is the reply text.
+	// Message is the reply text, made safe and capped as MaxReplyText says.
 	Message string
 	// Permanent is true for 5xx refusals.
 	Permanent bool
@@ -135,7 +135,7 @@ func replyError(stage string, rep *reply) *Error {
 		Stage:     stage,
 		Code:      rep.code,
 		Enhanced:  string(rep.enh),
-		Message:   string(rep.text),
+		Message:   rep.message(),
 		Permanent: rep.code >= 500 && rep.code < 600,
 	}
 }

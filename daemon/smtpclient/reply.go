@@ -7,11 +7,20 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+
+	"github.com/postalgo/postal/daemon/untrusted"
 )
 
 // maxReplyLines bounds a multi-line reply so a hostile server cannot make the
 // client buffer without limit; real EHLO replies have a few dozen lines.
 const maxReplyLines = 256
+
+// MaxReplyText is the most bytes of a server's reply text that reach a
+// [Result], an [Error] or a [RcptError]: the text is made valid UTF-8 without
+// control characters other than tab and the line feeds joining its lines
+// (see package untrusted: bytes that are not UTF-8 are read as ISO-8859-1)
+// and cut on a character boundary to this length.
+const MaxReplyText = 2048
 
 // errMalformedReply is wrapped by every reply syntax error.
 var errMalformedReply = errors.New("malformed SMTP reply")
@@ -75,6 +84,13 @@ func readReply(br *bufio.Reader, r *reply) error {
 			return nil
 		}
 	}
+}
+
+// message returns the reply text as it may leave the package: valid UTF-8,
+// free of control characters but tab and line feed, at most MaxReplyText
+// bytes.
+func (r *reply) message() string {
+	return untrusted.Lines(string(r.text), MaxReplyText)
 }
 
 // trimEOL removes a trailing LF and the CR before it, if any.

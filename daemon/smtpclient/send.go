@@ -20,7 +20,8 @@ type Envelope struct {
 // are the server's final reply to the data; on failure only the connection
 // facts (TLS, RemoteAddr, Reused, Duration) are meaningful.
 type Result struct {
-	// Code, Enhanced and Message are the server's reply to the message data.
+	// Code, Enhanced and Message are the server's reply to the message data;
+	// Message is made safe and capped as MaxReplyText says.
 	Code     int
 	Enhanced string
 	Message  string
@@ -222,7 +223,7 @@ func (t *rcptTally) fromReply(i int, rep *reply) {
 		return
 	}
 	t.refuse(i, RcptError{Rcpt: t.to[i], Code: rep.code, Enhanced: string(rep.enh),
-		Message: string(rep.text), Permanent: rep.code >= 500})
+		Message: rep.message(), Permanent: rep.code >= 500})
 }
 
 // result fills res with the accepted and refused recipients.
@@ -432,7 +433,7 @@ func (cn *conn) transact(ctx context.Context, reused bool, env Envelope, data []
 	}
 	res.Code = cn.rep.code
 	res.Enhanced = string(cn.rep.enh)
-	res.Message = string(cn.rep.text)
+	res.Message = cn.rep.message()
 	t.result(res)
 	return nil, false
 }
