@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/postalgo/postal/daemon/untrusted"
 )
 
 // Message scopes.
@@ -383,7 +385,11 @@ func (s *Store) ClaimQueuedForDomain(ctx context.Context, scope, domain, owner s
 
 // NewDelivery is a delivery row recorded with an outcome.
 type NewDelivery struct {
-	Status      string
+	Status string
+	// Details and Output are stored as valid UTF-8 without NUL or other
+	// controls but tab and line feed, cut on a character boundary to 4096
+	// and 512 bytes (Outcome.Details and suppression reasons likewise to
+	// 4096), whatever bytes they hold.
 	Details     string
 	Output      string
 	SentWithSSL bool
@@ -501,13 +507,13 @@ func (st *outcomeStmts) apply(ctx context.Context, now int64, o Outcome) error {
 		if o.Delivery != nil {
 			attempt = now
 		}
-		if _, err := st.message.ExecContext(ctx, nullString(o.Status), nullString(o.Details), held, o.Held,
+		if _, err := st.message.ExecContext(ctx, nullString(o.Status), nullString(truncate(o.Details, maxDetails)), held, o.Held,
 			micros(o.HoldExpiry), attempt, o.MessageID); err != nil {
 			return fmt.Errorf("update message %d: %w", o.MessageID, err)
 		}
 	}
 	if d := o.Delivery; d != nil {
-		if _, err := st.delivery.ExecContext(ctx, o.MessageID, d.Status, d.Details, truncate(d.Output, 512), d.SentWithSSL,
+		if _, err := st.delivery.ExecContext(ctx, o.MessageID, d.Status, truncate(d.Details, maxDetails), truncate(d.Output, maxOutput), d.SentWithSSL,
 			d.LogID, d.Time, now); err != nil {
 			return fmt.Errorf("insert delivery for message %d: %w", o.MessageID, err)
 		}
@@ -607,9 +613,17 @@ func int64Args(ids []int64) []any {
 	return out
 }
 
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
-}
+// Caps on the text the store keeps from outcomes. Callers clean foreign text
+// where it enters (package untrusted); truncate is the last line of defence,
+// so that no reply text, however hostile, makes a database refuse a batch.
+const (
+	maxOutput  = 512  // deliveries.output, as Postal keeps it
+	maxDetails = 4096 // messages.details, deliveries.details, suppressions.reason
+)
+
+// truncate returns s as valid UTF-8 of at most n bytes, cut on a character
+// boundary, without NUL or other control characters (tab and line feed are
+// kept; bytes that are not UTF-8 are read as ISO-8859-1): see
+// untrusted.Lines. PostgreSQL refuses invalid UTF-8 and NUL in text columns
+// (SQLSTATE 22021), which would roll back a whole outcome batch.
+func truncate(s string, n int) string { return untrusted.Lines(s, n) }

@@ -150,7 +150,7 @@ func (s *Store) OutgoingVolume(ctx context.Context, serverID int64, since time.T
 
 // MarkBounced records that bounceID is a bounce of originalID, in one
 // transaction: the original gets status Bounced and a Bounced delivery row
-// (details, output truncated to 512 bytes), and the bounce is linked to it
+// (details and output made safe and capped by truncate), and the bounce is linked to it
 // (bounce_for_id, and the original's domain when the bounce has none).
 func (s *Store) MarkBounced(ctx context.Context, originalID, bounceID int64, details, output string) error {
 	now := s.now().UnixMicro()
@@ -163,7 +163,7 @@ func (s *Store) MarkBounced(ctx context.Context, originalID, bounceID int64, det
 			return fmt.Errorf("message %d: %w", originalID, ErrNotFound)
 		}
 		if _, err := t.exec(ctx, `INSERT INTO deliveries (message_id, status, details, output, sent_with_ssl, log_id, timestamp)
-			VALUES (?, ?, ?, ?, ?, '', ?)`, originalID, StatusBounced, details, truncate(output, 512), false, now); err != nil {
+			VALUES (?, ?, ?, ?, ?, '', ?)`, originalID, StatusBounced, truncate(details, maxDetails), truncate(output, maxOutput), false, now); err != nil {
 			return fmt.Errorf("insert delivery for message %d: %w", originalID, err)
 		}
 		if _, err := t.exec(ctx, `UPDATE messages SET bounce_for_id = ?,
@@ -249,7 +249,7 @@ func (s *Store) AddSuppressions(ctx context.Context, list []NewSuppression) erro
 				VALUES (?, ?, ?, ?, ?, ?)
 				ON CONFLICT (server_id, type, address) DO UPDATE SET reason = excluded.reason,
 					timestamp = excluded.timestamp, keep_until = excluded.keep_until`,
-				n.ServerID, SuppressionRecipient, strings.ToLower(n.Address), n.Reason, now, n.KeepUntil.UnixMicro()); err != nil {
+				n.ServerID, SuppressionRecipient, strings.ToLower(n.Address), truncate(n.Reason, maxDetails), now, n.KeepUntil.UnixMicro()); err != nil {
 				return fmt.Errorf("suppress %s: %w", n.Address, err)
 			}
 		}
