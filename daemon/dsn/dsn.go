@@ -4,9 +4,11 @@
 // Contract: Build returns a complete RFC 5322 message with CRLF line endings
 // whose bytes depend only on its Params (the MIME boundary is derived from
 // the Message-ID), so the same Params always give the same bounce. Parse
-// reads a DSN from any MTA, however nested, and returns what bounce
-// processing needs; it never panics on malformed input and returns ErrNotDSN
-// when the message holds no delivery-status part. Parse(Build(p)) returns the
+// reads a DSN from any MTA and returns what bounce processing needs; it never
+// panics on malformed input, takes time linear in the input's size (it looks
+// at most 8 levels of multipart nesting deep and at most 100 entities), returns
+// only valid UTF-8 text free of control characters and cut to bounded lengths,
+// and returns ErrNotDSN when no delivery-status part is within those bounds. Parse(Build(p)) returns the
 // fields of p (addresses, actions, statuses, diagnostic codes, MTAs, dates to
 // the second, original Message-ID).
 package dsn

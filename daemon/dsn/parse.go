@@ -13,67 +13,140 @@ import (
 
 	"github.com/emersion/go-message"
 	"github.com/emersion/go-message/textproto"
+
+	"github.com/postalgo/postal/daemon/untrusted"
 )
 
-// maxPartBytes bounds how much of one part Parse reads.
-const maxPartBytes = 1 << 20
+// Bounds on the work and the text Parse takes from a notification, which is
+// foreign input.
+const (
+	// maxPartBytes bounds how much of one part Parse reads.
+	maxPartBytes = 1 << 20
+	// maxDepth is the deepest multipart nesting Parse descends into (the
+	// top-level entity is depth 0). Every level of nesting wraps the part
+	// readers below it in one more reader, so reading a byte costs one step
+	// per level: the cap keeps a walk linear in the size of the message.
+	// Real notifications nest two or three levels.
+	maxDepth = 8
+	// maxParts is the most MIME entities Parse looks at.
+	maxParts = 100
 
-// Parse reads a received notification. It walks the whole MIME tree, takes
-// the first message/delivery-status (or message/global-delivery-status)
-// part and the first returned header block (text/rfc822-headers,
-// message/rfc822 and their global forms). It returns ErrNotDSN when there is
-// no delivery-status part, and a wrapped parse error when the MIME structure
-// or the status fields are malformed.
+	// Caps on the fields of a Report, in bytes (see package untrusted).
+	maxAddress    = 512
+	maxDiagnostic = 2048
+	maxHost       = 255
+	maxMessageID  = 998
+	maxWord       = 64
+)
+
+// errWalkDone stops a walk that has found everything it looks for, or has
+// looked at maxParts entities.
+var errWalkDone = errors.New("dsn: walk done")
+
+// Parse reads a received notification. It walks the MIME tree depth first,
+// down to maxDepth levels of multipart nesting and across at most maxParts
+// entities, and takes the first message/delivery-status (or
+// message/global-delivery-status) part and the first returned header block
+// (text/rfc822-headers, message/rfc822 and their global forms); it stops as
+// soon as it has both. Its time is linear in the size of raw, however deep
+// the nesting. Every text field of the Report is valid UTF-8 without control
+// characters, cut to a bounded length (see package untrusted);
+// OriginalHeaders is kept as found. It returns ErrNotDSN when there is no
+// delivery-status part within those bounds, and a wrapped parse error when
+// the MIME structure or the status fields are malformed.
 func Parse(raw []byte) (*Report, error) {
 	e, err := message.Read(bytes.NewReader(raw))
 	if err != nil && !lenient(err) {
 		return nil, fmt.Errorf("dsn: parse: %w", err)
 	}
-	rep := &Report{}
-	found := false
-	walkErr := e.Walk(func(_ []int, part *message.Entity, err error) error {
-		if err != nil && !lenient(err) {
-			return err
-		}
-		mt, params, _ := part.Header.ContentType()
-		switch strings.ToLower(mt) {
-		case "multipart/report":
-			if rep.ReportType == "" {
-				rep.ReportType = strings.ToLower(params["report-type"])
-			}
-		case "message/delivery-status", "message/global-delivery-status":
-			if found {
-				return nil
-			}
-			found = true
-			body, err := io.ReadAll(io.LimitReader(part.Body, maxPartBytes))
-			if err != nil {
-				return fmt.Errorf("delivery-status part: %w", err)
-			}
-			if err := parseStatus(body, rep); err != nil {
-				return fmt.Errorf("delivery-status part: %w", err)
-			}
-		case "text/rfc822-headers", "message/rfc822-headers", "message/global-headers",
-			"message/rfc822", "message/global":
-			if rep.OriginalHeaders != nil {
-				return nil
-			}
-			if err := parseReturned(part.Body, rep); err != nil {
-				return fmt.Errorf("returned headers: %w", err)
-			}
-		}
-		return nil
-	})
-	if walkErr != nil {
-		return nil, fmt.Errorf("dsn: parse: %w", walkErr)
+	w := &walker{rep: &Report{}}
+	if err := w.walk(e, 0); err != nil && !errors.Is(err, errWalkDone) {
+		return nil, fmt.Errorf("dsn: parse: %w", err)
 	}
-	if !found {
+	if !w.found {
 		return nil, ErrNotDSN
 	}
+	rep := w.rep
 	if rep.OriginalMessageID == "" {
 		rep.OriginalMessageID = messageID(e.Header.Get("In-Reply-To"))
 	}
 	return rep, nil
+}
+
+// walker is one bounded depth-first walk over a notification's entities.
+type walker struct {
+	rep     *Report
+	found   bool // a delivery-status part was read
+	headers bool // a returned header block was read
+	parts   int
+}
+
+// walk visits e at depth and then, when e is a multipart within maxDepth,
+// its parts. It returns errWalkDone to end the whole walk early.
+func (w *walker) walk(e *message.Entity, depth int) error {
+	w.parts++
+	if err := w.visit(e); err != nil {
+		return err
+	}
+	if w.found && w.headers {
+		return errWalkDone
+	}
+	if depth >= maxDepth {
+		return nil // deeper parts are skipped by the parent's reader
+	}
+	mr := e.MultipartReader()
+	if mr == nil {
+		return nil
+	}
+	for {
+		if w.parts >= maxParts {
+			return errWalkDone
+		}
+		part, err := mr.NextPart()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil && !lenient(err) {
+			return err
+		}
+		if err := w.walk(part, depth+1); err != nil {
+			return err
+		}
+	}
+}
+
+// visit reads what Parse needs from one entity.
+func (w *walker) visit(part *message.Entity) error {
+	rep := w.rep
+	mt, params, _ := part.Header.ContentType()
+	switch strings.ToLower(mt) {
+	case "multipart/report":
+		if rep.ReportType == "" {
+			rep.ReportType = untrusted.Text(strings.ToLower(params["report-type"]), maxWord)
+		}
+	case "message/delivery-status", "message/global-delivery-status":
+		if w.found {
+			return nil
+		}
+		w.found = true
+		body, err := io.ReadAll(io.LimitReader(part.Body, maxPartBytes))
+		if err != nil {
+			return fmt.Errorf("delivery-status part: %w", err)
+		}
+		if err := parseStatus(body, rep); err != nil {
+			return fmt.Errorf("delivery-status part: %w", err)
+		}
+	case "text/rfc822-headers", "message/rfc822-headers", "message/global-headers",
+		"message/rfc822", "message/global":
+		if w.headers {
+			return nil
+		}
+		w.headers = true
+		if err := parseReturned(part.Body, rep); err != nil {
+			return fmt.Errorf("returned headers: %w", err)
+		}
+	}
+	return nil
 }
 
 // lenient reports errors go-message returns alongside a usable entity.
@@ -100,7 +173,7 @@ func parseStatus(body []byte, rep *Report) error {
 			rep.Recipients = append(rep.Recipients, recipient(h))
 		} else {
 			if v := h.Get("Reporting-MTA"); v != "" && rep.ReportingMTA == "" {
-				rep.ReportingMTA = untype(v)
+				rep.ReportingMTA = untrusted.Text(untype(v), maxHost)
 			}
 			if v := h.Get("Arrival-Date"); v != "" && rep.Arrival.IsZero() {
 				rep.Arrival = parseDate(v)
@@ -133,11 +206,11 @@ func recipient(h textproto.Header) Recipient {
 		addrField = h.Get("Original-Recipient")
 	}
 	return Recipient{
-		Address:        address(addrField),
-		Action:         strings.ToLower(firstWord(h.Get("Action"))),
-		Status:         firstWord(h.Get("Status")),
-		DiagnosticCode: h.Get("Diagnostic-Code"),
-		RemoteMTA:      untype(h.Get("Remote-MTA")),
+		Address:        untrusted.Text(address(addrField), maxAddress),
+		Action:         untrusted.Text(strings.ToLower(firstWord(h.Get("Action"))), maxWord),
+		Status:         untrusted.Text(firstWord(h.Get("Status")), maxWord),
+		DiagnosticCode: untrusted.Text(strings.TrimSpace(h.Get("Diagnostic-Code")), maxDiagnostic),
+		RemoteMTA:      untrusted.Text(untype(h.Get("Remote-MTA")), maxHost),
 		LastAttempt:    parseDate(h.Get("Last-Attempt-Date")),
 	}
 }
@@ -245,17 +318,18 @@ func parseReturned(body io.Reader, rep *Report) error {
 		return nil
 	}
 	rep.OriginalMessageID = messageID(h.Get("Message-Id"))
-	rep.PostalMessageID = strings.TrimSpace(h.Get("X-Postal-Msgid"))
+	rep.PostalMessageID = untrusted.Text(strings.TrimSpace(h.Get("X-Postal-Msgid")), maxMessageID)
 	return nil
 }
 
-// messageID returns the first <...> of v without brackets, or v trimmed.
+// messageID returns the first <...> of v without brackets, or v trimmed,
+// made safe by untrusted.Text.
 func messageID(v string) string {
 	v = strings.TrimSpace(v)
 	if i := strings.IndexByte(v, '<'); i >= 0 {
 		if j := strings.IndexByte(v[i:], '>'); j > 0 {
-			return v[i+1 : i+j]
+			v = v[i+1 : i+j]
 		}
 	}
-	return v
+	return untrusted.Text(v, maxMessageID)
 }
