@@ -126,3 +126,21 @@ func FuzzText(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkText measures a typical 2.0.0 reply: clean (the fast path, no
+// copy), Latin-1 (rebuilt) and with a NUL byte.
+func BenchmarkText(b *testing.B) {
+	for _, c := range []struct{ name, in string }{
+		{"clean", "250 2.0.0 Ok: queued as 4F2B1C0A7D for <someone@example.org> (Nachricht für Empfänger)"},
+		{"latin1", "250 2.0.0 Ok: queued as 4F2B1C0A7D for <someone@example.org> (Nachricht f\xfcr Empf\xe4nger)"},
+		{"nul", "250 2.0.0 Ok: queued as 4F2B1C0A7D for <someone@example.org> (Nachricht\x00 für Empfänger)"},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.SetBytes(int64(len(c.in)))
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = untrusted.Text(c.in, 512)
+			}
+		})
+	}
+}
