@@ -77,7 +77,7 @@ func Parse(raw []byte) (*Report, error) {
 type walker struct {
 	rep     *Report
 	found   bool // a delivery-status part was read
-	headers bool // a returned header block was read
+	headers bool // a non-empty returned header block was read
 	parts   int
 }
 
@@ -141,10 +141,11 @@ func (w *walker) visit(part *message.Entity) error {
 		if w.headers {
 			return nil
 		}
-		w.headers = true
 		if err := parseReturned(part.Body, rep); err != nil {
 			return fmt.Errorf("returned headers: %w", err)
 		}
+		// An empty block leaves the place to a later one.
+		w.headers = rep.OriginalHeaders != nil
 	}
 	return nil
 }
