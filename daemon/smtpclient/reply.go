@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/postalgo/postal/daemon/untrusted"
 )
@@ -90,7 +91,18 @@ func readReply(br *bufio.Reader, r *reply) error {
 // free of control characters but tab and line feed, at most MaxReplyText
 // bytes.
 func (r *reply) message() string {
-	return untrusted.Lines(string(r.text), MaxReplyText)
+	t := r.text
+	if len(t) > MaxReplyText {
+		// Every byte kept makes at least one byte of output, so no more
+		// than MaxReplyText bytes are needed; cut before a character that
+		// would straddle the cut, so it is not read as Latin-1.
+		n := MaxReplyText
+		for i := 1; i < utf8.UTFMax && !utf8.RuneStart(t[n]); i++ {
+			n--
+		}
+		t = t[:n]
+	}
+	return untrusted.Lines(string(t), MaxReplyText)
 }
 
 // trimEOL removes a trailing LF and the CR before it, if any.

@@ -149,3 +149,25 @@ func FuzzReply(f *testing.F) {
 		}
 	})
 }
+
+func TestReplyMessageCutsLongTextOnACharacter(t *testing.T) {
+	clef := "\U0001d11e" // 4 bytes
+	tests := []struct {
+		name string
+		text string
+		want string
+	}{
+		{"4-byte character straddling the cut", strings.Repeat("a", MaxReplyText-2) + clef + "tail", strings.Repeat("a", MaxReplyText-2)},
+		{"2-byte character straddling the cut", strings.Repeat("a", MaxReplyText-1) + "é", strings.Repeat("a", MaxReplyText-1)},
+		{"Latin-1 at the cut", strings.Repeat("a", MaxReplyText-1) + "\xe9\xe9", strings.Repeat("a", MaxReplyText-1)},
+		{"multi-line, longer than a reply line", strings.Repeat("x\n", MaxReplyText), strings.Repeat("x\n", MaxReplyText/2)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := reply{text: []byte(tt.text)}
+			if got := r.message(); got != tt.want {
+				t.Errorf("message() = %q... (%d bytes), want %d bytes", got[max(0, len(got)-8):], len(got), len(tt.want))
+			}
+		})
+	}
+}
