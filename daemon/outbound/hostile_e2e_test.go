@@ -31,6 +31,11 @@ var hostileReplies = map[string]string{
 	"plain": "250 2.0.0 Ok",
 }
 
+// refusal is the hostile server's answer to RCPT TO:<refuse...>: a
+// permanent refusal in Latin-1 with a NUL byte, which becomes the output of
+// a HardFail delivery, a suppression reason and a bounce's diagnostic.
+const refusal = "550 5.1.1 Empf\xe4nger\x00 unbekannt"
+
 // hostileServer is a raw SMTP server over TCP that accepts every message and
 // answers its data with hostileReplies[local part], counting each message it
 // accepted per recipient.
@@ -103,6 +108,10 @@ func (hs *hostileServer) serve(c net.Conn) {
 					addr = arg[i+1 : i+j]
 				}
 			}
+			if strings.HasPrefix(addr, "refuse") {
+				reply = refusal
+				break
+			}
 			rcpts = append(rcpts, strings.ToLower(addr))
 		case "QUIT":
 			say("221 bye")
@@ -169,8 +178,12 @@ func TestHostileRepliesAreRecordedOnce(t *testing.T) {
 
 		var subs []store.Submission
 		var rcpts []string
+		locals := []string{"refuse"}
+		for local := range hostileReplies {
+			locals = append(locals, local)
+		}
 		for i := range 3 {
-			for local := range hostileReplies {
+			for _, local := range locals {
 				rcpt := local + string(rune('0'+i)) + "@dest.test"
 				rcpts = append(rcpts, rcpt)
 				subs = append(subs, store.Submission{Raw: rawMessage(rcpt, "hostile"), Messages: []store.NewMessage{{
@@ -214,8 +227,10 @@ func TestHostileRepliesAreRecordedOnce(t *testing.T) {
 			}
 		}()
 
-		// Poll until every message is Sent. A batch that cannot commit
-		// never gets there: its messages are sent again, then HardFail.
+		// Poll until every message is Sent, or HardFail for the refused
+		// ones. A batch that cannot commit never gets there: its messages
+		// are sent again, then all marked HardFail.
+		wantFailed := 3
 		final := func() (sent, failed int, statuses map[string]string) {
 			statuses = map[string]string{}
 			for id, rcpt := range ids {
@@ -235,25 +250,42 @@ func TestHostileRepliesAreRecordedOnce(t *testing.T) {
 		defer tick.Stop()
 		for {
 			sent, failed, statuses := final()
-			if sent == len(ids) {
+			if sent == len(ids)-wantFailed && failed == wantFailed {
 				break
 			}
 			if sent+failed == len(ids) || time.Now().After(deadline) {
-				t.Fatalf("%d of %d messages marked Sent: %v; server counts %v", sent, len(ids), statuses, hs.counts())
+				t.Fatalf("%d of %d messages marked Sent, %d HardFail (want %d): %v; server counts %v",
+					sent, len(ids), failed, wantFailed, statuses, hs.counts())
 			}
 			<-tick.C
 		}
 
 		counts := hs.counts()
 		for _, rcpt := range rcpts {
-			if counts[rcpt] != 1 {
-				t.Errorf("%s delivered %d times, want once", rcpt, counts[rcpt])
+			want := 1
+			if strings.HasPrefix(rcpt, "refuse") {
+				want = 0
 			}
+			if counts[rcpt] != want {
+				t.Errorf("%s delivered %d times, want %d", rcpt, counts[rcpt], want)
+			}
+		}
+		// The refusal also became suppression reasons and bounces.
+		sup, err := s.ActiveSuppressions(ctx, e.fx.Server.ID, []string{"refuse0@dest.test"}, time.Now())
+		if r := sup["refuse0@dest.test"]; err != nil || r == nil || !strings.Contains(r.Reason, "Empfänger\uFFFD unbekannt") {
+			t.Errorf("suppression = %+v, %v; want the refusal as its reason", r, err)
+		}
+		if n := len(e.bounces.all()); n != wantFailed {
+			t.Errorf("%d bounces submitted, want %d", n, wantFailed)
 		}
 		for id, rcpt := range ids {
 			ds := e.deliveries(id)
-			if len(ds) != 1 || ds[0].Status != store.StatusSent {
-				t.Errorf("%s: deliveries %+v, want one Sent", rcpt, ds)
+			wantStatus := store.StatusSent
+			if strings.HasPrefix(rcpt, "refuse") {
+				wantStatus = store.StatusHardFail
+			}
+			if len(ds) != 1 || ds[0].Status != wantStatus {
+				t.Errorf("%s: deliveries %+v, want one %s", rcpt, ds, wantStatus)
 				continue
 			}
 			out := ds[0].Output
@@ -262,10 +294,11 @@ func TestHostileRepliesAreRecordedOnce(t *testing.T) {
 			}
 			local, _, _ := strings.Cut(rcpt, "@")
 			want := map[string]string{
-				"latin": "250 2.0.0 Nachricht für Empfänger angenommen",
-				"nul":   "250 2.0.0 Ok\uFFFD queued as 4711",
-				"long":  "250 2.0.0 " + strings.Repeat("a", 501), // the cut falls inside the first "é"
-				"plain": "250 2.0.0 Ok",
+				"latin":  "250 2.0.0 Nachricht für Empfänger angenommen",
+				"nul":    "250 2.0.0 Ok\uFFFD queued as 4711",
+				"long":   "250 2.0.0 " + strings.Repeat("a", 501), // the cut falls inside the first "é"
+				"plain":  "250 2.0.0 Ok",
+				"refuse": "550 5.1.1 Empfänger\uFFFD unbekannt",
 			}[strings.TrimRight(local, "0123456789")]
 			if out != want {
 				t.Errorf("%s: output %q, want %q", rcpt, out, want)
