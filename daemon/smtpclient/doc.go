@@ -17,6 +17,11 @@
 //     were idle are discarded and replaced transparently, before any part of
 //     the message has been accepted.
 //   - Message bodies and addresses are never logged.
+//   - A server's reply text reaches callers (Result, Error, RcptError) only as
+//     valid UTF-8 without NUL or other control characters but tab and the
+//     line feeds joining its lines, at most [MaxReplyText] bytes: bytes that
+//     are not UTF-8 are read as ISO-8859-1 (package untrusted), so a hostile
+//     or legacy reply cannot break the SQL, logs, DSNs or webhooks it feeds.
 //
 // Implementation: the session is written directly over bufio instead of on
 // go-smtp's Client. go-smtp v0.25 sends each command and waits for its reply
