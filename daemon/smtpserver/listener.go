@@ -62,6 +62,12 @@ func (s *Server) admit(ctx context.Context, raw net.Conn, handoff *chanListener)
 	}
 	conn := raw
 	if s.o.Config.ProxyProtocol {
+		if peer := clientIP(raw.RemoteAddr()); !inNetworks(s.proxyTrusted, peer) {
+			s.conns.unreserve()
+			s.logUntrustedPeer(peer)
+			s.refuseConn(raw, "proxy_untrusted", "554 5.7.1 Connections are accepted only through the configured proxies")
+			return
+		}
 		pc := proxyproto.NewConn(raw, proxyproto.WithPolicy(proxyproto.REQUIRE), proxyproto.SetReadHeaderTimeout(proxyHeaderTimeout))
 		stop := context.AfterFunc(ctx, func() { _ = raw.SetReadDeadline(time.Now()) })
 		hdr := pc.ProxyHeader()
@@ -90,6 +96,21 @@ func (s *Server) admit(ctx context.Context, raw net.Conn, handoff *chanListener)
 	if !handoff.offer(ctx, tc) {
 		_ = tc.Close()
 	}
+}
+
+// logUntrustedPeer reports a connection refused because its peer is not a
+// trusted proxy: at warning level at most once a minute (so an operator
+// who forgot smtp_server.proxy_protocol_trusted sees it, and a scan cannot
+// flood the log), at debug level otherwise.
+func (s *Server) logUntrustedPeer(peer netip.Addr) {
+	now := time.Now().Unix()
+	last := s.untrustedWarned.Load()
+	if now-last >= 60 && s.untrustedWarned.CompareAndSwap(last, now) {
+		s.log.Warn("connection refused: PROXY protocol is on and the peer is not in smtp_server.proxy_protocol_trusted",
+			"peer", peer.String())
+		return
+	}
+	s.log.Debug("connection refused: peer is not a trusted proxy", "peer", peer.String())
 }
 
 // refuseConn writes one reply line and closes c.
@@ -122,21 +143,21 @@ const (
 	admitDraining
 )
 
-// connTable counts open connections in total and per client address and
-// keeps them for draining. The total is reserved at accept time, before
+// connTable counts open connections in total and per client key (IPv4
+// address or IPv6 /64, see clientKey) and keeps them for draining. The total is reserved at accept time, before
 // the client address is known (a PROXY header may name it).
 type connTable struct {
 	mu       sync.Mutex
 	max      int
 	maxPerIP int
 	total    int
-	perIP    map[netip.Addr]int
+	perIP    map[netip.Prefix]int
 	open     map[*trackedConn]struct{}
 	draining bool
 }
 
 func newConnTable(maxTotal, maxPerIP int) *connTable {
-	return &connTable{max: maxTotal, maxPerIP: maxPerIP, perIP: map[netip.Addr]int{}, open: map[*trackedConn]struct{}{}}
+	return &connTable{max: maxTotal, maxPerIP: maxPerIP, perIP: map[netip.Prefix]int{}, open: map[*trackedConn]struct{}{}}
 }
 
 // reserve takes one place of the total; false when none is free.
@@ -167,11 +188,11 @@ func (t *connTable) add(c *trackedConn) admitResult {
 	case t.draining:
 		t.total--
 		return admitDraining
-	case t.perIP[c.ip] >= t.maxPerIP:
+	case t.perIP[c.key] >= t.maxPerIP:
 		t.total--
 		return admitPerIP
 	}
-	t.perIP[c.ip]++
+	t.perIP[c.key]++
 	t.open[c] = struct{}{}
 	return admitOK
 }
@@ -185,8 +206,8 @@ func (t *connTable) remove(c *trackedConn) {
 	}
 	delete(t.open, c)
 	t.total--
-	if t.perIP[c.ip]--; t.perIP[c.ip] <= 0 {
-		delete(t.perIP, c.ip)
+	if t.perIP[c.key]--; t.perIP[c.key] <= 0 {
+		delete(t.perIP, c.key)
 	}
 }
 
@@ -224,6 +245,7 @@ type trackedConn struct {
 	net.Conn
 	srv    *Server
 	ip     netip.Addr
+	key    netip.Prefix // clientKey(ip): what per-client limits count
 	opened time.Time
 	logged bool
 
@@ -244,7 +266,7 @@ type trackedConn struct {
 
 func newTrackedConn(s *Server, c net.Conn, ip netip.Addr) *trackedConn {
 	logged := s.o.Config.LogConnections && (s.logExclude == nil || !s.logExclude.MatchString(ip.String()))
-	return &trackedConn{Conn: c, srv: s, ip: ip, opened: time.Now(), logged: logged}
+	return &trackedConn{Conn: c, srv: s, ip: ip, key: clientKey(ip), opened: time.Now(), logged: logged}
 }
 
 // Read reads from the client, except that a draining connection between

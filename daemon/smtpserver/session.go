@@ -169,14 +169,16 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 	return nil, s.reject(errAuthMechanism)
 }
 
-// authBlocked reports whether the client address failed AUTH too often
-// recently, in this process or (with Options.AuthFailures) in any.
+// authBlocked reports whether the client failed AUTH too often recently,
+// in this process or (with Options.AuthFailures) in any. It only reads: it
+// spares a blocked client the exchange, while authenticate's reservation
+// is what enforces the limit.
 func (s *session) authBlocked() bool {
-	if s.srv.authFails.blocked(s.tc.ip) {
+	if s.srv.authFails.blocked(s.tc.key) {
 		return true
 	}
-	if l := s.srv.o.AuthFailures; l != nil && s.tc.ip.IsValid() {
-		x, err := l.Exceeded(s.ctx, s.tc.ip.String())
+	if l := s.srv.o.AuthFailures; l != nil && s.tc.key.IsValid() {
+		x, err := l.Exceeded(s.ctx, s.tc.key.String())
 		if err != nil {
 			s.srv.log.Warn("shared AUTH failure count unavailable; using this process's", "err", err)
 		}
@@ -185,32 +187,65 @@ func (s *session) authBlocked() bool {
 	return false
 }
 
-// recordAuthFailure counts an AUTH failure of the client address.
-func (s *session) recordAuthFailure() {
-	s.srv.authFails.record(s.tc.ip)
-	if l := s.srv.o.AuthFailures; l != nil && s.tc.ip.IsValid() {
-		if err := l.Record(s.ctx, s.tc.ip.String()); err != nil {
-			s.srv.log.Warn("recording a shared AUTH failure failed", "err", err)
+// reserveAuthAttempt counts one AUTH failure for the client before its
+// password is checked, in this process's window and the shared one, each
+// in one atomic step with the check of its limit; so parallel attempts
+// from one client get no more tries than the limit between them. It
+// returns false (nothing counted) when either limit is reached, else a
+// function that takes the attempt back (for a success, or a failure of
+// ours). Without Redis the process's window still counts.
+func (s *session) reserveAuthAttempt() (release func(), ok bool) {
+	key := s.tc.key
+	local, ok := s.srv.authFails.acquire(key)
+	if !ok {
+		return nil, false
+	}
+	var shared string
+	l := s.srv.o.AuthFailures
+	if l != nil && key.IsValid() {
+		token, ok, err := l.Acquire(s.ctx, key.String())
+		switch {
+		case err != nil:
+			s.srv.log.Warn("shared AUTH failure count unavailable; using this process's", "err", err)
+		case !ok:
+			s.srv.authFails.release(key, local)
+			return nil, false
+		default:
+			shared = token
 		}
 	}
+	return func() {
+		s.srv.authFails.release(key, local)
+		if shared != "" {
+			if err := l.Release(s.ctx, key.String(), shared); err != nil {
+				s.srv.log.Warn("taking back a shared AUTH attempt failed", "err", err)
+			}
+		}
+	}, true
 }
 
-// authenticate checks password against the SMTP credentials' keys.
+// authenticate checks password against the SMTP credentials' keys. The
+// attempt counts as a failure unless it succeeds.
 func (s *session) authenticate(password string) error {
+	release, ok := s.reserveAuthAttempt()
+	if !ok {
+		return s.reject(errAuthRateLimit)
+	}
 	var cred *store.Credential
 	found := false
 	if password != "" {
 		var err error
 		if cred, found, err = s.srv.lookups.credentialByKey(s.ctx, password); err != nil {
+			release()
 			s.srv.log.Error("credential lookup failed", "err", err)
 			return s.reject(errAuthTemporary)
 		}
 	}
 	if !found {
-		s.recordAuthFailure()
 		s.srv.log.Warn("AUTH failure", "remote", s.tc.ip.String())
 		return s.reject(errAuthInvalid)
 	}
+	release()
 	s.mu.Lock()
 	s.cred, s.viaAuth = cred, true
 	s.mu.Unlock()
