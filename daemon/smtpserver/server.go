@@ -222,7 +222,12 @@ func New(o Options) (*Server, error) {
 	srv.ErrorLog = errorLog{log: s.log}
 	if s.tlsEnabled {
 		srv.TLSConfig = &tls.Config{
-			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.cert.Load(), nil },
+			GetCertificate: func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
+				if tc, ok := h.Conn.(*trackedConn); ok {
+					tc.tlsStarted.Store(true)
+				}
+				return s.cert.Load(), nil
+			},
 		}
 	}
 	s.smtp = srv
