@@ -161,24 +161,41 @@ func TestPerClientLimitsCountIPv6By64(t *testing.T) {
 	})
 }
 
-// Fifty AUTH attempts sent at once from one address, spread over two
-// smtp-server processes sharing a Redis window, get exactly the limit's
-// worth of password checks between them: checking and counting an attempt
-// is one step, so no attempt slips through while the others are checked.
+// Fifty AUTH attempts sent at once from one address get exactly the
+// limit's worth of password checks between them: checking and counting an
+// attempt is one step, so no attempt slips through while the others are
+// checked. Spread over two smtp-server processes sharing a Redis window,
+// the step is the Redis script; in one process without Redis, its own
+// window's lock.
 func TestParallelAuthAttemptsGetNoFreeTries(t *testing.T) {
-	const limit, attempts = 5, 50
-	rc, keys := redistest.New(t)
-	shared := func(o *smtpserver.Options) {
-		o.Config.AuthMaxFailures = limit
-		o.Config.AuthFailureWindow = 600
-		o.Config.MaxConnectionsPerIP = attempts
-		w, err := ratelimit.New(ratelimit.Options{Client: rc, Keys: keys, Name: "smtp-auth-failures", Max: limit, Window: 10 * time.Minute})
-		if err != nil {
-			t.Fatal(err)
+	t.Run("two processes sharing Redis", func(t *testing.T) {
+		rc, keys := redistest.New(t)
+		shared := func(o *smtpserver.Options) {
+			w, err := ratelimit.New(ratelimit.Options{Client: rc, Keys: keys, Name: "smtp-auth-failures", Max: 5, Window: 10 * time.Minute})
+			if err != nil {
+				t.Fatal(err)
+			}
+			o.AuthFailures = w
 		}
-		o.AuthFailures = w
-	}
-	envs := []*env{newEnv(t, shared), newEnv(t, shared)}
+		parallelAuth(t, newEnv(t, authLimit, shared), newEnv(t, authLimit, shared))
+	})
+	t.Run("one process on its own", func(t *testing.T) {
+		parallelAuth(t, newEnv(t, authLimit))
+	})
+}
+
+// authLimit allows 5 AUTH failures per 10 minutes and 50 connections per
+// client.
+func authLimit(o *smtpserver.Options) {
+	o.Config.AuthMaxFailures = 5
+	o.Config.AuthFailureWindow = 600
+	o.Config.MaxConnectionsPerIP = 50
+}
+
+// parallelAuth sends 50 AUTH attempts with a wrong key at once, spread
+// over envs, and checks that 5 were answered 535 and the rest 454.
+func parallelAuth(t *testing.T, envs ...*env) {
+	const limit, attempts = 5, 50
 
 	start := make(chan struct{})
 	codes := make(chan int, attempts)
@@ -189,7 +206,7 @@ func TestParallelAuthAttemptsGetNoFreeTries(t *testing.T) {
 		done.Add(1)
 		go func() {
 			defer done.Done()
-			c, err := authAttempt(envs[i%2].addr, &ready, start)
+			c, err := authAttempt(envs[i%len(envs)].addr, &ready, start)
 			if err != nil {
 				errs <- err
 				return
