@@ -9,7 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/postalgo/postal/daemon/ratelimit"
+	"github.com/postalgo/postal/daemon/redisconn"
 	"github.com/postalgo/postal/daemon/redisconn/redistest"
 	"github.com/postalgo/postal/daemon/smtpserver"
 	"github.com/postalgo/postal/daemon/store"
@@ -268,4 +271,94 @@ func authAttempt(addr string, ready *sync.WaitGroup, start <-chan struct{}) (int
 		return 0, fmt.Errorf("AUTH reply: %w", err)
 	}
 	return c, nil
+}
+
+// With Redis gone, the shared AUTH failure count fails open to each
+// process's own window, never to no limit.
+func TestAuthLimitHoldsWithRedisDown(t *testing.T) {
+	srv := redistest.StartServer(t)
+	rdb, err := redisconn.New(redisconn.Options{URL: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rdb.Close() })
+	w, err := ratelimit.New(ratelimit.Options{Client: rdb, Keys: redisconn.NewKeys("auth-down"), Name: "smtp-auth-failures", Max: 2, Window: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Kill()
+	e := newEnv(t, func(o *smtpserver.Options) {
+		o.Config.AuthMaxFailures = 2
+		o.Config.MaxBadCommands = 100
+		o.AuthFailures = w
+	})
+	r := failAuth(e, 2)
+	r.send("AUTH PLAIN " + b64("\x00u\x00"+e.fx.SMTPKey))
+	r.expect(454, "Too many failed")
+	if !strings.Contains(e.logs.String(), "shared AUTH failure count unavailable") {
+		t.Fatalf("no warning about the shared count:\n%s", e.logs.String())
+	}
+}
+
+// Refusals for these limits show in the metrics with their own labels.
+func TestLimitRefusalsAreCounted(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	e := newEnv(t, func(o *smtpserver.Options) {
+		o.Registerer = reg
+		o.Config.ProxyProtocol = true
+		o.Config.ProxyProtocolTrusted = []string{"127.0.0.2"}
+		o.Config.MaxCommands = 5
+		o.Config.DataTimeout = 0.3
+	})
+	untrusted := e.rawDialFrom("127.0.0.1")
+	untrusted.expect(554, "")
+
+	chatty := e.proxied("127.0.0.2", "203.0.113.7")
+	chatty.expect(220, "")
+	chatty.send("NOOP", "NOOP", "NOOP", "NOOP", "NOOP")
+	for range 5 {
+		chatty.expect(250, "")
+	}
+	chatty.expect(421, "Too many commands")
+
+	slow := e.proxied("127.0.0.2", "203.0.113.8")
+	slow.expect(220, "")
+	e.route(e.fx.Domain.ID, "sales", store.RouteModeAccept)
+	slow.send("EHLO client.test", "MAIL FROM:<a@example.org>", "RCPT TO:<sales@example.com>", "BDAT 3")
+	_, _ = slow.conn.Write([]byte("abc"))
+	for range 4 {
+		slow.expect(250, "")
+	}
+	slow.expect(421, "4.4.2")
+
+	for _, tc := range []struct {
+		metric string
+		labels map[string]string
+	}{
+		{"postal_smtp_server_refused_connections_total", map[string]string{"reason": "proxy_untrusted"}},
+		{"postal_smtp_server_client_errors", map[string]string{"error": "too-many-commands"}},
+		{"postal_smtp_server_client_errors", map[string]string{"error": "data-timeout"}},
+	} {
+		if got := counterValue(t, reg, tc.metric, tc.labels); got != 1 {
+			t.Errorf("%s%v = %v, want 1", tc.metric, tc.labels, got)
+		}
+	}
+}
+
+// After STARTTLS the 421 for too many commands comes through TLS.
+func TestTooManyCommandsIsAnsweredThroughTLS(t *testing.T) {
+	e, _, _ := tlsEnv(t, func(o *smtpserver.Options) { o.Config.MaxCommands = 4 })
+	r := e.rawDial()
+	r.expect(220, "")
+	r.send("EHLO client.test") // 1
+	r.expect(250, "STARTTLS")
+	r.startTLS()               // 2
+	r.send("EHLO client.test") // 3
+	r.expect(250, "")
+	r.send("NOOP") // 4
+	r.expect(250, "")
+	r.expect(421, "4.7.0 Too many commands")
+	if !r.closed() {
+		t.Fatal("the session is still open")
+	}
 }
