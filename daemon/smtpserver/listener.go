@@ -146,8 +146,9 @@ const (
 )
 
 // connTable counts open connections in total and per client key (IPv4
-// address or IPv6 /64, see clientKey) and keeps them for draining. The total is reserved at accept time, before
-// the client address is known (a PROXY header may name it).
+// address or IPv6 /64, see clientKey) and keeps them for draining. The
+// total is reserved at accept time, before the client address is known (a
+// PROXY header may name it).
 type connTable struct {
 	mu       sync.Mutex
 	max      int
@@ -313,7 +314,7 @@ func (c *trackedConn) Read(b []byte) (int, error) {
 // it is where command lines are counted against max_commands: the line
 // over the limit is not read; the client is told 421 and the connection
 // closed. NOOP, VRFY, HELP, RSET, QUIT and AUTH continuation lines count
-// like any other. (TestMaxCommandsCountsEveryCommandLine pins go-smtp's
+// like any other. (TestSessionLimits' max_commands cases pin go-smtp's
 // behaviour.) It also keeps a draining connection's deadline in the past
 // between messages, and ends a connection whose message deadline passed.
 func (c *trackedConn) SetReadDeadline(t time.Time) error {
