@@ -181,8 +181,13 @@ type SMTPServer struct {
 	TLSCiphers string `yaml:"tls_ciphers"`
 	// SSLVersion is Postal's SSL version setting, kept for compatibility.
 	SSLVersion string `yaml:"ssl_version"`
-	// ProxyProtocol expects a PROXY protocol header on each connection.
+	// ProxyProtocol expects a PROXY protocol header (v1 or v2) on each connection from a
+	// network in ProxyProtocolTrusted; connections from anywhere else are refused.
 	ProxyProtocol bool `yaml:"proxy_protocol"`
+	// ProxyProtocolTrusted lists the IP addresses and CIDR ranges of the proxies whose PROXY
+	// headers are believed (default loopback only). It must not be empty while
+	// ProxyProtocol is on. postal.trusted_proxies (web requests) is not consulted.
+	ProxyProtocolTrusted []string `yaml:"proxy_protocol_trusted" validate:"dive,ip_or_cidr"`
 	// LogConnections logs each connection.
 	LogConnections bool `yaml:"log_connections"`
 	// MaxMessageSize is the largest accepted message in megabytes (see MaxMessageBytes).
@@ -194,17 +199,21 @@ type SMTPServer struct {
 	MaxRecipients int `yaml:"max_recipients" validate:"gte=1"`
 	// MaxConnections is the most concurrent connections.
 	MaxConnections int `yaml:"max_connections" validate:"gte=1"`
-	// MaxConnectionsPerIP is the most concurrent connections from one client IP.
+	// MaxConnectionsPerIP is the most concurrent connections from one client: one IPv4
+	// address or one IPv6 /64.
 	MaxConnectionsPerIP int `yaml:"max_connections_per_ip" validate:"gte=1"`
-	// MaxCommands is the most commands in one session.
+	// MaxCommands is the most command lines one connection may send (every line read
+	// outside message data: NOOP, VRFY, HELP, RSET and AUTH continuation lines included).
 	MaxCommands int `yaml:"max_commands" validate:"gte=1"`
 	// MaxBadCommands is the most rejected commands before the session is closed.
 	MaxBadCommands int `yaml:"max_bad_commands" validate:"gte=1"`
 	// IdleTimeout closes a session that sends nothing for this long.
 	IdleTimeout Seconds `yaml:"idle_timeout" validate:"gt=0"`
-	// DataTimeout bounds receiving one message body.
+	// DataTimeout bounds receiving one whole message body: DATA, or every BDAT chunk
+	// and the commands between them.
 	DataTimeout Seconds `yaml:"data_timeout" validate:"gt=0"`
-	// AuthMaxFailures is the most failed AUTH attempts per client IP within the window.
+	// AuthMaxFailures is the most failed AUTH attempts per client (IPv4 address or IPv6
+	// /64) within the window.
 	AuthMaxFailures int `yaml:"auth_max_failures" validate:"gte=1"`
 	// AuthFailureWindow is the window over which AUTH failures are counted.
 	AuthFailureWindow Seconds `yaml:"auth_failure_window" validate:"gt=0"`
@@ -496,6 +505,7 @@ func Defaults() *Config {
 			TLSCertificatePath:             ConfigFileRoot + "/smtp.cert",
 			TLSPrivateKeyPath:              ConfigFileRoot + "/smtp.key",
 			SSLVersion:                     "SSLv23",
+			ProxyProtocolTrusted:           []string{"127.0.0.0/8", "::1/128"},
 			MaxMessageSize:                 14,
 			MaxRecipients:                  100,
 			MaxConnections:                 1000,

@@ -73,6 +73,7 @@ func TestDefaultsMatchPostal(t *testing.T) {
 		{"smtp_server.tls_private_key_path", d.SMTPServer.TLSPrivateKeyPath, "$config-file-root/smtp.key"},
 		{"smtp_server.ssl_version", d.SMTPServer.SSLVersion, "SSLv23"},
 		{"smtp_server.proxy_protocol", d.SMTPServer.ProxyProtocol, false},
+		{"smtp_server.proxy_protocol_trusted", d.SMTPServer.ProxyProtocolTrusted, []string{"127.0.0.0/8", "::1/128"}},
 		{"smtp_server.log_connections", d.SMTPServer.LogConnections, false},
 		{"smtp_server.max_message_size", d.SMTPServer.MaxMessageSize, 14},
 		{"dns.mx_records", d.DNS.MXRecords, []string{"mx1.postal.example.com", "mx2.postal.example.com"}},

@@ -36,6 +36,8 @@ func TestEnvOverridesEachType(t *testing.T) {
 		{"postal list", map[string]string{"POSTAL_SMTP_RELAYS": "smtp://a.example.org:25,smtp://b.example.org:2525?ssl_mode=TLS"},
 			func(c *Config) any { return c.Postal.SMTPRelays },
 			[]string{"smtp://a.example.org:25", "smtp://b.example.org:2525?ssl_mode=TLS"}},
+		{"list of networks", map[string]string{"SMTP_SERVER_PROXY_PROTOCOL_TRUSTED": "10.0.0.5, 2001:db8::/64"},
+			func(c *Config) any { return c.SMTPServer.ProxyProtocolTrusted }, []string{"10.0.0.5", "2001:db8::/64"}},
 		{"seconds whole", map[string]string{"DNS_TIMEOUT": "10"},
 			func(c *Config) any { return c.DNS.Timeout }, Seconds(10)},
 		{"seconds fraction", map[string]string{"REQUEUER_INTERVAL": "0.5"},

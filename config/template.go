@@ -52,6 +52,10 @@ smtp_server:
   # tls_enabled: true
   # tls_certificate_path: $config-file-root/smtp.cert
   # tls_private_key_path: $config-file-root/smtp.key
+  # Behind a TCP proxy that sends PROXY headers (HAProxy send-proxy), name the
+  # proxy: headers from anyone else are refused.
+  # proxy_protocol: true
+  # proxy_protocol_trusted: [127.0.0.1]
 
 worker:
   # Concurrent deliveries per worker process.

@@ -85,6 +85,7 @@ func (c *Config) validateInto(probs *Problems, fromEnv map[string]string) {
 		probs.add("(config)", "cannot be validated: %v", err)
 		return
 	}
+	c.crossCheckInto(probs, fromEnv)
 	err = v.Struct(c)
 	if err == nil {
 		return
@@ -104,6 +105,17 @@ func (c *Config) validateInto(probs *Problems, fromEnv map[string]string) {
 			msg += " (set by " + env + ")"
 		}
 		probs.add(path, "%s", msg)
+	}
+}
+
+// crossCheckInto adds the problems that involve more than one key.
+func (c *Config) crossCheckInto(probs *Problems, fromEnv map[string]string) {
+	if c.SMTPServer.ProxyProtocol && len(c.SMTPServer.ProxyProtocolTrusted) == 0 {
+		msg := "must list at least one proxy address or CIDR range when smtp_server.proxy_protocol is true"
+		if env, ok := fromEnv["smtp_server.proxy_protocol_trusted"]; ok {
+			msg += " (set by " + env + ")"
+		}
+		probs.add("smtp_server.proxy_protocol_trusted", "%s", msg)
 	}
 }
 

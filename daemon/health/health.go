@@ -1,6 +1,7 @@
 // Package health serves /health (the process is alive), /ready (every
-// registered dependency check passes) and /metrics (Prometheus) for a postald
-// process. Checks run in the background at a fixed interval and their last
+// registered dependency check passes, with each check's result) and /metrics
+// (Prometheus) for a postald process on its health port, and /health with a
+// bare /ready status, no details, for a public port (RegisterPublic). Checks run in the background at a fixed interval and their last
 // results are cached, so Ready is cheap enough to consult per SMTP
 // transaction.
 package health
@@ -176,6 +177,28 @@ func (m *Monitor) Register(mux *http.ServeMux) {
 		_ = json.NewEncoder(w).Encode(st)
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.o.Gatherer, promhttp.HandlerOpts{}))
+}
+
+// RegisterPublic adds /health and a bare /ready to mux, for a port that
+// faces the internet (the web server's): /ready answers 200 "ready" or 503
+// "not ready" and nothing else, no check names or error text (which can
+// name hosts, users and database errors), and there is no /metrics. The
+// details stay on the health port (Register), bound to loopback by default.
+func (m *Monitor) RegisterPublic(mux *http.ServeMux) {
+	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("OK\n"))
+	})
+	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		if m.Ready() != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("not ready\n"))
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
 }
 
 // Handler returns a mux serving the three endpoints.

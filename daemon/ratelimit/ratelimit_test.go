@@ -3,6 +3,8 @@ package ratelimit_test
 import (
 	"context"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -119,6 +121,12 @@ func TestRedisDownIsAnError(t *testing.T) {
 	if _, err := w.Exceeded(ctx, "x"); err == nil || !strings.HasPrefix(err.Error(), "ratelimit: auth: count: ") {
 		t.Fatalf("Exceeded with Redis down = %v", err)
 	}
+	if _, ok, err := w.Acquire(ctx, "x"); ok || err == nil || !strings.HasPrefix(err.Error(), "ratelimit: auth: acquire: ") {
+		t.Fatalf("Acquire with Redis down = %v, %v", ok, err)
+	}
+	if err := w.Release(ctx, "x", "t"); err == nil || !strings.HasPrefix(err.Error(), "ratelimit: auth: release: ") {
+		t.Fatalf("Release with Redis down = %v", err)
+	}
 }
 
 func TestNewRefuses(t *testing.T) {
@@ -145,5 +153,74 @@ func TestNewRefuses(t *testing.T) {
 	}
 	if _, err := ratelimit.New(ok); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Fifty concurrent Acquires of a subject with room for five: five succeed
+// (checking and counting is one step), Release gives a place back, and
+// places come back as events leave the window.
+func TestAcquireChecksAndCountsInOneStep(t *testing.T) {
+	ctx := context.Background()
+	rdb, keys := redistest.New(t)
+	clk := &clock{t: time.Unix(1_800_000_000, 0)}
+	var mu sync.Mutex
+	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clk.t }
+	advance := func(d time.Duration) { mu.Lock(); clk.t = clk.t.Add(d); mu.Unlock() }
+	// Two Windows on one Redis stand for two processes.
+	ws := make([]*ratelimit.Window, 2)
+	for i := range ws {
+		w, err := ratelimit.New(ratelimit.Options{Client: rdb, Keys: keys, Name: "auth", Max: 5, Window: time.Minute, Now: now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ws[i] = w
+	}
+	const subject = "2001:db8::/64"
+	var wg sync.WaitGroup
+	var granted atomic.Int32
+	tokens := make(chan string, 50)
+	for i := range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tok, ok, err := ws[i%2].Acquire(ctx, subject)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if ok {
+				granted.Add(1)
+				tokens <- tok
+			}
+		}()
+	}
+	wg.Wait()
+	close(tokens)
+	if g := granted.Load(); g != 5 {
+		t.Fatalf("%d of 50 concurrent Acquires succeeded, want 5", g)
+	}
+	if x, err := ws[0].Exceeded(ctx, subject); err != nil || !x {
+		t.Fatalf("Exceeded after 5 = %v, %v", x, err)
+	}
+	acquire := func(want bool) {
+		t.Helper()
+		if _, ok, err := ws[1].Acquire(ctx, subject); err != nil || ok != want {
+			t.Fatalf("Acquire = %v, %v; want %v", ok, err, want)
+		}
+	}
+	acquire(false)
+	if err := ws[1].Release(ctx, subject, <-tokens); err != nil {
+		t.Fatal(err)
+	}
+	acquire(true) // the released place
+	acquire(false)
+	advance(time.Minute)
+	acquire(true) // every event left the window
+	key := keys.Key("ratelimit", "auth", subject)
+	if n := rdb.ZCard(ctx, key).Val(); n != 1 {
+		t.Fatalf("set holds %d events after the window slid, want 1", n)
+	}
+	if ttl := rdb.PTTL(ctx, key).Val(); ttl <= 0 || ttl > time.Minute {
+		t.Fatalf("ttl = %v, want (0, 1m]", ttl)
 	}
 }

@@ -2,9 +2,6 @@ package smtpserver
 
 import (
 	"bytes"
-	"net/netip"
-	"sync"
-	"time"
 
 	"github.com/emersion/go-sasl"
 )
@@ -66,54 +63,4 @@ func (l *loginServer) Next(response []byte) ([]byte, bool, error) {
 	default:
 		return nil, true, l.protocolError()
 	}
-}
-
-// failureWindow counts failed AUTH attempts per client address over a
-// sliding window, in memory (each smtp-server process counts its own).
-type failureWindow struct {
-	mu     sync.Mutex
-	max    int
-	window time.Duration
-	now    func() time.Time
-	byIP   map[netip.Addr][]time.Time
-}
-
-func newFailureWindow(limit int, window time.Duration, now func() time.Time) *failureWindow {
-	return &failureWindow{max: limit, window: window, now: now, byIP: map[netip.Addr][]time.Time{}}
-}
-
-// blocked reports whether ip has failed max times within the window.
-func (w *failureWindow) blocked(ip netip.Addr) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return len(w.recent(ip, w.now())) >= w.max
-}
-
-// record counts one failure for ip.
-func (w *failureWindow) record(ip netip.Addr) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	now := w.now()
-	w.byIP[ip] = append(w.recent(ip, now), now)
-	if len(w.byIP) > maxCacheEntries {
-		for a := range w.byIP {
-			w.recent(a, now)
-		}
-	}
-}
-
-// recent drops ip's failures older than the window and returns the rest.
-func (w *failureWindow) recent(ip netip.Addr, now time.Time) []time.Time {
-	times := w.byIP[ip]
-	cut := 0
-	for cut < len(times) && now.Sub(times[cut]) >= w.window {
-		cut++
-	}
-	times = times[cut:]
-	if len(times) == 0 {
-		delete(w.byIP, ip)
-		return nil
-	}
-	w.byIP[ip] = times
-	return times
 }

@@ -29,17 +29,27 @@
 //     are found from it through their common raw_message_id.
 //   - Limits: max_connections and max_connections_per_ip (421 4.7.0 before
 //     the greeting), max_message_size (SIZE, 552 5.3.4), max_recipients
-//     (452 4.5.3), max_commands and max_bad_commands per connection (421 4.7.0
-//     and the connection is closed), idle_timeout between commands and
-//     data_timeout for one message body (421 4.4.2), and auth_max_failures
-//     per client address within auth_failure_window (454 4.7.0). The AUTH
-//     failure window is kept in memory: several smtp-server processes each
-//     count on their own.
-//   - With smtp_server.proxy_protocol every connection must start with a
-//     PROXY v1 or v2 header (as in Postal, there is no list of trusted
-//     proxies: the port must be reachable only by the proxy); the client
-//     address it names is the one every limit, SMTP-IP match and Received
-//     header uses.
+//     (452 4.5.3), max_commands (every command line read, NOOP, VRFY, HELP
+//     and AUTH continuation lines included) and max_bad_commands per
+//     connection (421 4.7.0 and the connection is closed), idle_timeout
+//     between commands and data_timeout for one whole message body, DATA or
+//     every BDAT chunk and the commands between them (421 4.4.2), and
+//     auth_max_failures per client within auth_failure_window (454 4.7.0).
+//   - Per-client limits (connections per client, AUTH failures) count a
+//     client by its IPv4 address, or by the /64 of its IPv6 address (an
+//     IPv4-mapped IPv6 address is its IPv4 address). An AUTH attempt is
+//     counted as a failure before its password is checked, in the same
+//     atomic step as the limit check, and taken back if it succeeds, so
+//     parallel attempts get no more tries than the limit; with
+//     Options.AuthFailures the count is shared by every smtp-server process
+//     through Redis, and each process's own count still holds while Redis
+//     is away.
+//   - With smtp_server.proxy_protocol, only peers in
+//     smtp_server.proxy_protocol_trusted (default loopback) may connect:
+//     anyone else is told 554 5.7.1 and closed before the greeting, whether
+//     or not it sends a header. A trusted peer must start with a PROXY v1
+//     or v2 header (502 5.5.2 and closed otherwise); the client address it
+//     names is the one every limit, SMTP-IP match and Received header uses.
 //   - STARTTLS is offered when smtp_server.tls_enabled; Reload swaps the
 //     certificate for new handshakes without touching open connections. With
 //     TLS enabled, AUTH is offered only after STARTTLS except to loopback
@@ -51,9 +61,14 @@
 // # What go-smtp leaves to us, and its limits
 //
 // go-smtp hands the backend EHLO/HELO (a new session or a reset), RSET, MAIL,
-// RCPT, DATA/BDAT and AUTH; those are what max_commands counts. NOOP, VRFY,
-// HELP, QUIT and unknown verbs never reach the backend; go-smtp itself closes
-// a connection after its fourth syntax error or unknown command. Lookups that
+// RCPT, DATA/BDAT and AUTH. NOOP, VRFY, HELP, QUIT and unknown verbs never
+// reach the backend, so max_commands is counted below go-smtp: it sets the
+// read deadline once before reading each command line, and the admitted
+// connection counts those calls. go-smtp itself closes a connection after
+// its fourth syntax error or unknown command. It moves the read deadline on
+// before each BDAT command, so a timer ends a BDAT transfer at
+// data_timeout; a chunk cut by the deadline is answered by go-smtp (a 554
+// naming the timeout), then 421 4.4.2 and the connection closes. Lookups that
 // repeat per message (credentials, SMTP-IP ranges, servers, domains, routes)
 // are cached for Options.CacheTTL, so the per-message path makes no SQL query
 // besides the intake's group commit.

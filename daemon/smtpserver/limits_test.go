@@ -1,6 +1,7 @@
 package smtpserver_test
 
 import (
+	"io"
 	"net"
 	"net/textproto"
 	"strings"
@@ -65,18 +66,41 @@ func TestSessionLimits(t *testing.T) {
 		closes bool
 	}{
 		{
-			name:   "max_commands closes the session at the first command over it",
+			name:   "max_commands answers the last command, then 421 and closes",
 			mutate: func(c *config.SMTPServer) { c.MaxCommands = 5 },
 			script: func(r *raw) {
-				r.send("EHLO client.test") // 1
-				r.expect(250, "")
-				r.send("NOOP") // not seen by the backend
-				r.expect(250, "")
-				r.send("MAIL FROM:<a@example.org>", "RCPT TO:<sales@example.com>", "RSET", "MAIL FROM:<a@example.org>") // 2-5
-				for range 4 {
+				r.send("EHLO client.test", "NOOP", "MAIL FROM:<a@example.org>", "RCPT TO:<sales@example.com>", "RSET") // 1-5
+				for range 5 {
 					r.expect(250, "")
 				}
-				r.send("RCPT TO:<sales@example.com>") // 6
+				r.expect(421, "4.7.0 Too many commands")
+			},
+			closes: true,
+		},
+		{
+			name:   "max_commands counts NOOP, VRFY and HELP, which never reach the session",
+			mutate: func(c *config.SMTPServer) { c.MaxCommands = 4 },
+			script: func(r *raw) {
+				r.send("NOOP", "VRFY postmaster", "HELP", "NOOP")
+				r.expect(250, "")
+				r.expect(252, "")
+				r.expect(502, "")
+				r.expect(250, "")
+				r.expect(421, "4.7.0 Too many commands")
+			},
+			closes: true,
+		},
+		{
+			name:   "max_commands counts AUTH continuation lines",
+			mutate: func(c *config.SMTPServer) { c.MaxCommands = 4; c.MaxBadCommands = 100 },
+			script: func(r *raw) {
+				r.send("EHLO client.test", "AUTH LOGIN") // 1, 2; then the user name is asked for
+				r.expect(250, "")
+				r.expect(334, "")
+				r.send("dXNlcg==") // 3
+				r.expect(334, "")
+				r.send(b64("wrong-key-wrong-key")) // 4
+				r.expect(535, "")
 				r.expect(421, "4.7.0 Too many commands")
 			},
 			closes: true,
@@ -132,6 +156,44 @@ func TestSessionLimits(t *testing.T) {
 				r.expect(354, "")
 				r.send("Subject: slow", "", "and then nothing")
 				r.expect(421, "4.4.2 Timeout receiving the message")
+			},
+			closes: true,
+		},
+		{
+			name: "data_timeout bounds a whole BDAT transfer, not each chunk",
+			mutate: func(c *config.SMTPServer) {
+				c.DataTimeout = 0.3
+				c.IdleTimeout = 60
+			},
+			script: func(r *raw) {
+				r.send("EHLO client.test", "MAIL FROM:<a@example.org>", "RCPT TO:<sales@example.com>", "BDAT 6")
+				_, _ = io.WriteString(r.conn, "Subjec")
+				for range 4 {
+					r.expect(250, "")
+				}
+				// Waiting for the next chunk is still receiving the message.
+				r.expect(421, "4.4.2 Timeout receiving the message")
+			},
+			closes: true,
+		},
+		{
+			name: "data_timeout cuts a BDAT chunk short and closes",
+			mutate: func(c *config.SMTPServer) {
+				c.DataTimeout = 0.3
+				c.IdleTimeout = 60
+			},
+			script: func(r *raw) {
+				r.send("EHLO client.test", "MAIL FROM:<a@example.org>", "RCPT TO:<sales@example.com>", "BDAT 100")
+				_, _ = io.WriteString(r.conn, "Subject: half a chunk\r\n")
+				for range 3 {
+					r.expect(250, "")
+				}
+				// go-smtp answers the cut chunk itself; the rest of the
+				// chunk is not read as commands.
+				if c, _ := r.reply(); c/100 != 5 && c != 421 {
+					t.Errorf("reply to the cut chunk %d, want a refusal", c)
+				}
+				waitForReply(r, 421, "4.4.2 Timeout receiving the message")
 			},
 			closes: true,
 		},
@@ -195,5 +257,20 @@ func TestShutdownLetsTheMessageInFlightFinish(t *testing.T) {
 	}
 	if ms := e.storedMessages(); len(ms) != 1 || ms[0].Subject != "during shutdown" {
 		t.Fatalf("stored %d messages, want the one finished during shutdown", len(ms))
+	}
+}
+
+// waitForReply reads replies until one has code, failing if the connection
+// ends first; the text must be in that reply.
+func waitForReply(r *raw, code int, text string) {
+	r.t.Helper()
+	for {
+		c, msg := r.reply()
+		if c == code {
+			if !strings.Contains(msg, text) {
+				r.t.Fatalf("reply %d %q, want it to contain %q", c, msg, text)
+			}
+			return
+		}
 	}
 }

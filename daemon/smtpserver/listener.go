@@ -8,10 +8,12 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/emersion/go-smtp"
 	"github.com/pires/go-proxyproto"
 )
 
@@ -62,6 +64,12 @@ func (s *Server) admit(ctx context.Context, raw net.Conn, handoff *chanListener)
 	}
 	conn := raw
 	if s.o.Config.ProxyProtocol {
+		if peer := clientIP(raw.RemoteAddr()); !inNetworks(s.proxyTrusted, peer) {
+			s.conns.unreserve()
+			s.logUntrustedPeer(peer)
+			s.refuseConn(raw, "proxy_untrusted", "554 5.7.1 Connections are accepted only through the configured proxies")
+			return
+		}
 		pc := proxyproto.NewConn(raw, proxyproto.WithPolicy(proxyproto.REQUIRE), proxyproto.SetReadHeaderTimeout(proxyHeaderTimeout))
 		stop := context.AfterFunc(ctx, func() { _ = raw.SetReadDeadline(time.Now()) })
 		hdr := pc.ProxyHeader()
@@ -90,6 +98,21 @@ func (s *Server) admit(ctx context.Context, raw net.Conn, handoff *chanListener)
 	if !handoff.offer(ctx, tc) {
 		_ = tc.Close()
 	}
+}
+
+// logUntrustedPeer reports a connection refused because its peer is not a
+// trusted proxy: at warning level at most once a minute (so an operator
+// who forgot smtp_server.proxy_protocol_trusted sees it, and a scan cannot
+// flood the log), at debug level otherwise.
+func (s *Server) logUntrustedPeer(peer netip.Addr) {
+	now := time.Now().Unix()
+	last := s.untrustedWarned.Load()
+	if now-last >= 60 && s.untrustedWarned.CompareAndSwap(last, now) {
+		s.log.Warn("connection refused: PROXY protocol is on and the peer is not in smtp_server.proxy_protocol_trusted",
+			"peer", peer.String())
+		return
+	}
+	s.log.Debug("connection refused: peer is not a trusted proxy", "peer", peer.String())
 }
 
 // refuseConn writes one reply line and closes c.
@@ -122,21 +145,22 @@ const (
 	admitDraining
 )
 
-// connTable counts open connections in total and per client address and
-// keeps them for draining. The total is reserved at accept time, before
-// the client address is known (a PROXY header may name it).
+// connTable counts open connections in total and per client key (IPv4
+// address or IPv6 /64, see clientKey) and keeps them for draining. The
+// total is reserved at accept time, before the client address is known (a
+// PROXY header may name it).
 type connTable struct {
 	mu       sync.Mutex
 	max      int
 	maxPerIP int
 	total    int
-	perIP    map[netip.Addr]int
+	perIP    map[netip.Prefix]int
 	open     map[*trackedConn]struct{}
 	draining bool
 }
 
 func newConnTable(maxTotal, maxPerIP int) *connTable {
-	return &connTable{max: maxTotal, maxPerIP: maxPerIP, perIP: map[netip.Addr]int{}, open: map[*trackedConn]struct{}{}}
+	return &connTable{max: maxTotal, maxPerIP: maxPerIP, perIP: map[netip.Prefix]int{}, open: map[*trackedConn]struct{}{}}
 }
 
 // reserve takes one place of the total; false when none is free.
@@ -167,11 +191,11 @@ func (t *connTable) add(c *trackedConn) admitResult {
 	case t.draining:
 		t.total--
 		return admitDraining
-	case t.perIP[c.ip] >= t.maxPerIP:
+	case t.perIP[c.key] >= t.maxPerIP:
 		t.total--
 		return admitPerIP
 	}
-	t.perIP[c.ip]++
+	t.perIP[c.key]++
 	t.open[c] = struct{}{}
 	return admitOK
 }
@@ -185,8 +209,8 @@ func (t *connTable) remove(c *trackedConn) {
 	}
 	delete(t.open, c)
 	t.total--
-	if t.perIP[c.ip]--; t.perIP[c.ip] <= 0 {
-		delete(t.perIP, c.ip)
+	if t.perIP[c.key]--; t.perIP[c.key] <= 0 {
+		delete(t.perIP, c.key)
 	}
 }
 
@@ -219,22 +243,39 @@ func (t *connTable) closeAll() int {
 // trackedConn is an admitted client connection: the socket (after any PROXY
 // header) plus the per-connection state that outlives go-smtp sessions
 // (which restart after STARTTLS): command and refusal counts, the reverse
-// DNS name, and the draining state.
+// DNS name, the message deadline and the draining state.
 type trackedConn struct {
 	net.Conn
 	srv    *Server
 	ip     netip.Addr
+	key    netip.Prefix // clientKey(ip): what per-client limits count
 	opened time.Time
 	logged bool
 
 	mu       sync.Mutex
 	draining bool
 	inData   bool
+	// While inData: when the message must be complete, whether the SMTP
+	// engine has since set a read deadline of its own (it does before each
+	// BDAT command), and the timer that enforces the end in that case.
+	dataDeadline time.Time
+	dataEngine   bool
+	dataTimer    *time.Timer
+	dataGen      uint64 // counts messages, so a late timer knows its own
+	// dataExpired: a read hit the message deadline.
+	dataExpired bool
 
 	commands atomic.Int64
 	bad      atomic.Int64
 	messages atomic.Int64
 	tlsSeen  atomic.Bool
+
+	// engine is go-smtp's connection (set by the first session), through
+	// which replies written from here pass the TLS layer once there is one;
+	// tlsStarted reports a TLS handshake (possibly before any session).
+	engine     atomic.Pointer[smtp.Conn]
+	tlsStarted atomic.Bool
+	hungUp     atomic.Bool
 
 	rdnsOnce sync.Once
 	rdns     string
@@ -244,11 +285,12 @@ type trackedConn struct {
 
 func newTrackedConn(s *Server, c net.Conn, ip netip.Addr) *trackedConn {
 	logged := s.o.Config.LogConnections && (s.logExclude == nil || !s.logExclude.MatchString(ip.String()))
-	return &trackedConn{Conn: c, srv: s, ip: ip, opened: time.Now(), logged: logged}
+	return &trackedConn{Conn: c, srv: s, ip: ip, key: clientKey(ip), opened: time.Now(), logged: logged}
 }
 
 // Read reads from the client, except that a draining connection between
 // messages reads a timeout, which go-smtp answers with 421 and a close.
+// A read that fails at the message deadline is remembered (dataExpired).
 func (c *trackedConn) Read(b []byte) (int, error) {
 	c.mu.Lock()
 	stop := c.draining && !c.inData
@@ -256,12 +298,50 @@ func (c *trackedConn) Read(b []byte) (int, error) {
 	if stop {
 		return 0, os.ErrDeadlineExceeded
 	}
-	return c.Conn.Read(b)
+	n, err := c.Conn.Read(b)
+	if err != nil && isTimeout(err) {
+		c.mu.Lock()
+		if c.inData && !time.Now().Before(c.dataDeadline) {
+			c.dataExpired = true
+		}
+		c.mu.Unlock()
+	}
+	return n, err
 }
 
-// SetReadDeadline sets the read deadline; a draining connection between
-// messages keeps a deadline in the past, whatever go-smtp asks for.
+// SetReadDeadline is called by go-smtp once before it reads each command
+// line (Conn.readLine, with Server.ReadTimeout, which New always sets), so
+// it is where command lines are counted against max_commands: the line
+// over the limit is not read; the client is told 421 and the connection
+// closed. NOOP, VRFY, HELP, RSET, QUIT and AUTH continuation lines count
+// like any other. (TestSessionLimits' max_commands cases pin go-smtp's
+// behaviour.) It also keeps a draining connection's deadline in the past
+// between messages, and ends a connection whose message deadline passed.
 func (c *trackedConn) SetReadDeadline(t time.Time) error {
+	if c.commands.Add(1) > int64(c.srv.o.Config.MaxCommands) {
+		if c.hangup(errTooManyCmds.err) {
+			c.srv.metrics.clientErrors.WithLabelValues(errTooManyCmds.label).Inc()
+		}
+		return net.ErrClosed
+	}
+	c.mu.Lock()
+	expired := c.dataExpired
+	if c.inData {
+		c.dataEngine = true // BDAT: the engine reads commands mid-message
+	}
+	c.mu.Unlock()
+	if expired {
+		// A BDAT chunk was cut by the deadline (go-smtp answered it);
+		// the rest of the chunk must not be read as commands.
+		if c.hangup(errDataTimeout.err) {
+			c.srv.metrics.clientErrors.WithLabelValues(errDataTimeout.label).Inc()
+		}
+		return net.ErrClosed
+	}
+	return c.setReadDeadline(t)
+}
+
+func (c *trackedConn) setReadDeadline(t time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.draining && !c.inData {
@@ -270,12 +350,39 @@ func (c *trackedConn) SetReadDeadline(t time.Time) error {
 	return c.Conn.SetReadDeadline(t)
 }
 
-// SetDeadline sets both deadlines, through SetReadDeadline.
+// SetDeadline sets both deadlines; it counts no command.
 func (c *trackedConn) SetDeadline(t time.Time) error {
-	if err := c.SetReadDeadline(t); err != nil {
+	if err := c.setReadDeadline(t); err != nil {
 		return err
 	}
 	return c.Conn.SetWriteDeadline(t)
+}
+
+// hangup writes replies to the client, through TLS when the connection
+// has it, and closes the connection. Only the first call does anything;
+// it reports whether this was it. Before any session a connection that
+// started TLS is closed without a reply (there is no TLS layer here to
+// write through).
+func (c *trackedConn) hangup(replies ...*smtp.SMTPError) bool {
+	if !c.hungUp.CompareAndSwap(false, true) {
+		return false
+	}
+	var w net.Conn
+	if e := c.engine.Load(); e != nil {
+		w = e.Conn()
+	} else if !c.tlsStarted.Load() {
+		w = c.Conn
+	}
+	if w != nil {
+		var b strings.Builder
+		for _, r := range replies {
+			fmt.Fprintf(&b, "%d %d.%d.%d %s\r\n", r.Code, r.EnhancedCode[0], r.EnhancedCode[1], r.EnhancedCode[2], r.Message)
+		}
+		_ = w.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		_, _ = io.WriteString(w, b.String())
+	}
+	_ = c.Close()
+	return true
 }
 
 // Close closes the socket and, the first time, frees the connection's
@@ -303,12 +410,35 @@ func (c *trackedConn) beginDrain() {
 }
 
 // enterData marks the connection as receiving a message body, which
-// draining lets finish, and bounds the body by d.
+// draining lets finish, and bounds the whole body by d: the read deadline
+// bounds a DATA body (session.Data answers it), and a timer ends a BDAT
+// transfer, whose commands between chunks would otherwise move the
+// deadline on with each chunk.
 func (c *trackedConn) enterData(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.inData = true
-	_ = c.Conn.SetReadDeadline(time.Now().Add(d))
+	c.dataDeadline = time.Now().Add(d)
+	c.dataEngine, c.dataExpired = false, false
+	_ = c.Conn.SetReadDeadline(c.dataDeadline)
+	if c.dataTimer != nil {
+		c.dataTimer.Stop()
+	}
+	c.dataGen++
+	gen := c.dataGen
+	c.dataTimer = time.AfterFunc(d, func() { c.dataTimedOut(gen) })
+}
+
+// dataTimedOut ends a BDAT transfer that outlived its deadline with 421
+// and closes the connection. A DATA body (the engine set no deadline
+// since enterData) is left to its read deadline.
+func (c *trackedConn) dataTimedOut(gen uint64) {
+	c.mu.Lock()
+	live := c.inData && c.dataGen == gen && c.dataEngine
+	c.mu.Unlock()
+	if live && c.hangup(errDataTimeout.err) {
+		c.srv.metrics.clientErrors.WithLabelValues(errDataTimeout.label).Inc()
+	}
 }
 
 // leaveData ends a message body; a draining connection stops reading.
@@ -316,6 +446,10 @@ func (c *trackedConn) leaveData() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.inData = false
+	if c.dataTimer != nil {
+		c.dataTimer.Stop()
+		c.dataTimer = nil
+	}
 	if c.draining {
 		_ = c.Conn.SetReadDeadline(time.Now())
 	}

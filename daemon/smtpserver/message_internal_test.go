@@ -179,19 +179,65 @@ func TestParseRange(t *testing.T) {
 func TestFailureWindowSlides(t *testing.T) {
 	now := time.Unix(1000, 0)
 	w := newFailureWindow(2, time.Minute, func() time.Time { return now })
-	ip, other := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
-	w.record(ip)
+	ip, other := clientKey(netip.MustParseAddr("192.0.2.1")), clientKey(netip.MustParseAddr("192.0.2.2"))
+	if _, ok := w.acquire(ip); !ok {
+		t.Fatal("first attempt refused")
+	}
 	if w.blocked(ip) {
 		t.Fatal("blocked after one failure of two allowed")
 	}
 	now = now.Add(30 * time.Second)
-	w.record(ip)
-	if !w.blocked(ip) || w.blocked(other) {
+	second, ok := w.acquire(ip)
+	if !ok || !w.blocked(ip) || w.blocked(other) {
 		t.Fatal("want the failing address blocked and the other not")
+	}
+	if _, ok := w.acquire(ip); ok {
+		t.Fatal("a third attempt was let through with two counted")
+	}
+	w.release(ip, second) // the second attempt succeeded after all
+	if w.blocked(ip) {
+		t.Fatal("still blocked after an attempt was taken back")
+	}
+	if _, ok := w.acquire(ip); !ok {
+		t.Fatal("attempt refused after one was taken back")
 	}
 	now = now.Add(31 * time.Second) // the first failure leaves the window
 	if w.blocked(ip) {
 		t.Fatal("still blocked after the first failure left the window")
+	}
+}
+
+func TestClientKey(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"192.0.2.7", "192.0.2.7/32"},
+		{"::ffff:192.0.2.7", "192.0.2.7/32"},
+		{"2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"},
+		{"2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::/64"},
+		{"2001:db8:1:3::1", "2001:db8:1:3::/64"},
+		{"::1", "::/64"},
+	} {
+		if got := clientKey(netip.MustParseAddr(tc.in)).String(); got != tc.want {
+			t.Errorf("clientKey(%s) = %s, want %s", tc.in, got, tc.want)
+		}
+	}
+	if k := clientKey(netip.Addr{}); k.IsValid() {
+		t.Errorf("clientKey of no address = %v, want the zero Prefix", k)
+	}
+}
+
+func TestParseNetworksNamesTheBadEntry(t *testing.T) {
+	nets, err := parseNetworks("smtp_server.proxy_protocol_trusted", []string{"10.0.0.0/8", "::ffff:192.0.2.1", "2001:db8::/64"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ip, want := range map[string]bool{"10.9.9.9": true, "192.0.2.1": true, "::ffff:10.1.1.1": true, "2001:db8::5": true, "11.0.0.1": false, "2001:db8:0:1::1": false} {
+		if got := inNetworks(nets, netip.MustParseAddr(ip)); got != want {
+			t.Errorf("inNetworks(%s) = %v, want %v", ip, got, want)
+		}
+	}
+	_, err = parseNetworks("smtp_server.proxy_protocol_trusted", []string{"10.0.0.0/8", "proxy.example"})
+	if want := `smtp_server.proxy_protocol_trusted[1]: "proxy.example" is not an IP address or CIDR range`; err == nil || err.Error() != want {
+		t.Fatalf("err = %v, want %q", err, want)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"regexp"
 	"strconv"
 	"strings"
@@ -73,10 +74,10 @@ type Options struct {
 	// CacheTTL (a missing record is cached too, a failure is not); default
 	// net.DefaultResolver.LookupAddr, bounded by DNS.Timeout.
 	LookupAddr func(ctx context.Context, addr string) ([]string, error)
-	// AuthFailures, when set, counts AUTH failures per client address
-	// across every smtp-server process (postald passes a Redis sliding
-	// window: ratelimit.Window). The process's own window is always kept
-	// too, so a Redis failure never lifts the limit.
+	// AuthFailures, when set, counts AUTH failures per client key (IPv4
+	// address or IPv6 /64) across every smtp-server process (postald
+	// passes a Redis sliding window: ratelimit.Window). The process's own
+	// window is always kept too, so a Redis failure never lifts the limit.
 	AuthFailures Limiter
 	// CacheTTL is how long database lookups are reused; default 5 s.
 	CacheTTL time.Duration
@@ -86,10 +87,14 @@ type Options struct {
 }
 
 // Limiter counts events per subject over a window shared by every
-// smtp-server process; *ratelimit.Window is one.
+// smtp-server process; *ratelimit.Window is one. Acquire checks the limit
+// and counts one event in a single atomic step (false: the limit is
+// reached and nothing was counted); Release takes back the event Acquire
+// returned the token of.
 type Limiter interface {
 	Exceeded(ctx context.Context, subject string) (bool, error)
-	Record(ctx context.Context, subject string) error
+	Acquire(ctx context.Context, subject string) (token string, ok bool, err error)
+	Release(ctx context.Context, subject, token string) error
 }
 
 // MaxLineLength bounds one command line, and one line of message data, in
@@ -111,10 +116,14 @@ type Server struct {
 	logExclude *regexp.Regexp
 	maxBytes   int64
 
-	lookups   *lookups
-	authFails *failureWindow
-	conns     *connTable
-	metrics   *metrics
+	lookups      *lookups
+	authFails    *failureWindow
+	proxyTrusted []netip.Prefix
+	// untrustedWarned is when (Unix seconds) a refused untrusted peer was
+	// last logged at warning level.
+	untrustedWarned atomic.Int64
+	conns           *connTable
+	metrics         *metrics
 
 	started atomic.Bool
 }
@@ -176,6 +185,16 @@ func New(o Options) (*Server, error) {
 		metrics:    newMetrics(),
 		conns:      newConnTable(c.MaxConnections, c.MaxConnectionsPerIP),
 	}
+	if c.ProxyProtocol {
+		if len(c.ProxyProtocolTrusted) == 0 {
+			c.ProxyProtocolTrusted = def.ProxyProtocolTrusted
+		}
+		nets, err := parseNetworks("smtp_server.proxy_protocol_trusted", c.ProxyProtocolTrusted)
+		if err != nil {
+			return nil, fmt.Errorf("smtpserver: %w", err)
+		}
+		s.proxyTrusted = nets
+	}
 	if c.LogIPAddressExclusionMatcher != "" {
 		re, err := regexp.Compile(c.LogIPAddressExclusionMatcher)
 		if err != nil {
@@ -203,7 +222,12 @@ func New(o Options) (*Server, error) {
 	srv.ErrorLog = errorLog{log: s.log}
 	if s.tlsEnabled {
 		srv.TLSConfig = &tls.Config{
-			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.cert.Load(), nil },
+			GetCertificate: func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
+				if tc, ok := h.Conn.(*trackedConn); ok {
+					tc.tlsStarted.Store(true)
+				}
+				return s.cert.Load(), nil
+			},
 		}
 	}
 	s.smtp = srv

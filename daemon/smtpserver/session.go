@@ -28,6 +28,7 @@ func (b backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	if tc == nil {
 		return nil, errors.New("connection was not admitted")
 	}
+	tc.engine.Store(c)
 	ctx, cancel := context.WithCancel(context.Background())
 	sess := &session{srv: b.s, conn: c, tc: tc, ctx: ctx, cancel: cancel}
 	if st, ok := c.TLSConnectionState(); ok {
@@ -67,12 +68,11 @@ type session struct {
 	tls      bool
 	tlsState tls.ConnectionState
 
-	mu        sync.Mutex
-	cred      *store.Credential
-	viaAuth   bool // cred came from AUTH (not an SMTP-IP match)
-	from      string
-	rcpts     []recipient
-	afterData bool
+	mu      sync.Mutex
+	cred    *store.Credential
+	viaAuth bool // cred came from AUTH (not an SMTP-IP match)
+	from    string
+	rcpts   []recipient
 }
 
 var (
@@ -94,12 +94,13 @@ func (s *session) useIPCredential(c *store.Credential) {
 	}
 }
 
-// count counts one command against max_commands; past it the connection
-// is told 421 and closed, and the error stops go-smtp from going on.
+// count refuses the command when the connection has sent more than
+// max_commands command lines. The lines are counted, and the connection
+// told 421 and closed, as they are read (trackedConn.SetReadDeadline), so
+// NOOP, VRFY and HELP, which never reach the session, count too; this
+// check only keeps go-smtp from acting on a command after that.
 func (s *session) count() error {
-	if s.tc.commands.Add(1) > int64(s.srv.o.Config.MaxCommands) {
-		s.srv.metrics.clientErrors.WithLabelValues(errTooManyCmds.label).Inc()
-		s.hangup(errTooManyCmds.err)
+	if s.tc.commands.Load() > int64(s.srv.o.Config.MaxCommands) {
 		return errTooManyCmds.err
 	}
 	return nil
@@ -120,18 +121,11 @@ func (s *session) reject(err error) error {
 	return r.err
 }
 
-// hangup writes replies straight to the client and closes the socket.
-// go-smtp's own reply to the current command then goes nowhere and its next
-// read fails, which ends the connection.
+// hangup writes replies straight to the client and closes the socket
+// (trackedConn.hangup). go-smtp's own reply to the current command then
+// goes nowhere and its next read fails, which ends the connection.
 func (s *session) hangup(replies ...*smtp.SMTPError) {
-	nc := s.conn.Conn()
-	_ = nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	var b strings.Builder
-	for _, r := range replies {
-		fmt.Fprintf(&b, "%d %d.%d.%d %s\r\n", r.Code, r.EnhancedCode[0], r.EnhancedCode[1], r.EnhancedCode[2], r.Message)
-	}
-	_, _ = io.WriteString(nc, b.String())
-	_ = s.tc.Close()
+	s.tc.hangup(replies...)
 }
 
 // authAllowed: with TLS configured AUTH needs STARTTLS first, except from
@@ -169,14 +163,16 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 	return nil, s.reject(errAuthMechanism)
 }
 
-// authBlocked reports whether the client address failed AUTH too often
-// recently, in this process or (with Options.AuthFailures) in any.
+// authBlocked reports whether the client failed AUTH too often recently,
+// in this process or (with Options.AuthFailures) in any. It only reads: it
+// spares a blocked client the exchange, while authenticate's reservation
+// is what enforces the limit.
 func (s *session) authBlocked() bool {
-	if s.srv.authFails.blocked(s.tc.ip) {
+	if s.srv.authFails.blocked(s.tc.key) {
 		return true
 	}
-	if l := s.srv.o.AuthFailures; l != nil && s.tc.ip.IsValid() {
-		x, err := l.Exceeded(s.ctx, s.tc.ip.String())
+	if l := s.srv.o.AuthFailures; l != nil && s.tc.key.IsValid() {
+		x, err := l.Exceeded(s.ctx, s.tc.key.String())
 		if err != nil {
 			s.srv.log.Warn("shared AUTH failure count unavailable; using this process's", "err", err)
 		}
@@ -185,32 +181,65 @@ func (s *session) authBlocked() bool {
 	return false
 }
 
-// recordAuthFailure counts an AUTH failure of the client address.
-func (s *session) recordAuthFailure() {
-	s.srv.authFails.record(s.tc.ip)
-	if l := s.srv.o.AuthFailures; l != nil && s.tc.ip.IsValid() {
-		if err := l.Record(s.ctx, s.tc.ip.String()); err != nil {
-			s.srv.log.Warn("recording a shared AUTH failure failed", "err", err)
+// reserveAuthAttempt counts one AUTH failure for the client before its
+// password is checked, in this process's window and the shared one, each
+// in one atomic step with the check of its limit; so parallel attempts
+// from one client get no more tries than the limit between them. It
+// returns false (nothing counted) when either limit is reached, else a
+// function that takes the attempt back (for a success, or a failure of
+// ours). Without Redis the process's window still counts.
+func (s *session) reserveAuthAttempt() (release func(), ok bool) {
+	key := s.tc.key
+	local, ok := s.srv.authFails.acquire(key)
+	if !ok {
+		return nil, false
+	}
+	var shared string
+	l := s.srv.o.AuthFailures
+	if l != nil && key.IsValid() {
+		token, ok, err := l.Acquire(s.ctx, key.String())
+		switch {
+		case err != nil:
+			s.srv.log.Warn("shared AUTH failure count unavailable; using this process's", "err", err)
+		case !ok:
+			s.srv.authFails.release(key, local)
+			return nil, false
+		default:
+			shared = token
 		}
 	}
+	return func() {
+		s.srv.authFails.release(key, local)
+		if shared != "" {
+			if err := l.Release(s.ctx, key.String(), shared); err != nil {
+				s.srv.log.Warn("taking back a shared AUTH attempt failed", "err", err)
+			}
+		}
+	}, true
 }
 
-// authenticate checks password against the SMTP credentials' keys.
+// authenticate checks password against the SMTP credentials' keys. The
+// attempt counts as a failure unless it succeeds.
 func (s *session) authenticate(password string) error {
+	release, ok := s.reserveAuthAttempt()
+	if !ok {
+		return s.reject(errAuthRateLimit)
+	}
 	var cred *store.Credential
 	found := false
 	if password != "" {
 		var err error
 		if cred, found, err = s.srv.lookups.credentialByKey(s.ctx, password); err != nil {
+			release()
 			s.srv.log.Error("credential lookup failed", "err", err)
 			return s.reject(errAuthTemporary)
 		}
 	}
 	if !found {
-		s.recordAuthFailure()
 		s.srv.log.Warn("AUTH failure", "remote", s.tc.ip.String())
 		return s.reject(errAuthInvalid)
 	}
+	release()
 	s.mu.Lock()
 	s.cred, s.viaAuth = cred, true
 	s.mu.Unlock()
@@ -232,7 +261,7 @@ func (s *session) Mail(from string, _ *smtp.MailOptions) error {
 		return s.reject(errTemporary)
 	}
 	s.mu.Lock()
-	s.from, s.rcpts, s.afterData = from, s.rcpts[:0], false
+	s.from, s.rcpts = from, s.rcpts[:0]
 	s.mu.Unlock()
 	return nil
 }
@@ -257,9 +286,6 @@ func (s *session) Data(r io.Reader) error {
 	if err := s.count(); err != nil {
 		return err
 	}
-	s.mu.Lock()
-	s.afterData = true
-	s.mu.Unlock()
 	s.tc.enterData(s.srv.o.Config.DataTimeout.Duration())
 	var buf bytes.Buffer
 	n, err := buf.ReadFrom(io.LimitReader(r, s.srv.maxBytes+1))
@@ -415,17 +441,13 @@ func (s *session) received(privacy, viaAuth bool) string {
 	return b.String()
 }
 
-// Reset ends the transaction (RSET, a new EHLO, or the end of DATA, which
-// is not counted as a command of its own).
+// Reset ends the transaction (RSET, a new EHLO, or the end of DATA or
+// BDAT) and with it any message being received.
 func (s *session) Reset() {
 	s.mu.Lock()
-	after := s.afterData
-	s.from, s.rcpts, s.afterData = "", s.rcpts[:0], false
+	s.from, s.rcpts = "", s.rcpts[:0]
 	s.mu.Unlock()
 	s.tc.leaveData()
-	if !after {
-		_ = s.count()
-	}
 }
 
 // Logout ends the session.

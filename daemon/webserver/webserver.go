@@ -1,6 +1,7 @@
-// Package webserver is the web-server role. In this stage it serves the
-// health endpoints (/health, /ready, /metrics) on the web port and the
-// signing key's public JWKS at /.well-known/jwks.json (what webhook
+// Package webserver is the web-server role. In this stage it serves
+// /health and a bare /ready status on the web port (no check details and no
+// /metrics: the port faces the internet; details are on the health port)
+// and the signing key's public JWKS at /.well-known/jwks.json (what webhook
 // receivers use to verify X-Postal-Signature-256). The HTTP API v1 and
 // open/click tracking mount on the same mux when their issues land.
 package webserver
@@ -20,8 +21,9 @@ type Options struct {
 	// Listener, when set, is served; otherwise Addr is listened on.
 	Listener net.Listener
 	Addr     string
-	// Health registers /health, /ready and /metrics on a mux.
-	Health interface{ Register(mux *http.ServeMux) }
+	// Health registers the public /health and /ready on a mux
+	// (health.Monitor.RegisterPublic: status only, no details or metrics).
+	Health interface{ RegisterPublic(mux *http.ServeMux) }
 	// JWKS is the signing key's public key set (JSON).
 	JWKS []byte
 	Log  *slog.Logger
@@ -54,7 +56,7 @@ func New(o Options) (*Server, error) {
 	}
 	mux := http.NewServeMux()
 	if o.Health != nil {
-		o.Health.Register(mux)
+		o.Health.RegisterPublic(mux)
 	}
 	jwks := o.JWKS
 	mux.HandleFunc("GET /.well-known/jwks.json", func(w http.ResponseWriter, _ *http.Request) {
