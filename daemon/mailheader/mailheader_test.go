@@ -76,9 +76,9 @@ func TestParseWhereTheHeaderEnds(t *testing.T) {
 			lines:  3,
 		},
 		{
-			name:   "a name with a space inside is not a field",
-			msg:    "Bad Name: x\r\n\r\n",
-			body:   "Bad Name: x\r\n\r\n",
+			name: "a name with a space inside is not a field",
+			msg:  "Bad Name: x\r\n\r\n",
+			body: "Bad Name: x\r\n\r\n",
 		},
 		{
 			name:   "a line starting with CR that is not empty ends the block",
@@ -97,9 +97,9 @@ func TestParseWhereTheHeaderEnds(t *testing.T) {
 			lines:  1,
 		},
 		{
-			name:   "an empty colon name is not a field",
-			msg:    ": x\r\n",
-			body:   ": x\r\n",
+			name: "an empty colon name is not a field",
+			msg:  ": x\r\n",
+			body: ": x\r\n",
 		},
 		{
 			name: "empty message",
