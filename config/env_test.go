@@ -48,7 +48,9 @@ func TestEnvOverridesEachType(t *testing.T) {
 		{"smtp header limit", map[string]string{"SMTP_SERVER_MAX_HEADER_BYTES": "65536", "SMTP_SERVER_MAX_HEADER_LINES": "500"},
 			func(c *Config) any { return [2]int{c.SMTPServer.MaxHeaderBytes, c.SMTPServer.MaxHeaderLines} }, [2]int{65536, 500}},
 		{"smtp in-flight budget and postmaster", map[string]string{"SMTP_SERVER_MAX_IN_FLIGHT_SIZE": "64", "SMTP_SERVER_POSTMASTER_ADDRESS": "ops@example.com"},
-			func(c *Config) any { return c.SMTPServer.PostmasterAddress + " " + strconv.Itoa(c.SMTPServer.MaxInFlightSize) }, "ops@example.com 64"},
+			func(c *Config) any {
+				return c.SMTPServer.PostmasterAddress + " " + strconv.Itoa(c.SMTPServer.MaxInFlightSize)
+			}, "ops@example.com 64"},
 		{"env beats file", map[string]string{"WEB_SERVER_DEFAULT_PORT": "6000"},
 			func(c *Config) any { return c.WebServer.DefaultPort }, 6000},
 	}
