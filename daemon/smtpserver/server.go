@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/postalgo/postal/config"
+	"github.com/postalgo/postal/daemon/mailheader"
 	"github.com/postalgo/postal/daemon/store"
 )
 
@@ -31,6 +32,7 @@ type Store interface {
 	ServerByID(ctx context.Context, id int64) (*store.Server, error)
 	ServerByToken(ctx context.Context, token string) (*store.Server, error)
 	Domains(ctx context.Context, serverID int64) ([]*store.Domain, error)
+	DomainsNamed(ctx context.Context, name string) ([]*store.Domain, error)
 	RouteByToken(ctx context.Context, token string) (*store.Route, error)
 	RouteForAddress(ctx context.Context, localPart, domain string) (*store.Route, error)
 	MessageByToken(ctx context.Context, token string) (*store.Message, error)
@@ -111,6 +113,9 @@ type Server struct {
 	logExclude *regexp.Regexp
 	maxBytes   int64
 
+	headerLimits mailheader.Limits
+	inFlight     *budget
+
 	lookups   *lookups
 	authFails *failureWindow
 	conns     *connTable
@@ -135,6 +140,9 @@ func New(o Options) (*Server, error) {
 	fillInt(&c.MaxCommands, def.MaxCommands)
 	fillInt(&c.MaxBadCommands, def.MaxBadCommands)
 	fillInt(&c.AuthMaxFailures, def.AuthMaxFailures)
+	fillInt(&c.MaxHeaderBytes, def.MaxHeaderBytes)
+	fillInt(&c.MaxHeaderLines, def.MaxHeaderLines)
+	fillInt(&c.MaxInFlightSize, def.MaxInFlightSize)
 	if c.IdleTimeout <= 0 {
 		c.IdleTimeout = def.IdleTimeout
 	}
@@ -175,6 +183,9 @@ func New(o Options) (*Server, error) {
 		authFails:  newFailureWindow(c.AuthMaxFailures, c.AuthFailureWindow.Duration(), o.Now),
 		metrics:    newMetrics(),
 		conns:      newConnTable(c.MaxConnections, c.MaxConnectionsPerIP),
+
+		headerLimits: mailheader.Limits{MaxBytes: c.MaxHeaderBytes, MaxLines: c.MaxHeaderLines},
+		inFlight:     newBudget(c.MaxInFlightBytes(), c.MaxMessageBytes(), o.Log),
 	}
 	if c.LogIPAddressExclusionMatcher != "" {
 		re, err := regexp.Compile(c.LogIPAddressExclusionMatcher)
@@ -219,7 +230,7 @@ func New(o Options) (*Server, error) {
 		s.ln = ln
 	}
 	if o.Registerer != nil {
-		if err := s.metrics.register(o.Registerer); err != nil {
+		if err := errors.Join(s.metrics.register(o.Registerer), o.Registerer.Register(s.inFlight.gauge())); err != nil {
 			if o.Listener == nil {
 				_ = s.ln.Close()
 			}
