@@ -26,7 +26,7 @@ type budget struct {
 // buffer and the stored copy), so that a message within max_message_size
 // can always be accepted on an idle server.
 func newBudget(max, maxMessage int64, log *slog.Logger) *budget {
-	if need := 2*maxMessage + 2*readChunk + 64<<10; max < need {
+	if need := 2*maxMessage + 4*readChunk + 64<<10; max < need {
 		if log != nil {
 			log.Warn("smtp_server.max_in_flight_size is below what one message of max_message_size needs; raised",
 				"configured_bytes", max, "bytes", need)
@@ -102,29 +102,27 @@ var errTooBig = errors.New("message too large")
 const readChunk = 32 << 10
 
 // receive reads a message body from r, at most limit bytes, into a buffer
-// whose capacity is reserved in h as it grows (sizeHint, the SIZE the
-// client announced, sizes the first reservation). The header block is
-// checked as the data arrives: once it passes lim the read stops with
-// errHeaderTooLarge, without looking at the rest. It returns errInFlightFull
-// when the budget cannot cover the next chunk, errTooBig past limit, or the
-// reader's error.
+// whose capacity is reserved in h before it is allocated. The buffer starts
+// at readChunk bytes; once that much has arrived it grows to the SIZE the
+// client announced (sizeHint) when that is larger, else it doubles, so a
+// client must send data before it holds memory. While it grows, the old and
+// the new buffer are both reserved. The header block is checked as the data
+// arrives: once it passes lim the read stops with errHeaderTooLarge, without
+// looking at the rest. It returns errInFlightFull when the budget cannot
+// cover the next buffer, errTooBig past limit, or the reader's error.
 func receive(r io.Reader, limit, sizeHint int64, lim mailheader.Limits, h *hold) ([]byte, error) {
 	scan := mailheader.NewScanner(lim)
-	initial := int64(readChunk)
-	if sizeHint > initial {
-		initial = min(sizeHint+readChunk, limit+1)
-	}
-	if !h.grow(initial) {
+	if !h.grow(readChunk) {
 		return nil, errInFlightFull
 	}
-	buf := make([]byte, 0, initial)
+	buf := make([]byte, 0, readChunk)
 	for {
 		if len(buf) == cap(buf) {
 			if int64(len(buf)) > limit {
 				return nil, errTooBig
 			}
-			next := min(max(2*int64(cap(buf)), readChunk), limit+1)
-			if !h.grow(next - int64(cap(buf))) {
+			next := min(max(2*int64(cap(buf)), sizeHint+readChunk), limit+1)
+			if !h.grow(next) {
 				return nil, errInFlightFull
 			}
 			grown := make([]byte, len(buf), next)

@@ -76,18 +76,14 @@ const (
 // checkPath applies the RFC 5321 lengths to a path go-smtp has parsed
 // (without its brackets), returning the matching refusal.
 func checkPath(addr string, path, local, domain refusal) error {
-	if len(addr) > maxPath {
-		return path
-	}
-	if at := strings.LastIndexByte(addr, '@'); at >= 0 {
-		if at > maxLocalPart {
-			return local
-		}
-		if len(addr)-at-1 > maxDomain {
-			return domain
-		}
-	} else if len(addr) > maxLocalPart {
+	at := strings.LastIndexByte(addr, '@')
+	switch {
+	case at > maxLocalPart || at < 0 && len(addr) > maxLocalPart:
 		return local
+	case at >= 0 && len(addr)-at-1 > maxDomain:
+		return domain
+	case len(addr) > maxPath:
+		return path
 	}
 	return nil
 }
