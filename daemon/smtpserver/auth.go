@@ -94,10 +94,22 @@ func (w *failureWindow) record(ip netip.Addr) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	now := w.now()
-	w.byIP[ip] = append(w.recent(ip, now), now)
+	times := append(w.recent(ip, now), now)
+	if len(times) > w.max {
+		times = times[len(times)-w.max:] // only the last max matter
+	}
+	w.byIP[ip] = times
 	if len(w.byIP) > maxCacheEntries {
 		for a := range w.byIP {
 			w.recent(a, now)
+		}
+		// Still full of recent failures (many addresses): forget arbitrary
+		// ones; Options.AuthFailures still counts them in Redis.
+		for a := range w.byIP {
+			if len(w.byIP) < maxCacheEntries*9/10 {
+				break
+			}
+			delete(w.byIP, a)
 		}
 	}
 }
