@@ -147,15 +147,13 @@ func TestAddressLengths(t *testing.T) {
 	})
 }
 
-// TestManyHugeRecipients: 400 RCPTs of 1 MB are each refused at once and
-// leave nothing behind in the lookup cache (issue #14 pinned ~690 MB with
-// them).
+// TestManyHugeRecipients: RCPTs of 1 MB, each a different address, are each
+// refused at once with 501, never looked up (issue #14: 400 of them pinned
+// ~690 MB in the lookup cache; BenchmarkRSSHugeRecipients sends the 400 and
+// reports RSS).
 func TestManyHugeRecipients(t *testing.T) {
-	if testing.Short() {
-		t.Skip("sends 400 MB")
-	}
 	e := newEnv(t, func(o *smtpserver.Options) { o.Config.MaxBadCommands = 1000 })
-	sendHugeRecipients(t, e, 400)
+	sendHugeRecipients(t, e, 40)
 }
 
 // sendHugeRecipients sends n RCPT commands of 1 MB each on one session and
