@@ -217,6 +217,23 @@ type SMTPServer struct {
 	AuthMaxFailures int `yaml:"auth_max_failures" validate:"gte=1"`
 	// AuthFailureWindow is the window over which AUTH failures are counted.
 	AuthFailureWindow Seconds `yaml:"auth_failure_window" validate:"gt=0"`
+	// MaxHeaderBytes bounds the header block of a message in bytes; DATA over it is
+	// answered 552 5.3.4 as soon as the block passes it.
+	MaxHeaderBytes int `yaml:"max_header_bytes" validate:"gte=1024"`
+	// MaxHeaderLines bounds the header block in lines (fields plus continuation lines).
+	MaxHeaderLines int `yaml:"max_header_lines" validate:"gte=10"`
+	// MaxInFlightSize is the most message data, in megabytes, that the process holds in
+	// memory for messages being received at once; past it DATA is answered 451 4.3.1.
+	MaxInFlightSize int `yaml:"max_in_flight_size" validate:"gte=1"`
+	// PostmasterAddress is an address served by a route (local@domain) that receives mail
+	// sent to <postmaster> or postmaster@ this server's host names and domains, unless the
+	// domain has a route of its own for postmaster. Empty refuses such mail with 550.
+	PostmasterAddress string `yaml:"postmaster_address" validate:"omitempty,mailbox"`
+}
+
+// MaxInFlightBytes is MaxInFlightSize converted from megabytes (MiB) to bytes.
+func (s SMTPServer) MaxInFlightBytes() int64 {
+	return int64(s.MaxInFlightSize) * 1024 * 1024
 }
 
 // MaxMessageBytes is MaxMessageSize converted from megabytes (MiB, as Postal computes it)
@@ -516,6 +533,9 @@ func Defaults() *Config {
 			DataTimeout:                    600,
 			AuthMaxFailures:                5,
 			AuthFailureWindow:              600,
+			MaxHeaderBytes:                 1 << 20,
+			MaxHeaderLines:                 10000,
+			MaxInFlightSize:                256,
 		},
 		DNS: DNS{
 			MXRecords:              []string{"mx1.postal.example.com", "mx2.postal.example.com"},

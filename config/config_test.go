@@ -457,6 +457,14 @@ func TestMaxMessageBytesConvertsMegabytes(t *testing.T) {
 	}
 }
 
+func TestSMTPInputLimitDefaults(t *testing.T) {
+	c := Defaults().SMTPServer
+	if c.MaxHeaderBytes != 1<<20 || c.MaxHeaderLines != 10000 || c.MaxInFlightBytes() != 256<<20 || c.PostmasterAddress != "" {
+		t.Errorf("defaults: header %d bytes %d lines, in flight %d, postmaster %q", c.MaxHeaderBytes, c.MaxHeaderLines,
+			c.MaxInFlightBytes(), c.PostmasterAddress)
+	}
+}
+
 func TestParseSMTPRelay(t *testing.T) {
 	tests := []struct {
 		in      string

@@ -3,6 +3,7 @@ package config
 import (
 	"reflect"
 	"slices"
+	"strconv"
 	"testing"
 )
 
@@ -46,6 +47,12 @@ func TestEnvOverridesEachType(t *testing.T) {
 			func(c *Config) any { return c.Database.URL }, "postgres://postal@db/postal"},
 		{"our section with underscore key", map[string]string{"REDIS_KEY_PREFIX": "tenant1"},
 			func(c *Config) any { return c.Redis.KeyPrefix }, "tenant1"},
+		{"smtp header limit", map[string]string{"SMTP_SERVER_MAX_HEADER_BYTES": "65536", "SMTP_SERVER_MAX_HEADER_LINES": "500"},
+			func(c *Config) any { return [2]int{c.SMTPServer.MaxHeaderBytes, c.SMTPServer.MaxHeaderLines} }, [2]int{65536, 500}},
+		{"smtp in-flight budget and postmaster", map[string]string{"SMTP_SERVER_MAX_IN_FLIGHT_SIZE": "64", "SMTP_SERVER_POSTMASTER_ADDRESS": "ops@example.com"},
+			func(c *Config) any {
+				return c.SMTPServer.PostmasterAddress + " " + strconv.Itoa(c.SMTPServer.MaxInFlightSize)
+			}, "ops@example.com 64"},
 		{"env beats file", map[string]string{"WEB_SERVER_DEFAULT_PORT": "6000"},
 			func(c *Config) any { return c.WebServer.DefaultPort }, 6000},
 	}

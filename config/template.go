@@ -49,6 +49,9 @@ smtp_server:
   default_bind_address: "::"
   # Maximum message size in megabytes.
   max_message_size: 14
+  # Mail to <postmaster> and postmaster@ your host names and domains goes to the
+  # route that serves this address (without one it is refused).
+  # postmaster_address: postmaster@example.com
   # tls_enabled: true
   # tls_certificate_path: $config-file-root/smtp.cert
   # tls_private_key_path: $config-file-root/smtp.key

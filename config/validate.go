@@ -160,6 +160,7 @@ func stringChecks() map[string]func(string) string {
 		"key_prefix": checkKeyPrefix,
 		"regexp":     checkRegexp,
 		"http_url":   checkHTTPURL,
+		"mailbox":    checkMailbox,
 	}
 }
 
@@ -403,4 +404,18 @@ func checkHTTPURL(s string) string {
 		return ""
 	}
 	return fmt.Sprintf("%q is not an http:// or https:// URL", s)
+}
+
+// checkMailbox accepts local@domain with both parts non-empty, no white space or angle
+// brackets, and RFC 5321 lengths (local part 64, domain 255).
+func checkMailbox(s string) string {
+	at := strings.LastIndexByte(s, '@')
+	local, domain := "", ""
+	if at >= 0 {
+		local, domain = s[:at], s[at+1:]
+	}
+	if local == "" || domain == "" || len(local) > 64 || len(domain) > 255 || strings.ContainsAny(s, " \t\r\n<>") {
+		return formatValue(s) + " is not an address (local@domain)"
+	}
+	return ""
 }

@@ -101,7 +101,8 @@ func buildWorker(d *deps) (role, error) {
 	proc, err := outbound.New(outbound.Options{
 		Postal: d.cfg.Postal, DNS: d.cfg.DNS, SMTPClient: d.cfg.SMTPClient, Store: d.store,
 		Bounces: d.intakeFor(), Webhooks: d.queue, Log: log.With("component", "outbound"), Registerer: d.registry,
-		Keys: dkimKeys(d.cfg.Worker, log),
+		Keys:           dkimKeys(d.cfg.Worker, log),
+		MaxHeaderBytes: d.cfg.SMTPServer.MaxHeaderBytes, MaxHeaderLines: d.cfg.SMTPServer.MaxHeaderLines,
 	})
 	if err != nil {
 		return role{}, fmt.Errorf("worker: outbound: %w", err)

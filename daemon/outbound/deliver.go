@@ -209,6 +209,11 @@ func destDomain(j *job) string {
 // send tries the route's endpoints in order for one message.
 func (p *Processor) send(ctx context.Context, j *job, r route, bodies *bodies, dead *deadSet, now time.Time) {
 	data, from, err := bodies.get(ctx, p, j)
+	if errors.Is(err, errHeaderTooLarge) {
+		p.log.Error("refusing to send a message whose header is over the limit", "err", err, "message_id", j.msg.ID)
+		p.hardFail(j, store.NewDelivery{Details: "The message header is over the size limit; it was not sent", Output: err.Error()}, nil)
+		return
+	}
 	if err != nil {
 		p.log.Error("preparing message failed", "err", err, "message_id", j.msg.ID)
 		p.softFail(j, now, store.NewDelivery{Details: "An error occurred while preparing the message", Output: err.Error()}, failure{})

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/postalgo/postal/config"
+	"github.com/postalgo/postal/daemon/mailheader"
 	"github.com/postalgo/postal/daemon/queue"
 	"github.com/postalgo/postal/daemon/resolver"
 	"github.com/postalgo/postal/daemon/smtpclient"
@@ -121,6 +122,13 @@ type Options struct {
 	CacheTTL time.Duration
 	// MXCacheTTL is how long MX and address answers are kept; default 60 s.
 	MXCacheTTL time.Duration
+	// MaxHeaderBytes and MaxHeaderLines are the SMTP server's header limits
+	// (smtp_server.max_header_bytes and max_header_lines; zero takes their
+	// defaults). A stored message whose header block exceeds them by more
+	// than the fields the SMTP server adds is hard-failed without being
+	// signed or sent.
+	MaxHeaderBytes int
+	MaxHeaderLines int
 }
 
 // SMTPClientOptions returns the smtpclient configuration postal delivers
@@ -157,6 +165,8 @@ type Processor struct {
 	res       Resolver
 	relays    []endpoint
 	conc      int
+
+	headerLimits mailheader.Limits
 
 	servers *ttlCache[int64, *store.Server]
 	domains *ttlCache[int64, *store.Domain]
@@ -199,7 +209,14 @@ func New(o Options) (*Processor, error) {
 	if o.Postal.DefaultMaximumDeliveryAttempts <= 0 {
 		o.Postal.DefaultMaximumDeliveryAttempts = 18
 	}
-	p := &Processor{o: o, log: o.Log.With("component", "outbound"), now: o.Now, rand: o.Rand, client: o.Client, res: o.Resolver}
+	if o.MaxHeaderBytes <= 0 {
+		o.MaxHeaderBytes = config.Defaults().SMTPServer.MaxHeaderBytes
+	}
+	if o.MaxHeaderLines <= 0 {
+		o.MaxHeaderLines = config.Defaults().SMTPServer.MaxHeaderLines
+	}
+	p := &Processor{o: o, log: o.Log.With("component", "outbound"), now: o.Now, rand: o.Rand, client: o.Client, res: o.Resolver,
+		headerLimits: mailheader.Limits{MaxBytes: o.MaxHeaderBytes + headerSlack.MaxBytes, MaxLines: o.MaxHeaderLines + headerSlack.MaxLines}}
 	for _, raw := range o.Postal.SMTPRelays {
 		r, err := config.ParseSMTPRelay(raw)
 		if err != nil {

@@ -1,15 +1,15 @@
 package outbound
 
 import (
-	"bytes"
 	"context"
 	"crypto"
+	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 
 	"github.com/postalgo/postal/daemon/dkim"
+	"github.com/postalgo/postal/daemon/mailheader"
 	"github.com/postalgo/postal/daemon/store"
 )
 
@@ -96,11 +96,16 @@ func (b *bodies) get(ctx context.Context, p *Processor, j *job) ([]byte, string,
 	return append(out, e.data...), k.from, nil
 }
 
-// prepare rewrites and signs a job's raw message: earlier X-Postal-MsgID
-// fields removed, tracking applied, Resent-Sender added, DKIM-Signature
+// prepare rewrites and signs a job's raw message: refused with
+// errHeaderTooLarge when its header block is over the limits (so the DKIM
+// signer never sees one), earlier X-Postal-MsgID fields removed, tracking applied, Resent-Sender added, DKIM-Signature
 // prepended.
 func (p *Processor) prepare(ctx context.Context, j *job, from string) ([]byte, error) {
-	msg := stripHeader(j.raw, msgIDHeader)
+	h := mailheader.Parse(j.raw)
+	if h.Check(p.headerLimits) != nil {
+		return nil, fmt.Errorf("%w (%d bytes in %d lines)", errHeaderTooLarge, h.End(), h.Lines())
+	}
+	msg := h.Without(msgIDHeader)
 	if p.o.Tracker != nil {
 		t, err := p.o.Tracker.Track(ctx, j.msg, msg)
 		if err != nil {
@@ -189,93 +194,25 @@ func (c *signerCache) build(e *signerEntry) (*dkim.Signer, error) {
 	return signer, nil
 }
 
-// headerEnd returns the length of msg's header block including the blank
-// line that ends it (len(msg) when there is none).
-func headerEnd(msg []byte) int {
-	i := 0
-	for i < len(msg) {
-		nl := bytes.IndexByte(msg[i:], '\n')
-		if nl < 0 {
-			return len(msg)
-		}
-		line := msg[i : i+nl]
-		if len(line) == 0 || (len(line) == 1 && line[0] == '\r') {
-			return i + nl + 1
-		}
-		i += nl + 1
-	}
-	return len(msg)
-}
+// headerSlack is the room left above the SMTP server's header limits for
+// the fields it adds when it stores a message (Received, Message-ID,
+// X-Postal-MsgID).
+var headerSlack = mailheader.Limits{MaxBytes: 8 << 10, MaxLines: 16}
 
-// fieldLines calls fn for each header field of msg (with its continuation
-// lines) as the byte range [start, end) and its lower-case name.
-func fieldLines(msg []byte, fn func(start, end int, name string)) {
-	end := headerEnd(msg)
-	i := 0
-	for i < end {
-		start := i
-		// one line
-		nl := bytes.IndexByte(msg[i:end], '\n')
-		if nl < 0 {
-			i = end
-		} else {
-			i += nl + 1
-		}
-		line := msg[start:i]
-		if len(bytes.TrimRight(line, "\r\n")) == 0 {
-			return // the blank line
-		}
-		// continuation lines
-		for i < end && (msg[i] == ' ' || msg[i] == '\t') {
-			nl := bytes.IndexByte(msg[i:end], '\n')
-			if nl < 0 {
-				i = end
-			} else {
-				i += nl + 1
-			}
-		}
-		name := ""
-		if c := bytes.IndexByte(line, ':'); c > 0 {
-			name = strings.ToLower(string(bytes.TrimSpace(line[:c])))
-		}
-		fn(start, i, name)
-	}
-}
+// errHeaderTooLarge refuses to sign or send a stored message whose header
+// block is over the limits: it can only come from a bug or from a limit
+// lowered since the message was accepted, and retrying cannot help.
+var errHeaderTooLarge = errors.New("the message header is over the size limit; not signed or sent")
+
+// headerEnd returns the offset of msg's body: after the empty line that
+// ends the header block, or where the block ends without one (see
+// mailheader), len(msg) when the message is all header.
+func headerEnd(msg []byte) int { return mailheader.Parse(msg).BodyStart() }
 
 // stripHeader returns msg without its header fields called name
 // (case-insensitively), or msg itself when it has none.
-func stripHeader(msg []byte, name string) []byte {
-	lname := strings.ToLower(name)
-	var cuts [][2]int
-	fieldLines(msg, func(s, e int, n string) {
-		if n == lname {
-			cuts = append(cuts, [2]int{s, e})
-		}
-	})
-	if len(cuts) == 0 {
-		return msg
-	}
-	out := make([]byte, 0, len(msg))
-	prev := 0
-	for _, c := range cuts {
-		out = append(out, msg[prev:c[0]]...)
-		prev = c[1]
-	}
-	return append(out, msg[prev:]...)
-}
+func stripHeader(msg []byte, name string) []byte { return mailheader.Parse(msg).Without(name) }
 
 // headerValues returns the unfolded values of msg's header fields called
-// lname (lower case).
-func headerValues(msg []byte, lname string) []string {
-	var out []string
-	fieldLines(msg, func(s, e int, n string) {
-		if n != lname {
-			return
-		}
-		field := string(msg[s:e])
-		_, v, _ := strings.Cut(field, ":")
-		v = strings.NewReplacer("\r\n", "", "\n", "").Replace(v)
-		out = append(out, strings.TrimSpace(v))
-	})
-	return out
-}
+// name (case-insensitively).
+func headerValues(msg []byte, name string) []string { return mailheader.Parse(msg).Values(name) }

@@ -2,8 +2,11 @@ package outbound
 
 import (
 	"bytes"
+	"context"
 	"strings"
 	"testing"
+
+	"github.com/postalgo/postal/daemon/store"
 )
 
 func TestStripHeader(t *testing.T) {
@@ -46,15 +49,53 @@ func FuzzStripHeader(f *testing.F) {
 		if !bytes.HasSuffix(out, msg[headerEnd(msg):]) {
 			t.Fatalf("body changed: %q -> %q", msg, out)
 		}
-		fieldLines(out, func(s, e int, name string) {
-			if name == "x-postal-msgid" {
-				t.Fatalf("field left in %q", out)
-			}
-		})
-		found := false
-		fieldLines(msg, func(s, e int, name string) { found = found || name == "x-postal-msgid" })
-		if !found && !bytes.Equal(out, msg) {
+		if len(headerValues(out, msgIDHeader)) != 0 {
+			t.Fatalf("field left in %q", out)
+		}
+		if len(headerValues(msg, msgIDHeader)) == 0 && !bytes.Equal(out, msg) {
 			t.Fatalf("changed without a field: %q -> %q", msg, out)
 		}
 	})
+}
+
+// TestOversizedHeaderIsNeverSigned: a stored message whose header block is
+// over the SMTP server's limits (plus the fields it adds) hard-fails
+// without a signature being computed or anything sent, and bounces nothing.
+func TestOversizedHeaderIsNeverSigned(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		header string
+	}{
+		{"too many lines", "Subject: bomb\r\n" + strings.Repeat(" x\r\n", 200)},
+		{"too many bytes", "Subject: " + strings.Repeat("x", 20_000) + "\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, envOptions{tune: func(o *Options) { o.MaxHeaderBytes, o.MaxHeaderLines = 2048, 100 }})
+			raw := []byte("From: Sender <sender@example.com>\r\nTo: big@dest.test\r\n" + tc.header + "\r\nbody\r\n")
+			acc, err := e.s.InsertSubmissions(context.Background(), []store.Submission{{Raw: raw, Messages: []store.NewMessage{{
+				ServerID: e.fx.Server.ID, Scope: store.ScopeOutgoing, RcptTo: "big@dest.test", MailFrom: "sender@example.com",
+				DomainID: e.fx.Domain.ID, CredentialID: e.fx.Credential.ID, Queue: true, QueueDomain: "dest.test"}}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			row := e.claim([]int64{acc[0][0].QueuedID})[0]
+			out := e.handle(row)[0]
+			if out.Status != store.StatusHardFail || out.Retry || !strings.Contains(out.Delivery.Details, "header is over the size limit") {
+				t.Fatalf("outcome %s retry=%v %+v, want a final HardFail naming the header", out.Status, out.Retry, out.Delivery)
+			}
+			if got := e.mail.received(); len(got) != 0 {
+				t.Fatalf("the server received %d messages", len(got))
+			}
+			if n := len(e.bounces.all()); n != 0 {
+				t.Fatalf("%d bounces for our own refusal", n)
+			}
+		})
+	}
+	// Within the limits plus the room for the fields the SMTP server adds,
+	// the same limits send and sign.
+	e := newEnv(t, envOptions{tune: func(o *Options) { o.MaxHeaderBytes, o.MaxHeaderLines = 2048, 100 }})
+	row := e.queueMessage("ok@dest.test")
+	if out := e.handle(row)[0]; out.Status != store.StatusSent {
+		t.Fatalf("a normal message: %s %+v", out.Status, out.Delivery)
+	}
 }

@@ -27,6 +27,16 @@
 //     the message has none, and adds X-Postal-MsgID carrying the token of the
 //     transaction's first message; its other messages share the raw body and
 //     are found from it through their common raw_message_id.
+//   - Input limits (issue #14; docs/operations.md "Limits"): MAIL and RCPT
+//     paths over the RFC 5321 lengths are refused with 501 before any lookup;
+//     the postmaster (<postmaster>, or postmaster@ one of our host names or
+//     verified domains without a route for it) is incoming mail for the route
+//     of smtp_server.postmaster_address (550 5.1.1 without one); the header
+//     block (daemon/mailheader decides where it ends) is checked against
+//     max_header_bytes and max_header_lines as the data arrives (552 5.3.4);
+//     message data held by all sessions is bounded by max_in_flight_size
+//     (451 4.3.1), reserved before it is allocated and released however the
+//     transaction ends.
 //   - Limits: max_connections and max_connections_per_ip (421 4.7.0 before
 //     the greeting), max_message_size (SIZE, 552 5.3.4), max_recipients
 //     (452 4.5.3), max_commands (every command line read, NOOP, VRFY, HELP

@@ -99,6 +99,16 @@ func (w *failureWindow) acquire(key netip.Prefix) (uint64, bool) {
 		for k := range w.byKey {
 			w.recent(k, now)
 		}
+		// Still full of recent attempts (many clients): forget arbitrary
+		// other ones; Options.AuthFailures still counts them in Redis.
+		for k := range w.byKey {
+			if len(w.byKey) < maxCacheEntries*9/10 {
+				break
+			}
+			if k != key {
+				delete(w.byKey, k)
+			}
+		}
 	}
 	return w.next, true
 }

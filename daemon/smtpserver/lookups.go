@@ -16,9 +16,14 @@ import (
 )
 
 const (
-	// maxCacheEntries bounds the lookup cache; past it expired entries are
-	// swept, and if that is not enough the cache starts over.
+	// maxCacheEntries bounds the lookup cache (and the other per-key maps
+	// of the server). Expired entries are swept once per TTL, and whenever
+	// the cache is full; if it is still full, a tenth of it is evicted.
 	maxCacheEntries = 20000
+	// maxCacheKey bounds the length of a cached key: a longer one is looked
+	// up but not cached. Recipients are checked against RFC 5321 lengths
+	// before any lookup, so no legitimate key comes near it.
+	maxCacheKey = 512
 	// lookupTimeout bounds one database lookup.
 	lookupTimeout = 10 * time.Second
 	// touchEvery is how often a credential's last_used_at is written.
@@ -35,8 +40,9 @@ type lookups struct {
 	now    func() time.Time
 	flight singleflight.Group
 
-	mu      sync.Mutex
-	entries map[string]cacheEntry
+	mu        sync.Mutex
+	entries   map[string]cacheEntry
+	nextSweep time.Time
 
 	touchMu sync.Mutex
 	touched map[int64]time.Time
@@ -98,21 +104,41 @@ func (l *lookups) get(key string) (cacheEntry, bool) {
 	return e, true
 }
 
+// put caches e under key, keeping the cache within maxCacheEntries keys of
+// at most maxCacheKey bytes.
 func (l *lookups) put(key string, e cacheEntry) {
+	if len(key) > maxCacheKey {
+		return
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if len(l.entries) >= maxCacheEntries {
-		now := l.now()
+	now := l.now()
+	if len(l.entries) >= maxCacheEntries || !now.Before(l.nextSweep) {
 		for k, old := range l.entries {
 			if !now.Before(old.expires) {
 				delete(l.entries, k)
 			}
 		}
-		if len(l.entries) >= maxCacheEntries {
-			clear(l.entries)
+		l.nextSweep = now.Add(l.ttl)
+	}
+	if len(l.entries) >= maxCacheEntries {
+		// Map order is random: this evicts arbitrary live entries, so a
+		// flood of new keys costs one sweep per tenth of the cache.
+		for k := range l.entries {
+			delete(l.entries, k)
+			if len(l.entries) < maxCacheEntries*9/10 {
+				break
+			}
 		}
 	}
 	l.entries[key] = e
+}
+
+// size is the number of cached entries.
+func (l *lookups) size() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.entries)
 }
 
 // credentialByKey finds the SMTP credential whose key is password. The
@@ -147,6 +173,24 @@ func (l *lookups) domains(ctx context.Context, serverID int64) ([]*store.Domain,
 		return sorted, nil
 	})
 	return ds, err
+}
+
+// isOurDomain reports whether a verified domain of any server is called
+// name.
+func (l *lookups) isOurDomain(ctx context.Context, name string) (bool, error) {
+	ours, _, err := cached(l, ctx, "domain-named:"+name, func(ctx context.Context) (bool, error) {
+		ds, err := l.st.DomainsNamed(ctx, name)
+		if err != nil {
+			return false, err
+		}
+		for _, d := range ds {
+			if d.Verified() {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	return ours, err
 }
 
 func (l *lookups) routeByToken(ctx context.Context, token string) (*store.Route, bool, error) {

@@ -8,83 +8,32 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/postalgo/postal/daemon/mailheader"
 	"github.com/postalgo/postal/daemon/store"
 )
 
-func TestParseHeader(t *testing.T) {
-	for _, tc := range []struct {
-		name    string
-		msg     string
-		fields  []headerField
-		endText string // what follows the header block
-	}{
-		{
-			name:    "fields, a folded value and the blank line",
-			msg:     "From: a@example.com\r\nSubject: one\r\n two\r\n\r\nbody\r\n",
-			fields:  []headerField{{"From", "a@example.com"}, {"Subject", "one two"}},
-			endText: "\r\nbody\r\n",
-		},
-		{
-			name:    "bare line feeds",
-			msg:     "To: b@example.com\nX-A:  spaced  \n\nbody",
-			fields:  []headerField{{"To", "b@example.com"}, {"X-A", "spaced"}},
-			endText: "\nbody",
-		},
-		{
-			name:    "a message that is all header, without a final newline",
-			msg:     "Subject: only",
-			fields:  []headerField{{"Subject", "only"}},
-			endText: "",
-		},
-		{
-			name:    "a line that is not a field ends the header",
-			msg:     "Subject: x\r\nthis is body text\r\nFrom: not-a-header@example.com\r\n",
-			fields:  []headerField{{"Subject", "x"}},
-			endText: "this is body text\r\nFrom: not-a-header@example.com\r\n",
-		},
-		{
-			name:    "a continuation before any field is body",
-			msg:     " leading space\r\nFrom: x@example.com\r\n",
-			endText: " leading space\r\nFrom: x@example.com\r\n",
-		},
-		{
-			name:    "empty message",
-			msg:     "",
-			endText: "",
-		},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			h := parseHeader([]byte(tc.msg))
-			if len(h.fields) != len(tc.fields) {
-				t.Fatalf("fields %q, want %q", h.fields, tc.fields)
-			}
-			for i := range h.fields {
-				if h.fields[i] != tc.fields[i] {
-					t.Fatalf("field %d = %q, want %q", i, h.fields[i], tc.fields[i])
-				}
-			}
-			if got := tc.msg[h.end:]; got != tc.endText {
-				t.Fatalf("after the header: %q, want %q", got, tc.endText)
-			}
-		})
-	}
-}
-
 func TestHeaderValues(t *testing.T) {
-	h := parseHeader([]byte("Message-ID:  <id-1@example.com> (comment)\r\nSubject: =?ISO-8859-1?Q?caf=E9?=\r\n" +
+	h := mailheader.Parse([]byte("Message-ID:  <id-1@example.com> (comment)\r\nSubject: =?ISO-8859-1?Q?caf=E9?=\r\n" +
 		"Received: from a by MX.Postal.test; x\r\nReceived: from b by other; y\r\nreceived: by mx.postal.test\r\n\r\n"))
-	if got := h.messageID(); got != "id-1@example.com" {
+	if got := messageID(h); got != "id-1@example.com" {
 		t.Errorf("messageID = %q", got)
 	}
-	if got := h.subject(); got != "café" {
+	if got := subject(h); got != "café" {
 		t.Errorf("subject = %q, want the decoded café", got)
 	}
-	if got := h.receivedBy("mx.postal.test"); got != 2 {
+	if got := receivedBy(h, "mx.postal.test"); got != 2 {
 		t.Errorf("receivedBy = %d, want 2 (case-insensitive)", got)
 	}
-	bad := parseHeader([]byte("Subject: \xff\xfe\x00broken\r\n\r\n"))
-	if s := bad.subject(); !utf8.ValidString(s) || strings.ContainsRune(s, 0) {
+	bad := mailheader.Parse([]byte("Subject: \xff\xfe\x00broken\r\n\r\n"))
+	if s := subject(bad); !utf8.ValidString(s) || strings.ContainsRune(s, 0) {
 		t.Errorf("subject %q is not safe to store", s)
+	}
+	long := mailheader.Parse([]byte("Subject: " + strings.Repeat("é", 600) + "\r\nMessage-ID: <" + strings.Repeat("x", 2000) + ">\r\n\r\n"))
+	if s := subject(long); len(s) != 1000 || !utf8.ValidString(s) {
+		t.Errorf("long subject stored as %d bytes (valid %v), want 1000 on a character boundary", len(s), utf8.ValidString(s))
+	}
+	if id := messageID(long); len(id) != 1000 {
+		t.Errorf("long Message-ID stored as %d bytes, want 1000", len(id))
 	}
 }
 
@@ -111,7 +60,7 @@ func TestAuthenticatedDomain(t *testing.T) {
 		{"Sender passes with allow_sender", []*store.Domain{example}, true, "From: a@other.org\r\nSender: s@example.com", 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			d := authenticatedDomain(tc.domains, tc.allowSender, parseHeader([]byte(tc.header+"\r\n\r\n")))
+			d := authenticatedDomain(tc.domains, tc.allowSender, mailheader.Parse([]byte(tc.header+"\r\n\r\n")))
 			switch {
 			case tc.want == 0 && d != nil:
 				t.Fatalf("domain %s accepted, want refusal", d.Name)
@@ -129,30 +78,18 @@ func TestAssemble(t *testing.T) {
 		{"fields go at the end of the header", "A: 1\r\n\r\nbody\r\n", "R: x\r\nA: 1\r\nX: y\r\n\r\nbody\r\n"},
 		{"a header without final newline gets one", "A: 1", "R: x\r\nA: 1\r\nX: y\r\n"},
 		{"a message without header", "\r\nbody", "R: x\r\nX: y\r\n\r\nbody"},
+		{"fields go before the first line that is not a field", "A: 1\r\nbody text\r\n", "R: x\r\nA: 1\r\nX: y\r\n\r\nbody text\r\n"},
+		{"a message that starts with body gets a separator", " indented\r\n", "R: x\r\nX: y\r\n\r\n indented\r\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := assemble([]byte(tc.msg), parseHeader([]byte(tc.msg)), "R: x\r\n", []string{"X: y"})
+			got := assemble([]byte(tc.msg), mailheader.Parse([]byte(tc.msg)), "R: x\r\n", []string{"X: y"})
+			if len(got) > assembledSize([]byte(tc.msg), "R: x\r\n", []string{"X: y"}) {
+				t.Errorf("assembled %d bytes, more than assembledSize", len(got))
+			}
 			if string(got) != tc.want {
 				t.Fatalf("assemble = %q, want %q", got, tc.want)
 			}
 		})
-	}
-}
-
-func TestCleanText(t *testing.T) {
-	for _, tc := range []struct {
-		in    string
-		limit int
-		want  string
-	}{
-		{"plain", 10, "plain"},
-		{"nul\x00byte", 20, "nulbyte"},
-		{"bad\xffutf8", 20, "bad\uFFFDutf8"},
-		{"ééé", 3, "é"}, // never cut inside a rune
-	} {
-		if got := cleanText(tc.in, tc.limit); got != tc.want {
-			t.Errorf("cleanText(%q, %d) = %q, want %q", tc.in, tc.limit, got, tc.want)
-		}
 	}
 }
 
@@ -269,7 +206,10 @@ func TestSASLServers(t *testing.T) {
 	}
 }
 
-func FuzzParseHeader(f *testing.F) {
+// FuzzAssemble checks what the server stores for any message: every
+// original byte, in order, after the new fields; the added fields read back
+// as fields of the header block; stored header text is safe.
+func FuzzAssemble(f *testing.F) {
 	for _, seed := range []string{
 		"From: a@example.com\r\nSubject: x\r\n\r\nbody",
 		"Subject: =?UTF-8?B?w6k=?=\r\n folded\r\n\r\n",
@@ -277,36 +217,29 @@ func FuzzParseHeader(f *testing.F) {
 		"\r\n",
 		"no colon here\r\n",
 		"From: <<<@@>>>\r\nSender: \xff\r\n",
+		"A: 1\r\nbody without separator\r\n",
 	} {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, msg []byte) {
-		h := parseHeader(msg)
-		if h.end < 0 || h.end > len(msg) {
-			t.Fatalf("end %d outside the message (%d bytes)", h.end, len(msg))
-		}
-		for _, fl := range h.fields {
-			if fl.name == "" || strings.ContainsAny(fl.name, ":\r\n") {
-				t.Fatalf("bad field name %q", fl.name)
-			}
-		}
-		// Parsing only the header block gives the same fields.
-		again := parseHeader(msg[:h.end])
-		if len(again.fields) != len(h.fields) {
-			t.Fatalf("reparsing the header block found %d fields, want %d", len(again.fields), len(h.fields))
-		}
-		// Assembling keeps every original byte, in order, after the new
-		// fields, and the new fields parse as fields of the header.
+		h := mailheader.Parse(msg)
 		out := assemble(msg, h, "Received: by x; now\r\n", []string{"X-Postal-MsgID: tok"})
-		if !bytes.HasPrefix(out, []byte("Received: by x; now\r\n")) || !bytes.HasSuffix(out, msg[h.end:]) ||
-			!bytes.Contains(out, msg[:h.end]) {
+		if !bytes.HasPrefix(out, []byte("Received: by x; now\r\n")) || !bytes.HasSuffix(out, msg[h.End():]) ||
+			!bytes.Contains(out, msg[:h.End()]) {
 			t.Fatalf("assemble lost bytes: %q -> %q", msg, out)
 		}
-		if got := parseHeader(out).values("X-Postal-MsgID"); len(h.fields) > 0 && (len(got) == 0 || got[len(got)-1] != "tok") {
+		stored := mailheader.Parse(out)
+		if got := stored.Values("X-Postal-MsgID"); len(got) == 0 || got[len(got)-1] != "tok" {
 			t.Fatalf("added field not read back from %q: %q", out, got)
 		}
-		for _, s := range []string{h.subject(), h.messageID()} {
-			if !utf8.ValidString(s) || strings.ContainsRune(s, 0) {
+		if !bytes.Equal(out[stored.BodyStart():], msg[h.BodyStart():]) {
+			t.Fatalf("stored body %q, original body %q", out[stored.BodyStart():], msg[h.BodyStart():])
+		}
+		if len(stored.Fields()) != len(h.Fields())+2 {
+			t.Fatalf("stored %d fields, want the original %d and 2", len(stored.Fields()), len(h.Fields()))
+		}
+		for _, s := range []string{subject(h), messageID(h)} {
+			if !utf8.ValidString(s) || strings.ContainsRune(s, 0) || len(s) > storedTextLimit {
 				t.Fatalf("unsafe stored text %q", s)
 			}
 		}

@@ -52,6 +52,48 @@ var (
 	errDataIncomplete = refuse("data-incomplete", 451, smtp.EnhancedCode{4, 3, 0}, "Message not received completely")
 )
 
+// Refusals of addresses over the RFC 5321 limits (section 4.5.3.1): a path
+// of 256 octets with its angle brackets, a local part of 64, a domain of
+// 255. RCPT answers with 5.1.3 (bad destination address syntax), MAIL with
+// 5.1.7 (bad sender address syntax).
+var (
+	errRcptPathTooLong   = refuse("path-too-long", 501, smtp.EnhancedCode{5, 1, 3}, "Path too long")
+	errRcptLocalTooLong  = refuse("local-part-too-long", 501, smtp.EnhancedCode{5, 1, 3}, "Local part too long")
+	errRcptDomainTooLong = refuse("domain-too-long", 501, smtp.EnhancedCode{5, 1, 3}, "Domain too long")
+	errMailPathTooLong   = refuse("path-too-long", 501, smtp.EnhancedCode{5, 1, 7}, "Path too long")
+	errMailLocalTooLong  = refuse("local-part-too-long", 501, smtp.EnhancedCode{5, 1, 7}, "Local part too long")
+	errMailDomainTooLong = refuse("domain-too-long", 501, smtp.EnhancedCode{5, 1, 7}, "Domain too long")
+	errNoPostmaster      = refuse("postmaster-unavailable", 550, smtp.EnhancedCode{5, 1, 1}, "No postmaster mailbox is configured here")
+)
+
+// RFC 5321 section 4.5.3.1 lengths, in octets.
+const (
+	maxPath      = 256 - 2 // the path counts its angle brackets
+	maxLocalPart = 64
+	maxDomain    = 255
+)
+
+// checkPath applies the RFC 5321 lengths to a path go-smtp has parsed
+// (without its brackets), returning the matching refusal.
+func checkPath(addr string, path, local, domain refusal) error {
+	at := strings.LastIndexByte(addr, '@')
+	switch {
+	case at > maxLocalPart || at < 0 && len(addr) > maxLocalPart:
+		return local
+	case at >= 0 && len(addr)-at-1 > maxDomain:
+		return domain
+	case len(addr) > maxPath:
+		return path
+	}
+	return nil
+}
+
+// checkReversePath applies the RFC 5321 lengths to MAIL FROM; the null
+// path passes.
+func checkReversePath(from string) error {
+	return checkPath(from, errMailPathTooLong, errMailLocalTooLong, errMailDomainTooLong)
+}
+
 // messageTooLarge is Postal's reply to a message over max_message_size.
 func messageTooLarge(megabytes int) refusal {
 	return refuse("message-too-large", 552, smtp.EnhancedCode{5, 3, 4}, "Message too large (maximum size "+strconv.Itoa(megabytes)+"MB)")
@@ -94,8 +136,16 @@ type recipient struct {
 // route token at the route domain, anything (once a credential is in use),
 // route address, SMTP-IP credential, else relay refused. A client address
 // matching an SMTP-IP credential puts that credential in use for the rest of
-// the session, as in Postal.
+// the session, as in Postal. Before any of that, an address over the RFC
+// 5321 lengths is refused (and never looked up), and the postmaster
+// (RFC 5321 section 4.5.1) is accepted: see postmasterRecipient.
 func (s *Server) resolveRecipient(ctx context.Context, sess *session, addr string) (recipient, error) {
+	if err := checkPath(addr, errRcptPathTooLong, errRcptLocalTooLong, errRcptDomainTooLong); err != nil {
+		return recipient{}, err
+	}
+	if strings.EqualFold(addr, "postmaster") {
+		return s.postmasterRecipient(ctx)
+	}
 	at := strings.LastIndexByte(addr, '@')
 	if at <= 0 || at == len(addr)-1 {
 		return recipient{}, errInvalidRcpt
@@ -103,6 +153,10 @@ func (s *Server) resolveRecipient(ctx context.Context, sess *session, addr strin
 	local := addr[:at]
 	domain := strings.ToLower(strings.TrimSuffix(addr[at+1:], "."))
 	name, tag, _ := strings.Cut(local, "+")
+	postmaster := strings.EqualFold(local, "postmaster")
+	if postmaster && s.isOwnHost(domain) {
+		return s.postmasterRecipient(ctx)
+	}
 
 	if s.isReturnPathDomain(domain) {
 		return s.bounceRecipient(ctx, addr, domain, name, tag)
@@ -131,6 +185,15 @@ func (s *Server) resolveRecipient(ctx context.Context, sess *session, addr strin
 	if found {
 		return s.routeRecipient(ctx, route, addr, domain)
 	}
+	if postmaster {
+		ours, err := s.lookups.isOurDomain(ctx, domain)
+		if err != nil {
+			return recipient{}, s.lookupFailed(err)
+		}
+		if ours {
+			return s.postmasterRecipient(ctx)
+		}
+	}
 	cred, found, err := s.lookups.smtpIPCredential(ctx, sess.tc.ip)
 	if err != nil {
 		return recipient{}, s.lookupFailed(err)
@@ -143,6 +206,43 @@ func (s *Server) resolveRecipient(ctx context.Context, sess *session, addr strin
 		s.log.Warn("recording credential use failed", "credential", cred.UUID, "err", err)
 	}
 	return s.outgoingRecipient(ctx, cred, addr, domain)
+}
+
+// isOwnHost reports whether domain names this installation itself: the SMTP
+// host name, an MX host name customers point at, the route domain or the
+// return-path domain.
+func (s *Server) isOwnHost(domain string) bool {
+	names := append([]string{s.o.Postal.SMTPHostname, s.o.DNS.RouteDomain, s.o.DNS.ReturnPathDomain}, s.o.DNS.MXRecords...)
+	for _, n := range names {
+		if n != "" && strings.EqualFold(strings.TrimSuffix(n, "."), domain) {
+			return true
+		}
+	}
+	return false
+}
+
+// postmasterRecipient resolves mail for the postmaster: <postmaster>,
+// postmaster@ one of this installation's host names, or postmaster@ a
+// verified domain of any server that has no route for it. It is delivered
+// as incoming mail to the route that serves smtp_server.postmaster_address
+// (stored and queued like any routed message, with that address as its
+// recipient); without one it is refused with 550 5.1.1.
+func (s *Server) postmasterRecipient(ctx context.Context) (recipient, error) {
+	addr := s.o.Config.PostmasterAddress
+	at := strings.LastIndexByte(addr, '@')
+	if at <= 0 || at == len(addr)-1 {
+		return recipient{}, errNoPostmaster
+	}
+	local, domain := addr[:at], strings.ToLower(strings.TrimSuffix(addr[at+1:], "."))
+	route, found, err := s.lookups.routeForAddress(ctx, strings.ToLower(local), domain)
+	if err != nil {
+		return recipient{}, s.lookupFailed(err)
+	}
+	if !found {
+		s.log.Error("smtp_server.postmaster_address has no route; postmaster mail refused", "address", addr)
+		return recipient{}, errNoPostmaster
+	}
+	return s.routeRecipient(ctx, route, addr, domain)
 }
 
 func (s *Server) lookupFailed(err error) refusal {

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/postalgo/postal/config"
+	"github.com/postalgo/postal/daemon/mailheader"
 	"github.com/postalgo/postal/daemon/store"
 )
 
@@ -32,6 +33,7 @@ type Store interface {
 	ServerByID(ctx context.Context, id int64) (*store.Server, error)
 	ServerByToken(ctx context.Context, token string) (*store.Server, error)
 	Domains(ctx context.Context, serverID int64) ([]*store.Domain, error)
+	DomainsNamed(ctx context.Context, name string) ([]*store.Domain, error)
 	RouteByToken(ctx context.Context, token string) (*store.Route, error)
 	RouteForAddress(ctx context.Context, localPart, domain string) (*store.Route, error)
 	MessageByToken(ctx context.Context, token string) (*store.Message, error)
@@ -116,6 +118,9 @@ type Server struct {
 	logExclude *regexp.Regexp
 	maxBytes   int64
 
+	headerLimits mailheader.Limits
+	inFlight     *budget
+
 	lookups      *lookups
 	authFails    *failureWindow
 	proxyTrusted []netip.Prefix
@@ -144,6 +149,9 @@ func New(o Options) (*Server, error) {
 	fillInt(&c.MaxCommands, def.MaxCommands)
 	fillInt(&c.MaxBadCommands, def.MaxBadCommands)
 	fillInt(&c.AuthMaxFailures, def.AuthMaxFailures)
+	fillInt(&c.MaxHeaderBytes, def.MaxHeaderBytes)
+	fillInt(&c.MaxHeaderLines, def.MaxHeaderLines)
+	fillInt(&c.MaxInFlightSize, def.MaxInFlightSize)
 	if c.IdleTimeout <= 0 {
 		c.IdleTimeout = def.IdleTimeout
 	}
@@ -184,6 +192,9 @@ func New(o Options) (*Server, error) {
 		authFails:  newFailureWindow(c.AuthMaxFailures, c.AuthFailureWindow.Duration(), o.Now),
 		metrics:    newMetrics(),
 		conns:      newConnTable(c.MaxConnections, c.MaxConnectionsPerIP),
+
+		headerLimits: mailheader.Limits{MaxBytes: c.MaxHeaderBytes, MaxLines: c.MaxHeaderLines},
+		inFlight:     newBudget(c.MaxInFlightBytes(), c.MaxMessageBytes(), o.Log),
 	}
 	if c.ProxyProtocol {
 		if len(c.ProxyProtocolTrusted) == 0 {
@@ -243,7 +254,7 @@ func New(o Options) (*Server, error) {
 		s.ln = ln
 	}
 	if o.Registerer != nil {
-		if err := s.metrics.register(o.Registerer); err != nil {
+		if err := errors.Join(s.metrics.register(o.Registerer), o.Registerer.Register(s.inFlight.gauge())); err != nil {
 			if o.Listener == nil {
 				_ = s.ln.Close()
 			}

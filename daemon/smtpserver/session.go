@@ -1,7 +1,6 @@
 package smtpserver
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -15,6 +14,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"github.com/postalgo/postal/daemon/mailheader"
 	"github.com/postalgo/postal/daemon/store"
 )
 
@@ -68,11 +68,12 @@ type session struct {
 	tls      bool
 	tlsState tls.ConnectionState
 
-	mu      sync.Mutex
-	cred    *store.Credential
-	viaAuth bool // cred came from AUTH (not an SMTP-IP match)
-	from    string
-	rcpts   []recipient
+	mu       sync.Mutex
+	cred     *store.Credential
+	viaAuth  bool // cred came from AUTH (not an SMTP-IP match)
+	from     string
+	sizeHint int64 // the SIZE announced with MAIL, 0 when none
+	rcpts    []recipient
 }
 
 var (
@@ -252,16 +253,23 @@ func (s *session) authenticate(password string) error {
 func (s *session) authProtocolError() error { return s.reject(errAuthProtocol) }
 
 // Mail starts a transaction, unless storage is known to be down.
-func (s *session) Mail(from string, _ *smtp.MailOptions) error {
+func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if err := s.count(); err != nil {
 		return err
+	}
+	if err := checkReversePath(from); err != nil {
+		return s.reject(err)
 	}
 	if err := s.srv.ready(); err != nil {
 		s.srv.log.Debug("refusing mail: not ready", "err", err)
 		return s.reject(errTemporary)
 	}
+	var size int64
+	if opts != nil {
+		size = opts.Size
+	}
 	s.mu.Lock()
-	s.from, s.rcpts = from, s.rcpts[:0]
+	s.from, s.rcpts, s.sizeHint = from, s.rcpts[:0], size
 	s.mu.Unlock()
 	return nil
 }
@@ -286,12 +294,21 @@ func (s *session) Data(r io.Reader) error {
 	if err := s.count(); err != nil {
 		return err
 	}
+	s.mu.Lock()
+	sizeHint := s.sizeHint
+	s.mu.Unlock()
 	s.tc.enterData(s.srv.o.Config.DataTimeout.Duration())
-	var buf bytes.Buffer
-	n, err := buf.ReadFrom(io.LimitReader(r, s.srv.maxBytes+1))
+	held := &hold{b: s.srv.inFlight}
+	defer held.release()
+	body, err := receive(r, s.srv.maxBytes, sizeHint, s.srv.headerLimits, held)
 	switch {
-	case errors.Is(err, smtp.ErrDataTooLarge) || err == nil && n > s.srv.maxBytes:
+	case errors.Is(err, smtp.ErrDataTooLarge) || errors.Is(err, errTooBig):
 		return s.reject(messageTooLarge(s.srv.o.Config.MaxMessageSize))
+	case errors.Is(err, errHeaderTooLarge):
+		return s.reject(errHeaderTooLarge)
+	case errors.Is(err, errInFlightFull):
+		s.srv.log.Warn("refusing message: in-flight budget exhausted", "remote", s.tc.ip.String(), "in_flight_bytes", s.srv.InFlightBytes())
+		return s.reject(errInFlightFull)
 	case errors.Is(err, smtp.ErrTooLongLine):
 		return s.reject(errLineTooLong)
 	case isTimeout(err):
@@ -303,7 +320,7 @@ func (s *session) Data(r io.Reader) error {
 		s.srv.metrics.clientErrors.WithLabelValues(errDataIncomplete.label).Inc()
 		return errDataIncomplete.err
 	}
-	return s.accept(buf.Bytes())
+	return s.accept(body, held)
 }
 
 func isTimeout(err error) bool {
@@ -311,8 +328,9 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// accept checks the message, adds Postal's header fields and submits it.
-func (s *session) accept(body []byte) error {
+// accept checks the message, adds Postal's header fields and submits it;
+// the stored copy is reserved in held.
+func (s *session) accept(body []byte, held *hold) error {
 	start := time.Now()
 	srv := s.srv
 	if err := srv.ready(); err != nil {
@@ -323,8 +341,8 @@ func (s *session) accept(body []byte) error {
 	from, rcpts, cred, viaAuth := s.from, append([]recipient(nil), s.rcpts...), s.cred, s.viaAuth
 	s.mu.Unlock()
 
-	h := parseHeader(body)
-	if h.receivedBy(srv.o.Postal.SMTPHostname)+1 > 4 {
+	h := mailheader.Parse(body)
+	if receivedBy(h, srv.o.Postal.SMTPHostname)+1 > 4 {
 		return s.reject(errLoop)
 	}
 	var (
@@ -354,29 +372,34 @@ func (s *session) accept(body []byte) error {
 		tokens[i] = store.RandomToken(8)
 	}
 	host := srv.o.Postal.SMTPHostname
-	msgID := h.messageID()
+	msgID := messageID(h)
 	var extra []string
 	if msgID == "" {
 		msgID = newMessageID(host)
 		extra = append(extra, "Message-ID: <"+msgID+">")
 	}
 	extra = append(extra, "X-Postal-MsgID: "+tokens[0])
-	raw := assemble(body, h, s.received(privacy, viaAuth), extra)
+	received := s.received(privacy, viaAuth)
+	if !held.grow(int64(assembledSize(body, received, extra))) {
+		s.srv.log.Warn("refusing message: in-flight budget exhausted", "remote", s.tc.ip.String(), "in_flight_bytes", s.srv.InFlightBytes())
+		return s.reject(errInFlightFull)
+	}
+	raw := assemble(body, h, received, extra)
 
-	subject := h.subject()
-	mailFrom := cleanText(from, 1000)
+	subj := subject(h)
+	mailFrom := mailheader.Clean(from, storedTextLimit)
 	msgs := make([]store.NewMessage, len(rcpts))
 	for i, r := range rcpts {
 		m := store.NewMessage{
 			ServerID:        r.serverID,
-			RcptTo:          cleanText(r.rcptTo, 1000),
+			RcptTo:          mailheader.Clean(r.rcptTo, storedTextLimit),
 			MailFrom:        mailFrom,
-			Subject:         subject,
+			Subject:         subj,
 			MessageID:       msgID,
 			Token:           tokens[i],
 			ReceivedWithSSL: s.tls,
 			Queue:           true,
-			QueueDomain:     cleanText(r.domain, 255),
+			QueueDomain:     mailheader.Clean(r.domain, 255),
 		}
 		switch r.kind {
 		case kindOutgoing:
