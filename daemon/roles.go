@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"time"
 
 	"github.com/postalgo/postal/config"
+	"github.com/postalgo/postal/daemon/api"
 	"github.com/postalgo/postal/daemon/cron"
 	"github.com/postalgo/postal/daemon/dnscheck"
 	"github.com/postalgo/postal/daemon/intake"
@@ -56,9 +58,13 @@ func buildRoles(_ context.Context, d *deps) ([]role, error) {
 		log := d.log.With("role", name)
 		switch name {
 		case RoleWebServer:
+			h, err := buildAPI(d, log.With("component", "api"))
+			if err != nil {
+				return nil, err
+			}
 			ws, err := webserver.New(webserver.Options{
 				Addr:   listenAddr(d, d.cfg.WebServer.DefaultBindAddress, d.cfg.WebServer.DefaultPort),
-				Health: d.monitor, JWKS: d.signing.JWKS(), Log: log, Grace: d.grace,
+				Health: d.monitor, JWKS: d.signing.JWKS(), API: h, Log: log, Grace: d.grace,
 			})
 			if err != nil {
 				return nil, err
@@ -94,6 +100,39 @@ func buildRoles(_ context.Context, d *deps) ([]role, error) {
 		}
 	}
 	return out, nil
+}
+
+// buildAPI builds the HTTP API v1 handler the web-server mounts: it
+// submits through the process's intake and shares its rate limit through
+// Redis.
+func buildAPI(d *deps, log *slog.Logger) (*api.Handler, error) {
+	c := d.cfg.WebServer
+	var limiter api.Limiter
+	if c.APIRateLimit > 0 {
+		w, err := ratelimit.New(ratelimit.Options{Client: d.redis, Keys: d.keys, Name: "api-requests",
+			Max: c.APIRateLimit, Window: max(c.APIRateLimitWindow.Duration(), time.Second)})
+		if err != nil {
+			return nil, fmt.Errorf("web-server: %w", err)
+		}
+		limiter = w
+	}
+	var proxies []netip.Prefix
+	for _, p := range d.cfg.Postal.TrustedProxies {
+		if pr, err := netip.ParsePrefix(p); err == nil {
+			proxies = append(proxies, pr.Masked())
+		} else if a, err := netip.ParseAddr(p); err == nil {
+			proxies = append(proxies, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+		}
+	}
+	h, err := api.New(api.Options{
+		Store: d.store, Intake: d.intakeFor(), Limiter: limiter, RetryAfter: c.APIRateLimitWindow.Duration(),
+		WebHostname: d.cfg.Postal.WebHostname, ReturnPathDomain: d.cfg.DNS.ReturnPathDomain, TrustedProxies: proxies,
+		MaxBodyBytes: int64(c.APIMaxBodySize) << 20, Log: log, Registerer: d.registry,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("web-server: %w", err)
+	}
+	return h, nil
 }
 
 func buildWorker(d *deps) (role, error) {

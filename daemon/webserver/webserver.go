@@ -1,8 +1,9 @@
 // Package webserver is the web-server role. In this stage it serves the
 // health endpoints (/health, /ready, /metrics) on the web port and the
 // signing key's public JWKS at /.well-known/jwks.json (what webhook
-// receivers use to verify X-Postal-Signature-256). The HTTP API v1 and
-// open/click tracking mount on the same mux when their issues land.
+// receivers use to verify X-Postal-Signature-256), and mounts the HTTP API
+// v1 (daemon/api) when given one. Open/click tracking mounts on the same
+// mux when its issue lands.
 package webserver
 
 import (
@@ -24,6 +25,8 @@ type Options struct {
 	Health interface{ Register(mux *http.ServeMux) }
 	// JWKS is the signing key's public key set (JSON).
 	JWKS []byte
+	// API, when set, mounts the HTTP API v1 (daemon/api) on the mux.
+	API interface{ Register(mux *http.ServeMux) }
 	Log  *slog.Logger
 	// Grace bounds how long in-flight requests may take after ctx ends (default 10s).
 	Grace time.Duration
@@ -55,6 +58,9 @@ func New(o Options) (*Server, error) {
 	mux := http.NewServeMux()
 	if o.Health != nil {
 		o.Health.Register(mux)
+	}
+	if o.API != nil {
+		o.API.Register(mux)
 	}
 	jwks := o.JWKS
 	mux.HandleFunc("GET /.well-known/jwks.json", func(w http.ResponseWriter, _ *http.Request) {

@@ -1,0 +1,114 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/postalgo/postal/daemon/store"
+)
+
+// maxCacheEntries bounds the cache; past it expired entries are swept, and
+// if that is not enough it starts over.
+const maxCacheEntries = 20000
+
+// cache keeps credentials (by key hash, never by key) and server domains
+// for a short time, so a busy client costs no query per request for them.
+// "Not found" is cached too. Concurrent misses share one query.
+type cache struct {
+	ttl    time.Duration
+	now    func() time.Time
+	flight singleflight.Group
+
+	mu      sync.Mutex
+	entries map[string]cacheEntry
+}
+
+type cacheEntry struct {
+	val      any
+	notFound bool
+	expires  time.Time
+}
+
+func newCache(ttl time.Duration, now func() time.Time) *cache {
+	return &cache{ttl: ttl, now: now, entries: map[string]cacheEntry{}}
+}
+
+func (c *cache) get(key string) (cacheEntry, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[key]
+	if !ok || !c.now().Before(e.expires) {
+		return cacheEntry{}, false
+	}
+	return e, true
+}
+
+func (c *cache) put(key string, e cacheEntry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.entries) >= maxCacheEntries {
+		now := c.now()
+		for k, old := range c.entries {
+			if !now.Before(old.expires) {
+				delete(c.entries, k)
+			}
+		}
+		if len(c.entries) >= maxCacheEntries {
+			clear(c.entries)
+		}
+	}
+	c.entries[key] = e
+}
+
+// load returns key's value, loading it when missing or expired; found is
+// false when the loader reported store.ErrNotFound.
+func load[T any](ctx context.Context, c *cache, key string, fn func(context.Context) (T, error)) (val T, found bool, err error) {
+	e, ok := c.get(key)
+	if !ok {
+		v, err, _ := c.flight.Do(key, func() (any, error) {
+			lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			v, err := fn(lctx)
+			if errors.Is(err, store.ErrNotFound) {
+				e := cacheEntry{notFound: true, expires: c.now().Add(c.ttl)}
+				c.put(key, e)
+				return e, nil
+			}
+			if err != nil {
+				return nil, err
+			}
+			e := cacheEntry{val: v, expires: c.now().Add(c.ttl)}
+			c.put(key, e)
+			return e, nil
+		})
+		if err != nil {
+			return val, false, fmt.Errorf("lookup %s: %w", key, err)
+		}
+		e = v.(cacheEntry)
+	}
+	if e.notFound {
+		return val, false, nil
+	}
+	return e.val.(T), true, nil
+}
+
+// credential finds the API credential whose key is key.
+func (c *cache) credential(ctx context.Context, st Store, key string) (*store.APIAuth, bool, error) {
+	return load(ctx, c, "cred:"+store.HashKey(key), func(ctx context.Context) (*store.APIAuth, error) {
+		return st.APICredential(ctx, key)
+	})
+}
+
+// domains lists a server's domains.
+func (c *cache) domains(ctx context.Context, st Store, serverID int64) ([]*store.Domain, error) {
+	ds, _, err := load(ctx, c, "domains:"+strconv.FormatInt(serverID, 10), func(ctx context.Context) ([]*store.Domain, error) {
+		return st.Domains(ctx, serverID)
+	})
+	return ds, err
+}
