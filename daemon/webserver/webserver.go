@@ -27,7 +27,7 @@ type Options struct {
 	JWKS []byte
 	// API, when set, mounts the HTTP API v1 (daemon/api) on the mux.
 	API interface{ Register(mux *http.ServeMux) }
-	Log  *slog.Logger
+	Log *slog.Logger
 	// Grace bounds how long in-flight requests may take after ctx ends (default 10s).
 	Grace time.Duration
 }
