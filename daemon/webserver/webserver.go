@@ -25,11 +25,11 @@ type Options struct {
 	Health interface{ Register(mux *http.ServeMux) }
 	// JWKS is the signing key's public key set (JSON).
 	JWKS []byte
-	// API, when set, mounts the HTTP API v1 (daemon/api) on the mux.
-	API interface{ Register(mux *http.ServeMux) }
-	Log *slog.Logger
+	Log  *slog.Logger
 	// Grace bounds how long in-flight requests may take after ctx ends (default 10s).
 	Grace time.Duration
+	// API, when set, mounts the HTTP API v1 (daemon/api) on the mux.
+	API interface{ Register(mux *http.ServeMux) }
 }
 
 // Server is the web-server role.
