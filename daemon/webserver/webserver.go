@@ -1,9 +1,8 @@
 // Package webserver is the web-server role. In this stage it serves the
 // health endpoints (/health, /ready, /metrics) on the web port and the
 // signing key's public JWKS at /.well-known/jwks.json (what webhook
-// receivers use to verify X-Postal-Signature-256), and mounts the HTTP API
-// v1 (daemon/api) when given one. Open/click tracking mounts on the same
-// mux when its issue lands.
+// receivers use to verify X-Postal-Signature-256). The HTTP API v1 and
+// open/click tracking mount on the same mux when their issues land.
 package webserver
 
 import (
