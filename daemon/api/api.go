@@ -77,8 +77,9 @@ type Options struct {
 	MaxBodyBytes int64
 	// MaxJSONDepth caps JSON nesting (default 32).
 	MaxJSONDepth int
-	// CacheTTL is how long credentials and domains are cached (default
-	// 5s): a revoked key or a suspension takes effect within it.
+	// CacheTTL is how long credentials and domains are cached (0: 5s;
+	// negative: no caching): a revoked key or a suspension takes effect
+	// within it.
 	CacheTTL time.Duration
 	Now      func() time.Time
 	Log      *slog.Logger
@@ -116,7 +117,7 @@ func New(o Options) (*Handler, error) {
 	if o.MaxJSONDepth <= 0 {
 		o.MaxJSONDepth = 32
 	}
-	if o.CacheTTL <= 0 {
+	if o.CacheTTL == 0 {
 		o.CacheTTL = 5 * time.Second
 	}
 	if o.RetryAfter <= 0 {

@@ -40,6 +40,9 @@ func newCache(ttl time.Duration, now func() time.Time) *cache {
 }
 
 func (c *cache) get(key string) (cacheEntry, bool) {
+	if c.ttl <= 0 {
+		return cacheEntry{}, false
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.entries[key]
@@ -50,6 +53,9 @@ func (c *cache) get(key string) (cacheEntry, bool) {
 }
 
 func (c *cache) put(key string, e cacheEntry) {
+	if c.ttl <= 0 {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.entries) >= maxCacheEntries {

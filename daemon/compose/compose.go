@@ -316,8 +316,7 @@ func writeText(b *bytes.Buffer, typ, body string) {
 	if sevenBit(body) {
 		writeField(b, "Content-Transfer-Encoding", "7bit")
 		b.WriteString("\r\n")
-		b.WriteString(body)
-		b.WriteString("\r\n")
+		b.WriteString(body) // the CRLF before the next delimiter belongs to it
 		return
 	}
 	writeField(b, "Content-Transfer-Encoding", "quoted-printable")
@@ -325,7 +324,6 @@ func writeText(b *bytes.Buffer, typ, body string) {
 	w := quotedprintable.NewWriter(b)
 	_, _ = w.Write([]byte(body)) // writes to a bytes.Buffer never fail
 	_ = w.Close()
-	b.WriteString("\r\n")
 }
 
 // mediaType returns ct when it is a well-formed media type, else
@@ -363,8 +361,5 @@ func writeAttachment(b *bytes.Buffer, a Attachment) {
 		b.WriteString("\r\n")
 		enc = enc[76:]
 	}
-	if enc != "" {
-		b.WriteString(enc)
-		b.WriteString("\r\n")
-	}
+	b.WriteString(enc)
 }

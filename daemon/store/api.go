@@ -188,3 +188,37 @@ func (s *Store) PruneIdempotencyKeys(ctx context.Context, before time.Time) (int
 	n, _ := res.RowsAffected()
 	return n, nil
 }
+
+// SetDomainUseForAny sets whether a verified domain authorises any From
+// address of its server (Postal's use_for_any). An unknown id wraps
+// ErrNotFound.
+func (s *Store) SetDomainUseForAny(ctx context.Context, id int64, useForAny bool) error {
+	res, err := s.exec(ctx, `UPDATE domains SET use_for_any = ?, updated_at = ? WHERE id = ?`, useForAny, s.now().UnixMicro(), id)
+	if err != nil {
+		return fmt.Errorf("domain %d use_for_any: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("domain %d: %w", id, ErrNotFound)
+	}
+	return nil
+}
+
+// SetOrganizationSuspended suspends (with reason) or unsuspends an
+// organisation; every server of a suspended organisation is refused by the
+// API as ServerSuspended. An unknown id wraps ErrNotFound.
+func (s *Store) SetOrganizationSuspended(ctx context.Context, id int64, suspended bool, reason string) error {
+	now := s.now().UnixMicro()
+	var at, why any
+	if suspended {
+		at, why = now, nullString(reason)
+	}
+	res, err := s.exec(ctx, `UPDATE organizations SET suspended_at = ?, suspension_reason = ?, updated_at = ? WHERE id = ?`,
+		at, why, now, id)
+	if err != nil {
+		return fmt.Errorf("suspend organization %d: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("organization %d: %w", id, ErrNotFound)
+	}
+	return nil
+}
