@@ -21,12 +21,17 @@ import (
 	"github.com/postalgo/postal/daemon/requeuer"
 	"github.com/postalgo/postal/daemon/smtpserver"
 	"github.com/postalgo/postal/daemon/status"
+	"github.com/postalgo/postal/daemon/store"
 	"github.com/postalgo/postal/daemon/webserver"
 	"github.com/postalgo/postal/daemon/worker"
 )
 
 // TaskCheckAllDNS is the cron task that re-checks domains' DNS records.
 const TaskCheckAllDNS = "check_all_dns"
+
+// TaskPruneAPIIdempotencyKeys is the cron task that forgets HTTP API
+// Idempotency-Keys older than store.IdempotencyWindow.
+const TaskPruneAPIIdempotencyKeys = "prune_api_idempotency_keys"
 
 // service is a process-wide helper that must outlive the roles (it is
 // stopped only after every role has drained).
@@ -175,6 +180,14 @@ func buildCron(d *deps) (role, error) {
 	tasks = append(tasks, cron.Task{Name: TaskCheckAllDNS, Every: time.Hour, Offset: 5 * time.Minute,
 		Run: func(ctx context.Context) error {
 			return dnscheck.CheckAll(ctx, d.store, resolvers, d.cfg.DNS, time.Now(), nil)
+		}})
+	tasks = append(tasks, cron.Task{Name: TaskPruneAPIIdempotencyKeys, Every: time.Hour, Offset: 30 * time.Minute,
+		Run: func(ctx context.Context) error {
+			n, err := d.store.PruneIdempotencyKeys(ctx, time.Now().Add(-store.IdempotencyWindow))
+			if n > 0 {
+				log.Info("pruned API idempotency keys", "keys", n)
+			}
+			return err
 		}})
 	l := lease.New(lease.Options{Client: d.redis, Keys: d.keys, Name: "cron", Owner: d.owner,
 		TTL: d.cfg.Cron.LockTTL.Duration(), Log: log})
