@@ -8,6 +8,7 @@
 # BENCH_DB=sqlite (default) or postgres (a fresh database on
 # $POSTAL_TEST_POSTGRES_URL's server, dropped afterwards). BENCH_RUNS=N
 # repeats the pair, taking turns at going first.
+# BENCH_CPUPROFILE=FILE writes a pprof CPU profile of postald.
 # Needs Redis on 127.0.0.1:6379 and Go; no root.
 # Usage: scripts/bench/api.sh
 set -euo pipefail
@@ -56,7 +57,7 @@ for run in $(seq "$BENCH_RUNS"); do
   $ctl domain add acme/mail example.com --verified >/dev/null
   $ctl credential create acme/mail --type smtp-ip local --key 127.0.0.1/32 >/dev/null
   KEY=$($ctl --json credential create acme/mail --type api app | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
-  "$WORK/bin/postald" --role web-server,smtp-server 2>"$d/postald.log" &
+  "$WORK/bin/postald" --role web-server,smtp-server ${BENCH_CPUPROFILE:+--cpuprofile "$BENCH_CPUPROFILE"} 2>"$d/postald.log" &
   PD_PID=$!
   wait_port "$WEB"; wait_port "$SMTP"
   first=api; [ $((run % 2)) -eq 0 ] && first=smtp
