@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"mime"
 	"net/http"
 	"net/url"
@@ -37,12 +36,17 @@ func paramErrorf(format string, a ...any) *paramError {
 func readParams(r *http.Request, maxBody int64, maxDepth int) (params, error) {
 	r.Body = http.MaxBytesReader(nil, r.Body, maxBody)
 	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
-		body, err := io.ReadAll(r.Body)
-		if err != nil {
+		var buf bytes.Buffer
+		if n := r.ContentLength; n > 0 && n <= maxBody {
+			buf.Grow(int(n) + 1)
+		}
+		if _, err := buf.ReadFrom(r.Body); err != nil {
 			return nil, bodyError(err, maxBody)
 		}
+		body := buf.Bytes()
 		p := params{}
 		if len(bytes.TrimSpace(body)) > 0 {
+			var err error
 			if p, err = decodeObject(body, maxDepth, "the request body"); err != nil {
 				return nil, err
 			}
@@ -128,7 +132,7 @@ func decodeObject(b []byte, maxDepth int, what string) (params, error) {
 	if !ok {
 		return nil, paramErrorf("%s must be a JSON object", upperFirst(what))
 	}
-	if _, ok := obj["headers"].(map[string]any); ok {
+	if h, ok := obj["headers"].(map[string]any); ok && len(h) > 1 {
 		obj[headersOrderKey] = headersOrder(b)
 	}
 	return params(obj), nil

@@ -63,7 +63,7 @@ for run in $(seq "$BENCH_RUNS"); do
   first=api; [ $((run % 2)) -eq 0 ] && first=smtp
   echo "run $run ($BENCH_DB, $first first; the machine may be shared: compare the ratio)"
   "$WORK/bin/apiload" -url "http://127.0.0.1:$WEB" -key "$KEY" -smtp "127.0.0.1:$SMTP" \
-    -n "$BENCH_N" -c "$BENCH_C" -size "$BENCH_SIZE" -first "$first" || { tail -20 "$d/postald.log" >&2; exit 1; }
+    -n "$BENCH_N" -c "$BENCH_C" -size "$BENCH_SIZE" -first "$first" -pid "$PD_PID" || { tail -20 "$d/postald.log" >&2; exit 1; }
   kill "$PD_PID"; wait "$PD_PID" 2>/dev/null || true; PD_PID=
   redis-cli --scan --pattern "{$REDIS_KEY_PREFIX}:*" | xargs -r redis-cli del >/dev/null
   if [ -n "$PG_DB" ]; then psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null; PG_DB=; fi

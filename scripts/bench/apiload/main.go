@@ -28,6 +28,28 @@ type result struct {
 	elapsed    time.Duration
 	latencies  []time.Duration
 	firstErr   string
+	cpu        time.Duration // postald's CPU time during the side
+}
+
+// cpuTime is the user+system CPU time of process pid so far (0 without
+// one); it assumes the usual 100 clock ticks per second.
+func cpuTime(pid int) time.Duration {
+	if pid <= 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name (which may hold spaces) start after ")".
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	var ut, st int64
+	fmt.Sscan(f[11], &ut)
+	fmt.Sscan(f[12], &st)
+	return time.Duration(ut+st) * 10 * time.Millisecond
 }
 
 func (r result) rate() float64 { return float64(r.ok) / r.elapsed.Seconds() }
@@ -50,6 +72,7 @@ func main() {
 		size     = flag.Int("size", 2048, "body size in bytes")
 		warmup   = flag.Int("warmup", 500, "API requests before measuring (not counted)")
 		first    = flag.String("first", "api", "which side runs first: api or smtp")
+		pid      = flag.Int("pid", 0, "postald's process id: report its CPU time per message for each side")
 	)
 	flag.Parse()
 	body := strings.Repeat("The quick brown fox jumps over the lazy dog.\r\n", *size/46+1)[:*size]
@@ -63,12 +86,18 @@ func main() {
 	}
 	res := map[string]result{}
 	for _, s := range sides {
+		before := cpuTime(*pid)
 		switch {
 		case s == "api":
 			res[s] = runAPI(client, *base, *key, body, *n, *c)
 		case *smtpAddr != "":
 			res[s] = runSMTP(*smtpAddr, body, *n, *c)
+		default:
+			continue
 		}
+		r := res[s]
+		r.cpu = cpuTime(*pid) - before
+		res[s] = r
 	}
 	for _, s := range []string{"api", "smtp"} {
 		r, ok := res[s]
@@ -77,6 +106,9 @@ func main() {
 		}
 		fmt.Printf("%-4s %7.0f msg/s   p50 %6.2f ms   p99 %6.2f ms   ok %d   failed %d   (%d msgs, %d B body, concurrency %d)\n",
 			s, r.rate(), ms(r.pct(0.50)), ms(r.pct(0.99)), r.ok, r.failed, *n, *size, *c)
+		if *pid > 0 && r.ok > 0 {
+			fmt.Printf("     postald CPU %.3f ms per message\n", ms(r.cpu)/float64(r.ok))
+		}
 		if r.firstErr != "" {
 			fmt.Printf("     first failure: %s\n", r.firstErr)
 		}
