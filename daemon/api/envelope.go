@@ -31,17 +31,57 @@ func (o object) MarshalJSON() ([]byte, error) {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		k, _ := json.Marshal(f.k)
-		b.Write(k)
+		writeString(&b, f.k)
 		b.WriteByte(':')
-		v, err := marshal(f.v)
-		if err != nil {
-			return nil, err
+		// The common scalar types are written directly; the rest through
+		// encoding/json.
+		switch v := f.v.(type) {
+		case nil:
+			b.WriteString("null")
+		case string:
+			writeString(&b, v)
+		case bool:
+			b.WriteString(strconv.FormatBool(v))
+		case int64:
+			b.WriteString(strconv.FormatInt(v, 10))
+		case int:
+			b.WriteString(strconv.Itoa(v))
+		case object:
+			sub, err := v.MarshalJSON()
+			if err != nil {
+				return nil, err
+			}
+			b.Write(sub)
+		default:
+			enc, err := marshal(v)
+			if err != nil {
+				return nil, err
+			}
+			b.Write(enc)
 		}
-		b.Write(v)
 	}
 	b.WriteByte('}')
 	return b.Bytes(), nil
+}
+
+// writeString writes s as a JSON string, as marshal would (no HTML
+// escaping; invalid UTF-8 replaced).
+func writeString(b *bytes.Buffer, s string) {
+	safe := true
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
+			safe = false
+			break
+		}
+	}
+	if safe {
+		b.WriteByte('"')
+		b.WriteString(s)
+		b.WriteByte('"')
+		return
+	}
+	enc, _ := marshal(s) // a string always encodes
+	b.Write(enc)
 }
 
 // marshal encodes v without escaping <, > and & (Postal's JSON does not,

@@ -55,3 +55,38 @@ func FuzzParseMessage(f *testing.F) {
 		}
 	})
 }
+
+// The envelope writer's fast path writes exactly what encoding/json does.
+func FuzzObjectJSON(f *testing.F) {
+	f.Add("key", "value <&>", int64(-5), true)
+	f.Add("\u2028", "\xff\"\\\n", int64(0), false)
+	f.Fuzz(func(t *testing.T, k, s string, n int64, b bool) {
+		o := object{{k, s}, {"n", n}, {"b", b}, {"nil", nil}, {"sub", object{{k, s}}}}
+		got, err := o.MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var slow bytes.Buffer
+		slow.WriteByte('{')
+		for i, fl := range o {
+			if i > 0 {
+				slow.WriteByte(',')
+			}
+			kb, _ := marshal(fl.k)
+			slow.Write(kb)
+			slow.WriteByte(':')
+			if sub, ok := fl.v.(object); ok {
+				inner, _ := marshal(sub[0].k)
+				v, _ := marshal(sub[0].v)
+				slow.WriteString("{" + string(inner) + ":" + string(v) + "}")
+				continue
+			}
+			v, _ := marshal(fl.v)
+			slow.Write(v)
+		}
+		slow.WriteByte('}')
+		if !bytes.Equal(got, slow.Bytes()) {
+			t.Fatalf("fast %s\nslow %s", got, slow.Bytes())
+		}
+	})
+}
