@@ -17,6 +17,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"mime"
 	"mime/quotedprintable"
@@ -68,7 +69,7 @@ type Message struct {
 
 // ErrFieldName is wrapped by Build for a custom header name that is not
 // a valid field name.
-var ErrFieldName = fmt.Errorf("invalid header field name")
+var ErrFieldName = errors.New("invalid header field name")
 
 // Build returns the message as bytes.
 func Build(m Message) ([]byte, error) {
