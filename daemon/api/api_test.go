@@ -700,3 +700,44 @@ func keysList(t *testing.T, b []byte) string {
 	}
 	return keys(t, list[0])
 }
+
+// Concurrent retries with one Idempotency-Key store one request's messages:
+// every answer is that success or IdempotencyKeyInProgress.
+func TestIdempotencyKeyConcurrent(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		body := map[string]any{"to": []string{"a@dest.test"}, "from": "alice@example.com", "plain_body": "x"}
+		answers := make(chan answer, 8)
+		for range 8 {
+			go func() { answers <- e.postJSON("send/message", body, "Idempotency-Key", "same") }()
+		}
+		var first string
+		for range 8 {
+			a := <-answers
+			if a.Status == "success" {
+				if first == "" {
+					first = string(a.Data)
+				} else if string(a.Data) != first {
+					t.Errorf("two different successes: %s and %s", first, a.Data)
+				}
+				continue
+			}
+			wantError(t, a, "IdempotencyKeyInProgress", "")
+		}
+		if first == "" {
+			t.Error("no request succeeded")
+		}
+		if ms, _ := e.s.ServerMessages(context.Background(), e.fx.Server.ID, "", 10); len(ms) != 1 {
+			t.Errorf("%d messages stored, want 1", len(ms))
+		}
+	})
+}
+
+// A database failure answers InternalError (HTTP 200, nothing stored).
+func TestDatabaseFailure(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		if err := e.s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		wantError(t, e.postJSON("send/message", map[string]any{"to": []string{"a@dest.test"}}), "InternalError", "")
+	})
+}
