@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/netip"
+	"strings"
 	"testing"
 )
 
@@ -62,6 +63,20 @@ func TestJSONDepth(t *testing.T) {
 	for in, want := range map[string]int{`{}`: 1, `{"a":[{"b":"[[["}]}`: 3, `"\"{"`: 0, `[[],[[]]]`: 3} {
 		if got := jsonDepth([]byte(in)); got != want {
 			t.Errorf("jsonDepth(%s) = %d, want %d", in, got, want)
+		}
+	}
+}
+
+// BenchmarkDecodeObject is the per-request cost of reading a send/message
+// body with a 2 KB plain_body, as @atech/postal sends it.
+func BenchmarkDecodeObject(b *testing.B) {
+	body, _ := json.Marshal(map[string]any{"to": []string{"bob@dest.test"}, "cc": []string{}, "bcc": []string{},
+		"headers": map[string]any{}, "attachments": []any{}, "from": "alice@example.com", "subject": "bench",
+		"plain_body": strings.Repeat("The quick brown fox jumps over the lazy dog.\r\n", 45)})
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := decodeObject(body, 32, "the body"); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
