@@ -19,6 +19,14 @@ import (
 	"github.com/postalgo/postal/daemon/store"
 )
 
+func manyHeaders(n int) map[string]any {
+	h := map[string]any{}
+	for i := range n {
+		h[fmt.Sprintf("X-H%d", i)] = "v"
+	}
+	return h
+}
+
 func addrs(prefix string, n int) []string {
 	out := make([]string, n)
 	for i := range out {
@@ -156,6 +164,7 @@ func TestSendMessageValidation(t *testing.T) {
 			{"bad header name", with("headers", map[string]any{"Bad Name": "x"}), "InvalidHeader", ""},
 			{"bad recipient", with("to", []string{"not an address"}), "InvalidRecipient", ""},
 			{"101 attachments", with("attachments", make([]any, 101)), "TooManyAttachments", ""},
+			{"101 headers", with("headers", manyHeaders(101)), "TooManyHeaders", ""},
 		}
 		for _, c := range cases {
 			t.Run(c.name, func(t *testing.T) {

@@ -169,7 +169,6 @@ var (
 	errIdemInProgress    = sendErr("IdempotencyKeyInProgress", "A request with this Idempotency-Key is still being processed; retry later")
 	errIdemReused        = sendErr("IdempotencyKeyReused", "This Idempotency-Key was used for a different request")
 	errInternal          = sendErr("InternalError", "The request could not be completed; nothing was stored; retry later")
-	errMessageTooLarge   = sendErr("MessageTooLarge", "The message is larger than the server accepts")
 	errInvalidRecipients = sendErr("InvalidRecipient", "A recipient is not a valid e-mail address")
 )
 

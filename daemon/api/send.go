@@ -143,9 +143,6 @@ func (rq *request) sendMessage() (any, error) {
 	if err != nil {
 		return nil, errInvalidHeader.withMessage(err.Error())
 	}
-	if int64(len(raw)) > rq.h.o.MaxBodyBytes*2 {
-		return nil, errMessageTooLarge
-	}
 	subject := cleanText(decodeWords(text["subject"]), storedTextLimit)
 	mailFrom := cleanText(stripName(text["from"]), storedTextLimit)
 	tag := cleanText(text["tag"], storedTextLimit)
