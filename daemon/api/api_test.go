@@ -16,6 +16,8 @@ import (
 	"github.com/emersion/go-message"
 
 	"github.com/postalgo/postal/daemon/api"
+	"github.com/postalgo/postal/daemon/ratelimit"
+	"github.com/postalgo/postal/daemon/redisconn/redistest"
 	"github.com/postalgo/postal/daemon/store"
 )
 
@@ -602,10 +604,17 @@ func TestIdempotencyKey(t *testing.T) {
 	})
 }
 
-// The per-credential rate limit answers RateLimitExceeded with Retry-After.
+// The per-credential rate limit, counted in Redis, answers
+// RateLimitExceeded with Retry-After; another key has its own count.
 func TestRateLimit(t *testing.T) {
-	lim := &countLimiter{max: 2}
-	eachWith(t, envOptions{tune: func(o *api.Options) { lim.n = 0; o.Limiter = lim; o.RetryAfter = 30 * time.Second }}, func(t *testing.T, e *env) {
+	eachWith(t, envOptions{tune: func(t *testing.T, o *api.Options) {
+		rc, keys := redistest.New(t)
+		w, err := ratelimit.New(ratelimit.Options{Client: rc, Keys: keys, Name: "api-requests", Max: 2, Window: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Limiter, o.RetryAfter = w, 30*time.Second
+	}}, func(t *testing.T, e *env) {
 		for range 2 {
 			wantError(t, e.postJSON("messages/message", map[string]any{"id": 1}), "MessageNotFound", "")
 		}
@@ -614,19 +623,17 @@ func TestRateLimit(t *testing.T) {
 		if a.Header.Get("Retry-After") != "30" {
 			t.Errorf("Retry-After %q", a.Header.Get("Retry-After"))
 		}
+		if _, err := e.s.CreateCredential(context.Background(), e.fx.Server.ID, store.NewCredential{Type: store.CredentialAPI,
+			Name: "other", Key: "AnotherApiKey00000000000"}); err != nil {
+			t.Fatal(err)
+		}
+		wantError(t, e.postJSON("messages/message", map[string]any{"id": 1}, "X-Server-API-Key", "AnotherApiKey00000000000"), "MessageNotFound", "")
 	})
 }
 
-// countLimiter is an in-process Limiter (the Redis one is tested in
-// daemon/ratelimit and end to end in daemon).
-type countLimiter struct{ max, n int }
-
-func (c *countLimiter) Exceeded(context.Context, string) (bool, error) { return c.n >= c.max, nil }
-func (c *countLimiter) Record(context.Context, string) error           { c.n++; return nil }
-
 // Request caps: body size and JSON depth give parameter-errors.
 func TestRequestCaps(t *testing.T) {
-	eachWith(t, envOptions{tune: func(o *api.Options) { o.MaxBodyBytes = 1024; o.MaxJSONDepth = 4 }}, func(t *testing.T, e *env) {
+	eachWith(t, envOptions{tune: func(_ *testing.T, o *api.Options) { o.MaxBodyBytes = 1024; o.MaxJSONDepth = 4 }}, func(t *testing.T, e *env) {
 		big := map[string]any{"to": []string{"a@dest.test"}, "from": "alice@example.com", "plain_body": strings.Repeat("x", 2000)}
 		wantParamError(t, e.postJSON("send/message", big), "The request body is larger than 1024 bytes")
 		wantParamError(t, e.postForm("send/message", big), "The request body is larger than 1024 bytes")

@@ -37,7 +37,7 @@ type env struct {
 }
 
 type envOptions struct {
-	tune func(o *api.Options)
+	tune func(t *testing.T, o *api.Options)
 }
 
 const testKey = "ApiKeyForTests0123456789"
@@ -69,7 +69,7 @@ func newEnv(t *testing.T, s *store.Store, o envOptions) *env {
 	opts := api.Options{Store: s, Intake: in, WebHostname: "postal.test", ReturnPathDomain: "rp.postal.test",
 		Registerer: reg, CacheTTL: -1}
 	if o.tune != nil {
-		o.tune(&opts)
+		o.tune(t, &opts)
 	}
 	h, err := api.New(opts)
 	if err != nil {
