@@ -24,15 +24,14 @@ import (
 
 // Caps on what one request may carry (Postal has none but the 50 per list).
 const (
-	maxPerList        = 50
-	maxRawRecipients  = 1000
-	maxAttachments    = 100
-	maxHeaders        = 100
-	maxAddressLength  = 1000
-	maxHeaderValue    = 8 << 10
-	maxShortText      = 64 << 10 // from, subject, tag and similar
-	storedTextLimit   = 1000     // what the message row keeps of a text
-	messageIDTextSize = 200
+	maxPerList       = 50
+	maxRawRecipients = 1000
+	maxAttachments   = 100
+	maxHeaders       = 100
+	maxAddressLength = 1000
+	maxHeaderValue   = 8 << 10
+	maxShortText     = 64 << 10 // from, subject, tag and similar
+	storedTextLimit  = 1000     // what the message row keeps of a text
 )
 
 // sendMessage is /api/v1/send/message.
