@@ -132,7 +132,7 @@ func buildAPI(d *deps, log *slog.Logger) (*api.Handler, error) {
 	h, err := api.New(api.Options{
 		Store: d.store, Intake: d.intakeFor(), Limiter: limiter, RetryAfter: c.APIRateLimitWindow.Duration(),
 		WebHostname: d.cfg.Postal.WebHostname, ReturnPathDomain: d.cfg.DNS.ReturnPathDomain, TrustedProxies: proxies,
-		MaxBodyBytes: int64(c.APIMaxBodySize) << 20, Log: log, Registerer: d.registry,
+		MaxBodyBytes: int64(c.APIMaxBodySize) << 20, DNSTimeout: d.cfg.DNS.Timeout.Duration(), Log: log, Registerer: d.registry,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("web-server: %w", err)

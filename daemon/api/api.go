@@ -73,6 +73,12 @@ type Options struct {
 	ReturnPathDomain string
 	// TrustedProxies may set X-Forwarded-For (postal.trusted_proxies).
 	TrustedProxies []netip.Prefix
+	// LookupAddr names the client in the Received field by reverse DNS,
+	// as Postal does (default net.DefaultResolver.LookupAddr), within
+	// DNSTimeout (default 5s). Answers, missing records and failures are
+	// cached per address (failures name the client by its address).
+	LookupAddr func(ctx context.Context, addr string) ([]string, error)
+	DNSTimeout time.Duration
 	// MaxBodyBytes caps a request body (default 32 MiB).
 	MaxBodyBytes int64
 	// MaxJSONDepth caps JSON nesting (default 32).
@@ -119,6 +125,12 @@ func New(o Options) (*Handler, error) {
 	}
 	if o.CacheTTL == 0 {
 		o.CacheTTL = 5 * time.Second
+	}
+	if o.LookupAddr == nil {
+		o.LookupAddr = net.DefaultResolver.LookupAddr
+	}
+	if o.DNSTimeout <= 0 {
+		o.DNSTimeout = 5 * time.Second
 	}
 	if o.RetryAfter <= 0 {
 		o.RetryAfter = time.Minute

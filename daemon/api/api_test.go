@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"regexp"
 	"strings"
 	"testing"
@@ -284,7 +285,7 @@ func TestSendMessageStored(t *testing.T) {
 		if strings.Join(names, ",") != strings.Join(want, ",") {
 			t.Errorf("header order %v\nwant %v", names, want)
 		}
-		if !regexp.MustCompile(`(?m)^Received: from api \(127\.0\.0\.1 \[127\.0\.0\.1\]\)\s+by postal\.test with HTTP; `).MatchString(head) {
+		if !regexp.MustCompile(`(?m)^Received: from api \(client\.test \[127\.0\.0\.1\]\)\s+by postal\.test with HTTP; `).MatchString(head) {
 			t.Errorf("Received: %s", head)
 		}
 		for _, bad := range []string{"ignored@evil.test", "hidden@dest.test", "\r\nBcc"} {
@@ -755,5 +756,42 @@ func TestDatabaseFailure(t *testing.T) {
 			t.Fatal(err)
 		}
 		wantError(t, e.postJSON("send/message", map[string]any{"to": []string{"a@dest.test"}}), "InternalError", "")
+	})
+}
+
+// The Received field names the client by reverse DNS (its address when it
+// has no name), the address a trusted proxy forwarded, and nothing for a
+// privacy-mode server.
+func TestReceivedField(t *testing.T) {
+	eachWith(t, envOptions{tune: func(_ *testing.T, o *api.Options) {
+		o.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	}}, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		body := map[string]any{"to": []string{"a@dest.test"}, "from": "alice@example.com", "plain_body": "x"}
+		receivedOf := func(a answer) string {
+			t.Helper()
+			id, _ := success(t, a)["messages"].(map[string]any)["a@dest.test"].(map[string]any)["id"].(json.Number).Int64()
+			m, err := e.s.Message(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, _ := e.s.RawMessage(ctx, m.RawMessageID)
+			line, _, _ := strings.Cut(string(raw), "\r\nDate:")
+			return strings.Join(strings.Fields(line), " ")
+		}
+		if got := receivedOf(e.postJSON("send/message", body)); !strings.HasPrefix(got, "Received: from api (client.test [127.0.0.1]) by postal.test with HTTP; ") {
+			t.Errorf("direct: %s", got)
+		}
+		if got := receivedOf(e.postJSON("send/message", body, "X-Forwarded-For", "203.0.113.9")); !strings.HasPrefix(got,
+			"Received: from api (203.0.113.9 [203.0.113.9]) by postal.test with HTTP; ") {
+			t.Errorf("forwarded: %s", got)
+		}
+		yes := true
+		if _, err := e.s.UpdateServer(ctx, e.fx.Server.ID, store.ServerSettings{PrivacyMode: &yes}); err != nil {
+			t.Fatal(err)
+		}
+		if got := receivedOf(e.postJSON("send/message", body)); !strings.HasPrefix(got, "Received: by postal.test with HTTP; ") {
+			t.Errorf("privacy mode: %s", got)
+		}
 	})
 }

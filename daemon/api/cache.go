@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -117,4 +118,47 @@ func (c *cache) domains(ctx context.Context, st Store, serverID int64) ([]*store
 		return st.Domains(ctx, serverID)
 	})
 	return ds, err
+}
+
+// ptrTTL is how long a client's reverse DNS name is remembered (at least
+// the cache's TTL).
+const ptrTTL = 5 * time.Minute
+
+// reverseName is ip's host name by reverse DNS, or ip itself when it has
+// none or the lookup fails; one lookup per address per ptrTTL.
+func (c *cache) reverseName(ctx context.Context, ip string, timeout time.Duration,
+	lookup func(ctx context.Context, addr string) ([]string, error)) string {
+	key := "ptr:" + ip
+	if e, ok := c.get(key); ok {
+		return e.val.(string)
+	}
+	v, _, _ := c.flight.Do(key, func() (any, error) {
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+		defer cancel()
+		name := ip
+		if names, err := lookup(lctx, ip); err == nil && len(names) > 0 {
+			if n := hostText(names[0]); n != "" {
+				name = n
+			}
+		}
+		if c.ttl > 0 {
+			c.put(key, cacheEntry{val: name, expires: c.now().Add(max(c.ttl, ptrTTL))})
+		}
+		return name, nil
+	})
+	return v.(string)
+}
+
+// hostText keeps the characters of a host name that may appear in a
+// Received field.
+func hostText(s string) string {
+	s = strings.TrimSuffix(s, ".")
+	var b strings.Builder
+	for i := 0; i < len(s) && b.Len() < 255; i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_' {
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
 }

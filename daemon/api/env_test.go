@@ -67,7 +67,7 @@ func newEnv(t *testing.T, s *store.Store, o envOptions) *env {
 	in := intake.New(intake.Options{Store: s, Queue: q})
 	reg := prometheus.NewRegistry()
 	opts := api.Options{Store: s, Intake: in, WebHostname: "postal.test", ReturnPathDomain: "rp.postal.test",
-		Registerer: reg, CacheTTL: -1}
+		Registerer: reg, CacheTTL: -1, LookupAddr: lookupAddr}
 	if o.tune != nil {
 		o.tune(t, &opts)
 	}
@@ -98,6 +98,14 @@ func newEnv(t *testing.T, s *store.Store, o envOptions) *env {
 }
 
 // answer is a decoded envelope; Raw keeps the bytes for order checks.
+// lookupAddr is the tests' reverse DNS: 127.0.0.1 is client.test.
+func lookupAddr(_ context.Context, addr string) ([]string, error) {
+	if addr == "127.0.0.1" {
+		return []string{"client.test."}, nil
+	}
+	return nil, &net.DNSError{Err: "no such host", Name: addr, IsNotFound: true}
+}
+
 type answer struct {
 	HTTP   int
 	Header http.Header

@@ -199,18 +199,18 @@ func sendResult(msgID any, accepted []store.Accepted) object {
 	return object{{"message_id", msgID}, {"messages", msgs}}
 }
 
-// received is the Received field value of an API message: "from api (<ip>
-// [<ip>]) by <web_hostname> with HTTP; <date>", without the from part for
-// a privacy-mode server. The client's name is its address (no reverse DNS
-// lookup on the request path).
+// received is the Received field value of an API message: "from api
+// (<reverse DNS name or ip> [<ip>]) by <web_hostname> with HTTP; <date>",
+// without the from part for a privacy-mode server.
 func (rq *request) received(now time.Time) string {
 	var b strings.Builder
 	if !rq.auth.Server.PrivacyMode {
-		ip := "unknown"
+		ip, name := "unknown", "unknown"
 		if a := rq.h.clientIP(rq.r); a.IsValid() {
 			ip = a.String()
+			name = rq.h.cache.reverseName(rq.r.Context(), ip, rq.h.o.DNSTimeout, rq.h.o.LookupAddr)
 		}
-		fmt.Fprintf(&b, "from api (%s [%s]) ", ip, ip)
+		fmt.Fprintf(&b, "from api (%s [%s]) ", name, ip)
 	}
 	fmt.Fprintf(&b, "by %s with HTTP; %s", rq.h.o.WebHostname, now.UTC().Format(time.RFC1123Z))
 	return b.String()
