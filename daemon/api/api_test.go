@@ -608,7 +608,7 @@ func TestIdempotencyKey(t *testing.T) {
 // The per-credential rate limit, counted in Redis, answers
 // RateLimitExceeded with Retry-After; another key has its own count.
 func TestRateLimit(t *testing.T) {
-	eachWith(t, envOptions{tune: func(t *testing.T, o *api.Options) {
+	eachWith(t, envOptions{tune: func(t testing.TB, o *api.Options) {
 		rc, keys := redistest.New(t)
 		w, err := ratelimit.New(ratelimit.Options{Client: rc, Keys: keys, Name: "api-requests", Max: 2, Window: time.Hour})
 		if err != nil {
@@ -634,7 +634,7 @@ func TestRateLimit(t *testing.T) {
 
 // Request caps: body size and JSON depth give parameter-errors.
 func TestRequestCaps(t *testing.T) {
-	eachWith(t, envOptions{tune: func(_ *testing.T, o *api.Options) { o.MaxBodyBytes = 1024; o.MaxJSONDepth = 4 }}, func(t *testing.T, e *env) {
+	eachWith(t, envOptions{tune: func(_ testing.TB, o *api.Options) { o.MaxBodyBytes = 1024; o.MaxJSONDepth = 4 }}, func(t *testing.T, e *env) {
 		big := map[string]any{"to": []string{"a@dest.test"}, "from": "alice@example.com", "plain_body": strings.Repeat("x", 2000)}
 		wantParamError(t, e.postJSON("send/message", big), "The request body is larger than 1024 bytes")
 		wantParamError(t, e.postForm("send/message", big), "The request body is larger than 1024 bytes")
@@ -763,7 +763,7 @@ func TestDatabaseFailure(t *testing.T) {
 // has no name), the address a trusted proxy forwarded, and nothing for a
 // privacy-mode server.
 func TestReceivedField(t *testing.T) {
-	eachWith(t, envOptions{tune: func(_ *testing.T, o *api.Options) {
+	eachWith(t, envOptions{tune: func(_ testing.TB, o *api.Options) {
 		o.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 	}}, func(t *testing.T, e *env) {
 		ctx := context.Background()

@@ -26,7 +26,7 @@ import (
 // env is a running web-server role with the API mounted, on port 0, over a
 // real store (SQLite or PostgreSQL), intake and Redis queue.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	s      *store.Store
 	q      *queue.Queue
 	fx     storetest.Fixture
@@ -37,7 +37,7 @@ type env struct {
 }
 
 type envOptions struct {
-	tune func(t *testing.T, o *api.Options)
+	tune func(t testing.TB, o *api.Options)
 }
 
 const testKey = "ApiKeyForTests0123456789"
@@ -55,7 +55,7 @@ func eachWith(t *testing.T, o envOptions, fn func(t *testing.T, e *env)) {
 	})
 }
 
-func newEnv(t *testing.T, s *store.Store, o envOptions) *env {
+func newEnv(t testing.TB, s *store.Store, o envOptions) *env {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	rc, keys := redistest.New(t)
