@@ -85,7 +85,12 @@ func TestAPIMessageIsDeliveredSigned(t *testing.T) {
 		"attachments": []any{map[string]any{"name": "notes.txt", "content_type": "text/plain",
 			"data": base64.StdEncoding.EncodeToString([]byte("attached notes"))}},
 	})
-	got := snk.wait(t, 1, 30*time.Second)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("postald:\n%s", p.stderr)
+		}
+	})
+	got := snk.wait(t, 1, 60*time.Second)
 	if len(got[0].to) != 1 || got[0].to[0] != "bob@dest.test" || !strings.HasSuffix(got[0].from, "@rp.postal.test") {
 		t.Fatalf("sink envelope = from %q to %v", got[0].from, got[0].to)
 	}
