@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"mime/multipart"
 	"net/http"
 	"net/netip"
 	"regexp"
@@ -224,6 +225,15 @@ func TestSendMessageClients(t *testing.T) {
 		// postal-ruby: form field `params`.
 		check(t, e.postForm("send/message", map[string]any{"to": []string{"carol@dest.test"}, "from": "alice@example.com",
 			"html_body": "<p>hi</p>"}), "carol@dest.test")
+		// The same `params` field in a multipart form body.
+		var mp bytes.Buffer
+		mw := multipart.NewWriter(&mp)
+		_ = mw.WriteField("params", `{"to": ["frank@dest.test"], "from": "alice@example.com", "plain_body": "multipart"}`)
+		_ = mw.Close()
+		req, _ := http.NewRequest("PUT", e.url+"/api/v1/send/message", &mp)
+		req.Header.Set("Content-Type", mw.FormDataContentType())
+		req.Header.Set("X-Server-API-Key", e.key)
+		check(t, e.do(req), "frank@dest.test")
 		// postal-php: JSON with every field, nulls included.
 		check(t, e.postJSON("send/message", map[string]any{"to": []string{"dan@dest.test"}, "cc": []string{}, "bcc": []string{"eve@dest.test"},
 			"from": "alice@example.com", "sender": nil, "subject": nil, "tag": nil, "reply_to": nil, "plain_body": "x",
