@@ -269,10 +269,8 @@ type request struct {
 	ep     string
 	auth   *store.APIAuth
 	p      params
+	// idemID is the request's Idempotency-Key reservation (0: none).
 	idemID int64
-	// body is the raw request body when an Idempotency-Key was given
-	// (hashed to tell a retry from a different request).
-	body []byte
 }
 
 // maxKeyLength caps an API key; Postal's are 24 characters.
