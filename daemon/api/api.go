@@ -264,11 +264,11 @@ func (h *Handler) serve(r *http.Request, ep string) (any, error) {
 
 // request is one authenticated API request.
 type request struct {
-	h      *Handler
-	r      *http.Request
-	ep     string
-	auth   *store.APIAuth
-	p      params
+	h    *Handler
+	r    *http.Request
+	ep   string
+	auth *store.APIAuth
+	p    params
 	// idemID is the request's Idempotency-Key reservation (0: none).
 	idemID int64
 }
