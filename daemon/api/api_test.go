@@ -315,6 +315,13 @@ func TestSendMessageStored(t *testing.T) {
 		if layout != "multipart/mixed[multipart/alternative[text/plain(plain text),text/html(<p>html</p>)],application/pdf attachment report.pdf(%PDF-1.4)]" {
 			t.Errorf("layout %s", layout)
 		}
+		// Without a tag parameter the last X-Postal-Tag header gives it.
+		d2 := success(t, e.postJSON("send/message", `{"to": ["t@dest.test"], "from": "alice@example.com", "plain_body": "x",
+			"headers": {"X-Postal-Tag": "one", "x-postal-tag": "two"}}`))
+		tid, _ := d2["messages"].(map[string]any)["t@dest.test"].(map[string]any)["id"].(json.Number).Int64()
+		if tm, err := e.s.Message(ctx, tid); err != nil || tm.Tag != "two" {
+			t.Errorf("header tag %q, %v", tm.Tag, err)
+		}
 		// Every recipient has its row; all share the raw message.
 		for _, r := range []string{"carol@dest.test", "hidden@dest.test"} {
 			rid, _ := msgs[r].(map[string]any)["id"].(json.Number).Int64()
@@ -423,6 +430,13 @@ func TestSendRaw(t *testing.T) {
 		ms, _ := e.s.ServerMessages(ctx, e.fx.Server.ID, "", 10)
 		if len(ms) != 2 {
 			t.Errorf("%d messages stored, want 2", len(ms))
+		}
+		// The tag comes from the last X-Postal-Tag header, as Postal takes it.
+		tagged := base64.StdEncoding.EncodeToString([]byte("From: alice@example.com\r\nX-Postal-Tag: first\r\nX-Postal-Tag: last\r\n\r\nx"))
+		d = success(t, e.postJSON("send/raw", map[string]any{"rcpt_to": []string{"t@dest.test"}, "mail_from": "a@example.com", "data": tagged}))
+		tid, _ := d["messages"].(map[string]any)["t@dest.test"].(map[string]any)["id"].(json.Number).Int64()
+		if m, err := e.s.Message(ctx, tid); err != nil || m.Tag != "last" {
+			t.Errorf("send/raw tag %q, %v", m.Tag, err)
 		}
 		// No recipients: success with nothing.
 		a = e.postJSON("send/raw", map[string]any{"rcpt_to": []string{}, "mail_from": "a@example.com", "data": data})

@@ -144,7 +144,17 @@ func (rq *request) sendMessage() (any, error) {
 	}
 	subject := cleanText(decodeWords(text["subject"]), storedTextLimit)
 	mailFrom := cleanText(stripName(text["from"]), storedTextLimit)
-	tag := cleanText(text["tag"], storedTextLimit)
+	tag := text["tag"]
+	if tag == "" {
+		// Postal takes a message's tag, when it has none, from its last
+		// X-Postal-Tag header (at dequeue; the same tag, decided here).
+		for _, hd := range headers {
+			if strings.EqualFold(hd.Name, "X-Postal-Tag") {
+				tag = strings.TrimSpace(hd.Value)
+			}
+		}
+	}
+	tag = cleanText(tag, storedTextLimit)
 	msgs := make([]store.NewMessage, len(rcpts))
 	for i, addr := range rcpts {
 		msgs[i] = rq.outgoing(addr, mailFrom, subject, msgID, tag, domain.ID, p.truthy("bounce"))
@@ -405,9 +415,10 @@ func (rq *request) sendRaw() (any, error) {
 	subject := cleanText(decodeWords(lastValue(hdr, "Subject")), storedTextLimit)
 	msgID := cleanText(bareMessageID(lastValue(hdr, "Message-Id")), storedTextLimit)
 	mf := cleanText(mailFrom, storedTextLimit)
+	tag := cleanText(strings.TrimSpace(decodeWords(lastValue(hdr, "X-Postal-Tag"))), storedTextLimit)
 	msgs := make([]store.NewMessage, len(rcpts))
 	for i, addr := range rcpts {
-		msgs[i] = rq.outgoing(addr, mf, subject, msgID, "", domain.ID, p.truthy("bounce"))
+		msgs[i] = rq.outgoing(addr, mf, subject, msgID, tag, domain.ID, p.truthy("bounce"))
 	}
 	accepted, err := rq.submit(store.Submission{Raw: raw, Messages: msgs})
 	if err != nil {
