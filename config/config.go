@@ -138,6 +138,14 @@ type WebServer struct {
 	DefaultBindAddress string `yaml:"default_bind_address" validate:"ip"`
 	// MaxThreads bounds concurrent request handling.
 	MaxThreads int `yaml:"max_threads" validate:"gte=1"`
+	// APIMaxBodySize caps an HTTP API request body, in megabytes.
+	APIMaxBodySize int `yaml:"api_max_body_size" validate:"gte=1"`
+	// APIRateLimit is how many HTTP API requests one API credential may make
+	// per APIRateLimitWindow, counted across every web-server through Redis;
+	// 0 turns the limit off.
+	APIRateLimit int `yaml:"api_rate_limit" validate:"gte=0"`
+	// APIRateLimitWindow is the rate limit's sliding window.
+	APIRateLimitWindow Seconds `yaml:"api_rate_limit_window" validate:"gt=0"`
 }
 
 // Worker is the worker section.
@@ -504,7 +512,8 @@ func Defaults() *Config {
 			QueuedMessageLockStaleDays:                 1,
 			BatchQueuedMessages:                        true,
 		},
-		WebServer: WebServer{DefaultPort: 5000, DefaultBindAddress: "127.0.0.1", MaxThreads: 5},
+		WebServer: WebServer{DefaultPort: 5000, DefaultBindAddress: "127.0.0.1", MaxThreads: 5,
+			APIMaxBodySize: 32, APIRateLimit: 0, APIRateLimitWindow: 60},
 		Worker: Worker{
 			DefaultHealthServerPort:        9090,
 			DefaultHealthServerBindAddress: "127.0.0.1",

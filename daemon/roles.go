@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"time"
 
 	"github.com/postalgo/postal/config"
+	"github.com/postalgo/postal/daemon/api"
 	"github.com/postalgo/postal/daemon/cron"
 	"github.com/postalgo/postal/daemon/dnscheck"
 	"github.com/postalgo/postal/daemon/intake"
@@ -19,12 +21,17 @@ import (
 	"github.com/postalgo/postal/daemon/requeuer"
 	"github.com/postalgo/postal/daemon/smtpserver"
 	"github.com/postalgo/postal/daemon/status"
+	"github.com/postalgo/postal/daemon/store"
 	"github.com/postalgo/postal/daemon/webserver"
 	"github.com/postalgo/postal/daemon/worker"
 )
 
 // TaskCheckAllDNS is the cron task that re-checks domains' DNS records.
 const TaskCheckAllDNS = "check_all_dns"
+
+// TaskPruneAPIIdempotencyKeys is the cron task that forgets HTTP API
+// Idempotency-Keys older than store.IdempotencyWindow.
+const TaskPruneAPIIdempotencyKeys = "prune_api_idempotency_keys"
 
 // service is a process-wide helper that must outlive the roles (it is
 // stopped only after every role has drained).
@@ -56,9 +63,13 @@ func buildRoles(_ context.Context, d *deps) ([]role, error) {
 		log := d.log.With("role", name)
 		switch name {
 		case RoleWebServer:
+			h, err := buildAPI(d, log.With("component", "api"))
+			if err != nil {
+				return nil, err
+			}
 			ws, err := webserver.New(webserver.Options{
 				Addr:   listenAddr(d, d.cfg.WebServer.DefaultBindAddress, d.cfg.WebServer.DefaultPort),
-				Health: d.monitor, JWKS: d.signing.JWKS(), Log: log, Grace: d.grace,
+				Health: d.monitor, JWKS: d.signing.JWKS(), API: h, Log: log, Grace: d.grace,
 			})
 			if err != nil {
 				return nil, err
@@ -94,6 +105,39 @@ func buildRoles(_ context.Context, d *deps) ([]role, error) {
 		}
 	}
 	return out, nil
+}
+
+// buildAPI builds the HTTP API v1 handler the web-server mounts: it
+// submits through the process's intake and shares its rate limit through
+// Redis.
+func buildAPI(d *deps, log *slog.Logger) (*api.Handler, error) {
+	c := d.cfg.WebServer
+	var limiter api.Limiter
+	if c.APIRateLimit > 0 {
+		w, err := ratelimit.New(ratelimit.Options{Client: d.redis, Keys: d.keys, Name: "api-requests",
+			Max: c.APIRateLimit, Window: max(c.APIRateLimitWindow.Duration(), time.Second)})
+		if err != nil {
+			return nil, fmt.Errorf("web-server: %w", err)
+		}
+		limiter = w
+	}
+	var proxies []netip.Prefix
+	for _, p := range d.cfg.Postal.TrustedProxies {
+		if pr, err := netip.ParsePrefix(p); err == nil {
+			proxies = append(proxies, pr.Masked())
+		} else if a, err := netip.ParseAddr(p); err == nil {
+			proxies = append(proxies, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+		}
+	}
+	h, err := api.New(api.Options{
+		Store: d.store, Intake: d.intakeFor(), Limiter: limiter, RetryAfter: c.APIRateLimitWindow.Duration(),
+		WebHostname: d.cfg.Postal.WebHostname, ReturnPathDomain: d.cfg.DNS.ReturnPathDomain, TrustedProxies: proxies,
+		MaxBodyBytes: int64(c.APIMaxBodySize) << 20, DNSTimeout: d.cfg.DNS.Timeout.Duration(), Log: log, Registerer: d.registry,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("web-server: %w", err)
+	}
+	return h, nil
 }
 
 func buildWorker(d *deps) (role, error) {
@@ -137,6 +181,14 @@ func buildCron(d *deps) (role, error) {
 	tasks = append(tasks, cron.Task{Name: TaskCheckAllDNS, Every: time.Hour, Offset: 5 * time.Minute,
 		Run: func(ctx context.Context) error {
 			return dnscheck.CheckAll(ctx, d.store, resolvers, d.cfg.DNS, time.Now(), nil)
+		}})
+	tasks = append(tasks, cron.Task{Name: TaskPruneAPIIdempotencyKeys, Every: time.Hour, Offset: 30 * time.Minute,
+		Run: func(ctx context.Context) error {
+			n, err := d.store.PruneIdempotencyKeys(ctx, time.Now().Add(-store.IdempotencyWindow))
+			if n > 0 {
+				log.Info("pruned API idempotency keys", "keys", n)
+			}
+			return err
 		}})
 	l := lease.New(lease.Options{Client: d.redis, Keys: d.keys, Name: "cron", Owner: d.owner,
 		TTL: d.cfg.Cron.LockTTL.Duration(), Log: log})

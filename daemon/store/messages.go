@@ -83,6 +83,10 @@ type NewMessage struct {
 type Submission struct {
 	Raw      []byte
 	Messages []NewMessage
+	// IdempotencyID, when set, is an Idempotency-Key reservation
+	// (ReserveIdempotencyKey) marked done with this raw message in the same
+	// transaction, so a stored submission and its key commit together.
+	IdempotencyID int64
 }
 
 // Accepted reports one stored message of a submission.
@@ -127,6 +131,12 @@ func (s *Store) InsertSubmissions(ctx context.Context, subs []Submission) ([][]A
 			var rawID int64
 			if err := rawStmt.QueryRowContext(ctx, sub.Raw, len(sub.Raw), now).Scan(&rawID); err != nil {
 				return fmt.Errorf("insert raw message: %w", err)
+			}
+			if sub.IdempotencyID != 0 {
+				if _, err := t.exec(ctx, `UPDATE api_idempotency SET raw_message_id = ?, done = TRUE WHERE id = ?`,
+					rawID, sub.IdempotencyID); err != nil {
+					return fmt.Errorf("complete idempotency key %d: %w", sub.IdempotencyID, err)
+				}
 			}
 			acc := make([]Accepted, len(sub.Messages))
 			for j, m := range sub.Messages {

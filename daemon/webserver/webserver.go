@@ -29,6 +29,8 @@ type Options struct {
 	Log  *slog.Logger
 	// Grace bounds how long in-flight requests may take after ctx ends (default 10s).
 	Grace time.Duration
+	// API, when set, mounts the HTTP API v1 (daemon/api) on the mux.
+	API interface{ Register(mux *http.ServeMux) }
 }
 
 // Server is the web-server role.
@@ -57,6 +59,9 @@ func New(o Options) (*Server, error) {
 	mux := http.NewServeMux()
 	if o.Health != nil {
 		o.Health.RegisterPublic(mux)
+	}
+	if o.API != nil {
+		o.API.Register(mux)
 	}
 	jwks := o.JWKS
 	mux.HandleFunc("GET /.well-known/jwks.json", func(w http.ResponseWriter, _ *http.Request) {
