@@ -266,8 +266,8 @@ func (r *Requeuer) ReconcileOnce(ctx context.Context) (ReconcileResult, error) {
 		res.Scanned += len(rows)
 		byKind := map[queue.Kind][]*store.QueuedMessage{}
 		for _, q := range rows {
-			kind := queue.Kind(q.Scope)
-			if !kind.Valid() {
+			kind, ok := queue.KindOfScope(q.Scope)
+			if !ok {
 				r.log.Warn("queued message with an unknown scope", "queued_id", q.ID, "scope", q.Scope)
 				continue
 			}

@@ -177,8 +177,8 @@ func TestReconcileOnceDispatchesOnlyLostDueWork(t *testing.T) {
 	if _, err := e.s.ClaimQueued(ctx, []int64{notDue.QueuedID, locked.QueuedID}, "w", now, now.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.s.RecordOutcomes(ctx, []store.Outcome{{QueuedID: notDue.QueuedID, MessageID: notDue.MessageID, Owner: "w",
-		Retry: true, RetryAfter: now.Add(time.Hour)}}); err != nil {
+	if _, err := e.s.RecordOutcomes(ctx, []store.Outcome{store.Retry(
+		&store.QueuedMessage{ID: notDue.QueuedID, MessageID: notDue.MessageID, LockedBy: "w"}, now.Add(time.Hour), "")}); err != nil {
 		t.Fatal(err)
 	}
 	r := e.requeuer(t, &noLease{}, func() time.Time { return now })
@@ -294,7 +294,7 @@ func TestRedisLossWithAThousandQueuedMessages(t *testing.T) {
 		}
 		outs := make([]store.Outcome, len(batch))
 		for i := range outs {
-			outs[i] = store.Outcome{Status: store.StatusSent, Delivery: &store.NewDelivery{Status: store.StatusSent}}
+			outs[i] = store.Sent(batch[i], store.NewDelivery{})
 		}
 		handled.Add(int64(len(batch)))
 		return outs

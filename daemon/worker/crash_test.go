@@ -101,7 +101,7 @@ func (h *loggingHandler) Handle(ctx context.Context, batch []*store.QueuedMessag
 		h.mu.Lock()
 		_, _ = fmt.Fprintf(h.out, "%d\n", q.MessageID)
 		h.mu.Unlock()
-		outs[i] = sent()
+		outs[i] = sent(q)
 	}
 	return outs
 }

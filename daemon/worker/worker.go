@@ -18,8 +18,11 @@ import (
 )
 
 // Handler does the work for claimed queued messages of one stream. It
-// returns exactly one store.Outcome per input row (same order), with
-// QueuedID, MessageID and Owner filled in by the worker if left zero.
+// returns exactly one store.Outcome per input row (same order), each built
+// from its row (store.Sent(row, ...), store.Retry(row, ...), ...); an
+// outcome built for another row is not recorded. A Handler writes nothing
+// durable itself: what its work causes (suppressions, bounces, webhook
+// requests) travels as the outcome's store.Effects and is committed with it.
 // Every row of a batch has the same destination domain and IP address.
 // The context is cancelled when the worker's shutdown grace period ends.
 type Handler interface {
@@ -39,7 +42,7 @@ type Store interface {
 	ClaimQueued(ctx context.Context, ids []int64, owner string, now, until time.Time) ([]*store.QueuedMessage, error)
 	ClaimQueuedForDomain(ctx context.Context, scope, domain, owner string, now, until time.Time, limit int) ([]*store.QueuedMessage, error)
 	QueuedByIDs(ctx context.Context, ids []int64) ([]*store.QueuedMessage, error)
-	RecordOutcomes(ctx context.Context, outs []store.Outcome) ([]bool, error)
+	CommitOutcomes(ctx context.Context, outs []store.Outcome) (store.Committed, error)
 	FailQueued(ctx context.Context, queuedID int64, reason string) error
 	ExtendLocks(ctx context.Context, owner string, ids []int64, until time.Time) (int64, error)
 }
@@ -52,6 +55,33 @@ type Queue interface {
 	Retry(ctx context.Context, kind queue.Kind, d queue.Delivery, due time.Time) error
 	Schedule(ctx context.Context, kind queue.Kind, due time.Time, jobs ...queue.Job) error
 	Touch(ctx context.Context, kind queue.Kind, consumer string, ds ...queue.Delivery) error
+	Enqueue(ctx context.Context, kind queue.Kind, jobs ...queue.Job) error
+}
+
+// Dispatcher adds stream entries for work an outcome commit created (the
+// queued rows of bounces, webhook requests). It must not block for long;
+// work it fails to dispatch is left to the requeuer's reconciliation.
+// *intake.Intake is one: new work goes through the same dispatcher as
+// accepted mail.
+type Dispatcher interface {
+	Dispatch(jobs map[queue.Kind][]queue.Job)
+}
+
+// enqueuer is the Dispatcher used when Options gives none: it enqueues
+// directly, logging failures.
+type enqueuer struct {
+	q   Queue
+	log *slog.Logger
+}
+
+func (e enqueuer) Dispatch(jobs map[queue.Kind][]queue.Job) {
+	ctx, cancel := context.WithTimeout(context.Background(), completeTimeout)
+	defer cancel()
+	for kind, js := range jobs {
+		if err := e.q.Enqueue(ctx, kind, js...); err != nil {
+			e.log.Warn("dispatch of new work failed; reconciliation will dispatch it", "queue", string(kind), "jobs", len(js), "err", err)
+		}
+	}
 }
 
 // Defaults for Options.
@@ -70,6 +100,9 @@ type Options struct {
 	Postal config.Postal
 	Store  Store
 	Queue  Queue
+	// Dispatcher dispatches the work outcome commits create; nil enqueues
+	// on Queue directly.
+	Dispatcher Dispatcher
 	// Handlers does the work per stream; streams with no handler are not
 	// consumed. Only queue.Outgoing and queue.Incoming (queued_messages
 	// rows) are supported.
@@ -114,7 +147,7 @@ func New(o Options) (*Worker, error) {
 		if h == nil {
 			return nil, fmt.Errorf("worker: nil handler for %s", kind)
 		}
-		if scopeOf(kind) == "" {
+		if kind.Scope() == "" {
 			return nil, fmt.Errorf("worker: kind %q has no queued-message scope (supported: %s, %s)", kind, queue.Outgoing, queue.Incoming)
 		}
 	}
@@ -155,22 +188,14 @@ func New(o Options) (*Worker, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.Dispatcher == nil {
+		o.Dispatcher = enqueuer{q: o.Queue, log: o.Log}
+	}
 	m, err := newMetrics(o.Registerer)
 	if err != nil {
 		return nil, err
 	}
 	return &Worker{o: o, instance: store.RandomToken(4), m: m}, nil
-}
-
-// scopeOf maps a stream to the scope of its queued_messages rows.
-func scopeOf(k queue.Kind) string {
-	switch k {
-	case queue.Outgoing:
-		return store.ScopeOutgoing
-	case queue.Incoming:
-		return store.ScopeIncoming
-	}
-	return ""
 }
 
 // Run consumes every stream that has a handler until ctx ends, then drains
@@ -208,7 +233,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		if !ok {
 			continue
 		}
-		k := &kindRunner{w: w, kind: kind, scope: scopeOf(kind), h: h, log: w.o.Log.With("queue", string(kind)),
+		k := &kindRunner{w: w, kind: kind, scope: kind.Scope(), h: h, log: w.o.Log.With("queue", string(kind)),
 			busy: map[string]struct{}{}}
 		wg.Add(1)
 		go func() {

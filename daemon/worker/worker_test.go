@@ -156,9 +156,8 @@ func TestWorkerRetryOutcomeKeepsTheWorkInTheRetrySet(t *testing.T) {
 	acc := e.insert(t, 3, "slow.test")
 	e.enqueue(t, acc[:1]) // the other two arrive by batching: no entry of their own
 	later := time.Now().Add(time.Hour).Truncate(time.Millisecond)
-	h := &recorder{result: func(*store.QueuedMessage) store.Outcome {
-		return store.Outcome{Status: store.StatusSoftFail, Retry: true, RetryAfter: later,
-			Delivery: &store.NewDelivery{Status: store.StatusSoftFail, Output: "451 later"}}
+	h := &recorder{result: func(q *store.QueuedMessage) store.Outcome {
+		return store.SoftFail(q, later, store.NewDelivery{Output: "451 later"})
 	}}
 	w, err := worker.New(e.workerOptions(h, time.Minute))
 	if err != nil {
@@ -211,8 +210,8 @@ func TestWorkerSettlesEntriesWhoseRowCannotBeClaimed(t *testing.T) {
 			if got, err := e.s.ClaimQueued(ctx, []int64{a.QueuedID}, "other", time.Now(), future); err != nil || len(got) != 1 {
 				t.Fatalf("claim: %d, %v", len(got), err)
 			}
-			if _, err := e.s.RecordOutcomes(ctx, []store.Outcome{{QueuedID: a.QueuedID, MessageID: a.MessageID, Owner: "other",
-				Retry: true, RetryAfter: future}}); err != nil {
+			if _, err := e.s.RecordOutcomes(ctx, []store.Outcome{store.Retry(
+				&store.QueuedMessage{ID: a.QueuedID, MessageID: a.MessageID, LockedBy: "other"}, future, "")}); err != nil {
 				t.Fatal(err)
 			}
 		}, true, future},
@@ -338,7 +337,7 @@ func (b *blockingHandler) Handle(ctx context.Context, batch []*store.QueuedMessa
 	}
 	outs := make([]store.Outcome, len(batch))
 	for i := range outs {
-		outs[i] = sent()
+		outs[i] = sent(batch[i])
 	}
 	return outs
 }
@@ -430,7 +429,7 @@ func TestWorkerSurvivesABrokenHandler(t *testing.T) {
 				if batch[0].Domain == "bad.test" {
 					return tc.handle(batch)
 				}
-				return []store.Outcome{sent()}
+				return []store.Outcome{sent(batch[0])}
 			})
 			w, err := worker.New(e.workerOptions(h, time.Minute))
 			if err != nil {
@@ -515,7 +514,7 @@ func TestSlowBatchIsNotReclaimedByAnotherWorker(t *testing.T) {
 		}
 		outs := make([]store.Outcome, len(batch))
 		for i := range outs {
-			outs[i] = sent()
+			outs[i] = sent(batch[i])
 		}
 		return outs
 	})
