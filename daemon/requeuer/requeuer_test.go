@@ -207,6 +207,33 @@ func TestReconcileOnceDispatchesOnlyLostDueWork(t *testing.T) {
 	}
 }
 
+func TestReconcileOnceDispatchesLostWebhookRequests(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	req := store.NewWebhookRequest{ServerID: e.f.Server.ID, URL: "https://hooks.test/", Event: "MessageSent", Payload: "{}"}
+	ids, err := e.s.InsertWebhookRequests(ctx, []store.NewWebhookRequest{req, req})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first was dispatched; the second's entry was lost.
+	if err := e.q.Enqueue(ctx, queue.Webhooks, queue.Job{ID: ids[0]}); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().Add(time.Minute)
+	r := e.requeuer(t, &noLease{}, func() time.Time { return now })
+	res, err := r.ReconcileOnce(ctx)
+	if err != nil || res.Dispatched != 1 {
+		t.Fatalf("ReconcileOnce = %+v, %v; want the lost request dispatched", res, err)
+	}
+	ds, err := e.q.Read(ctx, queue.Webhooks, "c", 10, 0)
+	if err != nil || len(ds) != 2 || ds[0].Job.ID != ids[0] || ds[1].Job.ID != ids[1] {
+		t.Fatalf("webhooks stream holds %+v, %v; want both requests once", ds, err)
+	}
+	if again, err := r.ReconcileOnce(ctx); err != nil || again.Dispatched != 0 {
+		t.Fatalf("second reconcile = %+v, %v; want nothing dispatched", again, err)
+	}
+}
+
 func TestReconcileLeavesFreshRowsToIntake(t *testing.T) {
 	e := newEnv(t)
 	acc := e.insert(t, 1, "a.test")

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"time"
 )
 
 // QueuedByIDs loads queued messages by id, in id order; ids that are gone
@@ -24,6 +25,32 @@ func (s *Store) QueuedByIDs(ctx context.Context, ids []int64) ([]*QueuedMessage,
 			return nil, fmt.Errorf("load queued messages: %w", err)
 		}
 		out = append(out, qs...)
+	}
+	return out, nil
+}
+
+// DueWebhookRequests lists the ids of webhook requests that are due at now
+// and not locked (or whose lock expired), with id > afterID, in id order, at
+// most limit: the reconciliation scan that re-dispatches webhook requests
+// Redis lost. It returns a wrapped error when the query fails.
+func (s *Store) DueWebhookRequests(ctx context.Context, now time.Time, afterID int64, limit int) ([]int64, error) {
+	n := now.UnixMicro()
+	rows, err := s.query(ctx, `SELECT id FROM webhook_requests
+		WHERE id > ? AND retry_after <= ? AND (locked_by IS NULL OR locked_until < ?) ORDER BY id LIMIT ?`, afterID, n, n, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list due webhook requests: %w", err)
+	}
+	defer rows.Close()
+	var out []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("list due webhook requests: %w", err)
+		}
+		out = append(out, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list due webhook requests: %w", err)
 	}
 	return out, nil
 }
