@@ -115,9 +115,9 @@ func buildWorker(d *deps) (role, error) {
 	}
 	w, err := worker.New(worker.Options{
 		Config: d.cfg.Worker, Postal: d.cfg.Postal, Store: d.store, Queue: d.queue, Owner: d.owner, Grace: d.grace,
-		Dispatcher: d.intakeFor(),
-		Handlers:   map[queue.Kind]worker.Handler{queue.Outgoing: proc, queue.Incoming: bounces},
-		Log:        log, Registerer: d.registry,
+		Dispatcher: d.intakeFor(), Liveness: status.NewBoard(d.redis, d.keys),
+		Handlers: map[queue.Kind]worker.Handler{queue.Outgoing: proc, queue.Incoming: bounces},
+		Log:      log, Registerer: d.registry,
 	})
 	if err != nil {
 		_ = proc.Close()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"time"
+	"unicode/utf8"
 )
 
 // QueuedByIDs loads queued messages by id, in id order; ids that are gone
@@ -51,6 +52,32 @@ func (s *Store) DueWebhookRequests(ctx context.Context, now time.Time, afterID i
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list due webhook requests: %w", err)
+	}
+	return out, nil
+}
+
+// ReleaseLocksOf unlocks every queued message whose lock owner starts with
+// prefix (the lock owners of one worker process, which is known to be dead)
+// and returns the released rows, so their work is taken over at once rather
+// than after the lock expires. An empty prefix is refused. It returns a
+// wrapped error when the update fails.
+func (s *Store) ReleaseLocksOf(ctx context.Context, prefix string) ([]*QueuedMessage, error) {
+	if prefix == "" {
+		return nil, fmt.Errorf("release locks: empty owner prefix")
+	}
+	var out []*QueuedMessage
+	err := s.inTx(ctx, func(t tx) error {
+		rows, err := t.query(ctx, `UPDATE queued_messages SET locked_by = NULL, locked_until = NULL, updated_at = ?
+			WHERE locked_by IS NOT NULL AND substr(locked_by, 1, ?) = ? RETURNING `+queuedColumns,
+			s.now().UnixMicro(), utf8.RuneCountInString(prefix), prefix)
+		if err != nil {
+			return err
+		}
+		out, err = collectQueued(rows)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("release locks of %s: %w", prefix, err)
 	}
 	return out, nil
 }

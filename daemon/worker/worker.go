@@ -45,6 +45,13 @@ type Store interface {
 	CommitOutcomes(ctx context.Context, outs []store.Outcome) (store.Committed, error)
 	FailQueued(ctx context.Context, queuedID int64, reason string) error
 	ExtendLocks(ctx context.Context, owner string, ids []int64, until time.Time) (int64, error)
+	ReleaseLocksOf(ctx context.Context, prefix string) ([]*store.QueuedMessage, error)
+}
+
+// Liveness tells which worker processes have a live heartbeat (package
+// status); the worker takes over the work of those that have none.
+type Liveness interface {
+	Alive(ctx context.Context, owners []string) (map[string]bool, error)
 }
 
 // Queue is what the worker needs of the dispatch streams (package queue).
@@ -56,6 +63,9 @@ type Queue interface {
 	Schedule(ctx context.Context, kind queue.Kind, due time.Time, jobs ...queue.Job) error
 	Touch(ctx context.Context, kind queue.Kind, consumer string, ds ...queue.Delivery) error
 	Enqueue(ctx context.Context, kind queue.Kind, jobs ...queue.Job) error
+	Consumers(ctx context.Context, kind queue.Kind) ([]queue.ConsumerStats, error)
+	ClaimFrom(ctx context.Context, kind queue.Kind, from, consumer string, limit int) (claimed, dead []queue.Delivery, err error)
+	Missing(ctx context.Context, kind queue.Kind, ids []int64) ([]int64, error)
 }
 
 // Dispatcher adds stream entries for work an outcome commit created (the
@@ -121,6 +131,17 @@ type Options struct {
 	// MaxInFlight caps the entries one consumer has in flight (default
 	// twice batch_size).
 	MaxInFlight int
+	// Liveness, when set, lets the worker take over at once the work of
+	// other worker processes whose heartbeat is gone (see the package
+	// documentation); nil leaves it to the visibility timeout.
+	Liveness Liveness
+	// ReapEvery is how often the consumers of other processes are checked
+	// against their heartbeats (default 5 s).
+	ReapEvery time.Duration
+	// ReapMinIdle is how long a consumer must have been idle before its
+	// work is taken over, a guard against a process that has just started
+	// and not yet written its first heartbeat (default 5 s).
+	ReapMinIdle time.Duration
 	Log         *slog.Logger
 	// Registerer receives the worker's metrics; nil registers none.
 	Registerer prometheus.Registerer
@@ -177,6 +198,12 @@ func New(o Options) (*Worker, error) {
 	if o.MaxInFlight == 0 {
 		o.MaxInFlight = 2 * o.Config.BatchSize
 	}
+	if o.ReapEvery <= 0 {
+		o.ReapEvery = 5 * time.Second
+	}
+	if o.ReapMinIdle <= 0 {
+		o.ReapMinIdle = 5 * time.Second
+	}
 	if o.Owner == "" {
 		host, _ := os.Hostname()
 		o.Owner = host + ":" + strconv.Itoa(os.Getpid())
@@ -228,6 +255,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 	}()
 	var wg sync.WaitGroup
+	runners := map[queue.Kind]*kindRunner{}
 	for _, kind := range queue.Kinds() {
 		h, ok := w.o.Handlers[kind]
 		if !ok {
@@ -235,11 +263,15 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		k := &kindRunner{w: w, kind: kind, scope: kind.Scope(), h: h, log: w.o.Log.With("queue", string(kind)),
 			busy: map[string]struct{}{}}
+		runners[kind] = k
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			k.run(ctx, hard)
 		}()
+	}
+	if w.o.Liveness != nil {
+		wg.Go(func() { w.reapLoop(ctx, runners) })
 	}
 	wg.Wait()
 	return nil
@@ -257,6 +289,9 @@ type kindRunner struct {
 	// busy holds the stream ids this process is working on, so that a
 	// reclaim never hands the process an entry it is still working on.
 	busy map[string]struct{}
+	// orphans are consumers of dead processes whose pending entries this
+	// process's consumers take over (see reapOnce).
+	orphans []string
 }
 
 // track marks ds busy and returns those that were not busy already.
@@ -341,7 +376,10 @@ func (c *consumer) run(ctx, hard context.Context) {
 		}
 		limit := min(free, o.Config.BatchSize)
 		var ds []queue.Delivery
-		if !time.Now().Before(nextReclaim) {
+		if from := c.k.takeOrphan(); from != "" {
+			ds = c.adopt(ctx, hard, from, limit, log)
+		}
+		if len(ds) == 0 && !time.Now().Before(nextReclaim) {
 			ds = c.reclaim(ctx, hard, limit, log)
 			nextReclaim = time.Now().Add(o.ReclaimEvery)
 		}
@@ -405,6 +443,40 @@ func (c *consumer) reclaim(ctx, hard context.Context, limit int, log *slog.Logge
 		}
 		return nil
 	}
+	c.failDead(hard, dead, log)
+	if len(claimed) > 0 {
+		log.Info("reclaimed stale entries", "entries", len(claimed))
+	}
+	return claimed
+}
+
+// adopt takes over up to limit pending entries of the consumer from, whose
+// process is dead; while entries remain, from stays an orphan for the next
+// free consumer.
+func (c *consumer) adopt(ctx, hard context.Context, from string, limit int, log *slog.Logger) []queue.Delivery {
+	o := c.k.w.o
+	claimed, dead, err := o.Queue.ClaimFrom(ctx, c.k.kind, from, c.name, limit)
+	if err != nil {
+		if ctx.Err() == nil {
+			log.Warn("taking over a dead consumer's entries failed", "from", from, "err", err)
+			c.k.addOrphan(from)
+		}
+		return nil
+	}
+	if len(claimed)+len(dead) >= limit {
+		c.k.addOrphan(from)
+	}
+	c.failDead(hard, dead, log)
+	if len(claimed) > 0 {
+		c.k.w.m.adopted.WithLabelValues(string(c.k.kind)).Add(float64(len(claimed)))
+		log.Info("took over entries of a dead worker", "from", from, "entries", len(claimed))
+	}
+	return claimed
+}
+
+// failDead marks the rows of dead-lettered entries failed.
+func (c *consumer) failDead(hard context.Context, dead []queue.Delivery, log *slog.Logger) {
+	o := c.k.w.o
 	for _, d := range dead {
 		reason := fmt.Sprintf("Given up after %d deliveries of its queue entry without a recorded outcome "+
 			"(the worker handling it crashed or stalled each time).", d.Count)
@@ -415,10 +487,6 @@ func (c *consumer) reclaim(ctx, hard context.Context, limit int, log *slog.Logge
 		}
 		log.Warn("dead-lettered", "queued_id", d.Job.ID, "deliveries", d.Count)
 	}
-	if len(claimed) > 0 {
-		log.Info("reclaimed stale entries", "entries", len(claimed))
-	}
-	return claimed
 }
 
 // process claims the rows of ds, settles the entries whose rows could not
