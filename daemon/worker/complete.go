@@ -80,6 +80,7 @@ func (k *kindRunner) commit(batch []completion) {
 	if len(outs) == 0 {
 		return
 	}
+	beforeCommit()
 	res, err := o.Store.CommitOutcomes(ctx, outs)
 	if err != nil {
 		k.log.Error("recording outcomes failed; their entries will be reclaimed", "outcomes", len(outs), "err", err)
