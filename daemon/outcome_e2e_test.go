@@ -16,8 +16,8 @@ import (
 
 	"github.com/emersion/go-smtp"
 
-	_ "github.com/postalgo/postal/daemon/store" // registers the sqlite driver
 	"github.com/postalgo/postal/daemon/resolver/dnstest"
+	_ "github.com/postalgo/postal/daemon/store" // registers the sqlite driver
 )
 
 var (
