@@ -317,7 +317,10 @@ func TestHolds(t *testing.T) {
 			rows := e.queueMessages([]string{"ok0@dest.test", "ok1@dest.test"})
 			outs := e.handle(rows...)
 			held := outs[1]
-			if held.Status() != store.StatusHeld || !held.Held() || held.Retries() || held.Delivery().Details != c.details {
+			// Mail held by the send limit keeps its queued row, released
+			// when the window allows; other holds wait for a person.
+			keeps := c.name == "send limit"
+			if held.Status() != store.StatusHeld || !held.Held() || held.Retries() != keeps || held.Delivery().Details != c.details {
 				t.Fatalf("outcome = %s held=%v retry=%v %q, want Held %q", held.Status(), held.Held(), held.Retries(), held.Delivery().Details, c.details)
 			}
 			m := e.message(rows[1].MessageID)
@@ -678,4 +681,83 @@ type refusingKeys struct{}
 
 func (refusingKeys) NewSigner(*rsa.PrivateKey) (crypto.Signer, error) {
 	return nil, errors.New("refused by policy")
+}
+
+// Over a send limit, mail is held and its queued row kept until the oldest
+// counted message leaves the 60-minute window; SendLimitApproaching (90 %)
+// and SendLimitExceeded (100 %) fire once per crossing.
+func TestSendLimitHoldsUntilTheWindowAllowsAndFiresEachCrossingOnce(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, envOptions{})
+	e.now = time.Now()
+	live, limit := store.ModeLive, int64(2)
+	if _, err := e.s.UpdateServer(ctx, e.fx.Server.ID, store.ServerSettings{Mode: &live, SendLimit: &limit}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.s.CreateWebhook(ctx, e.fx.Server.ID, store.NewWebhook{Name: "all", URL: "https://hooks.test/all",
+		AllEvents: true, Enabled: true}); err != nil {
+		t.Fatal(err)
+	}
+	events := func() map[string]int {
+		ds, err := e.q.Read(ctx, queue.Webhooks, "test", 100, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids := make([]int64, len(ds))
+		for i, d := range ds {
+			ids[i] = d.Job.ID
+		}
+		reqs, err := e.s.WebhookRequests(ctx, ids)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]int{}
+		for _, r := range reqs {
+			out[r.Event]++
+			if strings.HasPrefix(r.Event, "SendLimit") {
+				var p SendLimitPayload
+				if err := json.Unmarshal([]byte(r.Payload), &p); err != nil || p.Limit != 2 || p.Server.UUID != e.fx.Server.UUID {
+					t.Errorf("%s payload %s: %v", r.Event, r.Payload, err)
+				}
+			}
+		}
+		return out
+	}
+	first := e.queueMessage("ok0@dest.test")
+	if out := e.handle(first)[0]; out.Status() != store.StatusSent {
+		t.Fatalf("first: %s", out.Status())
+	}
+	if got := events(); got[EventSendLimitApproaching]+got[EventSendLimitExceeded] != 0 {
+		t.Fatalf("events after 1 of 2: %v", got)
+	}
+	e.handle(e.queueMessage("ok1@dest.test"))
+	if got := events(); got[EventSendLimitApproaching] != 1 || got[EventSendLimitExceeded] != 1 {
+		t.Fatalf("events after 2 of 2: %v, want one of each", got)
+	}
+	held := e.queueMessage("ok2@dest.test")
+	out := e.handle(held)[0]
+	oldest := e.message(first.MessageID).Timestamp
+	if out.Status() != store.StatusHeld || !out.Retries() || !out.RetryAfter().Equal(oldest.Add(time.Hour)) {
+		t.Fatalf("third: %s retry=%v at %v, want Held and released at %v", out.Status(), out.Retries(), out.RetryAfter(), oldest.Add(time.Hour))
+	}
+	if got := events(); got[EventSendLimitApproaching]+got[EventSendLimitExceeded] != 0 || got[EventMessageHeld] != 1 {
+		t.Fatalf("events after the hold: %v, want MessageHeld only (crossings fire once)", got)
+	}
+	rows, err := e.s.QueuedByIDs(ctx, []int64{held.ID})
+	if err != nil || len(rows) != 1 || rows[0].Attempts != 0 || !rows[0].RetryAfter.Equal(oldest.Add(time.Hour)) {
+		t.Fatalf("held row %+v, %v; want kept, due at the window's opening, no attempt counted", rows, err)
+	}
+	// An hour later the window has room: the same row is sent and the
+	// message is no longer held.
+	e.now = oldest.Add(time.Hour + time.Second)
+	again, err := e.s.ClaimQueued(ctx, []int64{held.ID}, "w1", e.now, e.now.Add(time.Hour))
+	if err != nil || len(again) != 1 {
+		t.Fatalf("claim released row: %v, %v", again, err)
+	}
+	if out := e.handle(again[0])[0]; out.Status() != store.StatusSent {
+		t.Fatalf("released: %s %+v", out.Status(), out.Delivery())
+	}
+	if m := e.message(held.MessageID); m.Status != store.StatusSent || m.Held {
+		t.Errorf("released message = %s held=%v", m.Status, m.Held)
+	}
 }

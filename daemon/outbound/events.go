@@ -18,7 +18,31 @@ const (
 	EventMessageDeliveryFailed = "MessageDeliveryFailed"
 	EventMessageHeld           = "MessageHeld"
 	EventMessageBounced        = "MessageBounced"
+	EventSendLimitApproaching  = "SendLimitApproaching"
+	EventSendLimitExceeded     = "SendLimitExceeded"
 )
+
+// ServerPayload is Postal's server object in webhook payloads.
+type ServerPayload struct {
+	UUID         string `json:"uuid"`
+	Name         string `json:"name"`
+	Permalink    string `json:"permalink"`
+	Organization string `json:"organization"`
+}
+
+// NewServerPayload returns s as Postal describes a server in webhooks.
+func NewServerPayload(s *store.Server) ServerPayload {
+	return ServerPayload{UUID: s.UUID, Name: s.Name, Permalink: s.Permalink, Organization: s.OrganizationPermalink}
+}
+
+// SendLimitPayload is the payload of SendLimitApproaching and
+// SendLimitExceeded: the server's outgoing volume over the last 60 minutes
+// and its send limit.
+type SendLimitPayload struct {
+	Server ServerPayload `json:"server"`
+	Volume int64         `json:"volume"`
+	Limit  int64         `json:"limit"`
+}
 
 // deliveryEvent maps a delivery status to its webhook event ("" for none).
 func deliveryEvent(status string) string {

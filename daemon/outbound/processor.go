@@ -33,6 +33,7 @@ type Store interface {
 	CredentialByID(ctx context.Context, id int64) (*store.Credential, error)
 	ActiveSuppressions(ctx context.Context, serverID int64, addresses []string, now time.Time) (map[string]*store.Suppression, error)
 	OutgoingVolume(ctx context.Context, serverID int64, since time.Time) (int64, error)
+	CountedAt(ctx context.Context, serverID int64, since time.Time, offset int64) (time.Time, error)
 	IPPoolRouting(ctx context.Context, serverID int64) (*store.IPPoolRouting, error)
 	WebhookStore
 }
@@ -261,13 +262,18 @@ type result struct {
 	at time.Time
 	// details is a vRetry's message details.
 	details string
+	// release, for a vHold, keeps the queued row due then (a send limit).
+	release time.Time
 }
 
 // job is one queued message worked on by Handle.
 type job struct {
-	q      *store.QueuedMessage
-	res    result
-	fx     store.Effects
+	q   *store.QueuedMessage
+	res result
+	fx  store.Effects
+	// limit is the server's send volume against its limit once this
+	// message counts, for the crossing events; nil without a limit.
+	limit  *store.SendLimit
 	msg    *store.Message
 	raw    []byte
 	manual bool
@@ -359,7 +365,11 @@ func (j *job) outcome() store.Outcome {
 	case vHardFail:
 		o = store.HardFail(j.q, r.d)
 	case vHold:
-		o = store.Hold(j.q, r.at, r.d.Details)
+		if !r.release.IsZero() {
+			o = store.HoldUntil(j.q, r.at, r.release, r.d.Details)
+		} else {
+			o = store.Hold(j.q, r.at, r.d.Details)
+		}
 	case vRetry:
 		o = store.Retry(j.q, r.at, r.details)
 	default:
@@ -526,10 +536,22 @@ func (p *Processor) check(ctx context.Context, j *job, now time.Time, suppressed
 		}
 		if v >= *limit {
 			volumes[m.ServerID] = v
+			oldest, err := p.o.Store.CountedAt(ctx, m.ServerID, now.Add(-time.Hour), v-*limit)
+			if err != nil {
+				j.internalRetry(now, err)
+				return false
+			}
+			release := oldest.Add(time.Hour)
+			if !release.After(now) {
+				release = now.Add(time.Minute)
+			}
 			p.hold(j, now, fmt.Sprintf("Message held because send limit (%d) has been reached.", *limit))
+			j.res.release = release
+			j.limit = &store.SendLimit{ServerID: m.ServerID, Volume: v, Limit: *limit}
 			return false
 		}
 		volumes[m.ServerID] = v + 1
+		j.limit = &store.SendLimit{ServerID: m.ServerID, Volume: v + 1, Limit: *limit}
 	}
 	if !j.manual && j.server.Mode == store.ModeDevelopment {
 		p.hold(j, now, "Server is in development mode.")
@@ -592,6 +614,13 @@ func (p *Processor) finish(ctx context.Context, jobs []*job, suppressed map[int6
 		if name := deliveryEvent(d.Status); name != "" {
 			j.fx.Webhooks = append(j.fx.Webhooks, p.events.Requests(ctx, now,
 				Event{ServerID: j.msg.ServerID, Name: name, Payload: newDeliveryPayload(j.msg, d, now)})...)
+		}
+		if j.limit != nil && j.server != nil {
+			sl := *j.limit
+			payload := SendLimitPayload{Server: NewServerPayload(j.server), Volume: sl.Volume, Limit: sl.Limit}
+			sl.Approaching = p.events.Requests(ctx, now, Event{ServerID: sl.ServerID, Name: EventSendLimitApproaching, Payload: payload})
+			sl.Exceeded = p.events.Requests(ctx, now, Event{ServerID: sl.ServerID, Name: EventSendLimitExceeded, Payload: payload})
+			j.fx.SendLimit = &sl
 		}
 		label := "unknown"
 		if j.server != nil {

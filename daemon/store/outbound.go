@@ -148,6 +148,25 @@ func (s *Store) OutgoingVolume(ctx context.Context, serverID int64, since time.T
 	return n, nil
 }
 
+// CountedAt returns the creation time of the server's message at offset
+// (oldest first) among those OutgoingVolume counts since since: with a
+// volume over the send limit by n, the window has room again once the
+// message at offset n is older than the window. It returns the zero time
+// when there is no such message.
+func (s *Store) CountedAt(ctx context.Context, serverID int64, since time.Time, offset int64) (time.Time, error) {
+	var ts int64
+	err := s.queryRow(ctx, `SELECT timestamp FROM messages WHERE server_id = ? AND timestamp >= ? AND scope = ?
+		AND status <> ? AND status <> ? ORDER BY timestamp LIMIT 1 OFFSET ?`,
+		serverID, since.UnixMicro(), ScopeOutgoing, StatusPending, StatusHeld, max(offset, 0)).Scan(&ts)
+	if errors.Is(err, sql.ErrNoRows) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("send window of server %d: %w", serverID, err)
+	}
+	return time.UnixMicro(ts), nil
+}
+
 // MarkBounced records that bounceID is a bounce of originalID, in one
 // transaction: the original gets status Bounced and a Bounced delivery row
 // (details, output truncated to 512 bytes), and the bounce is linked to it

@@ -44,6 +44,21 @@ type Effects struct {
 	// Webhooks are webhook requests, due now; their ids are reported in
 	// Committed.Webhooks for dispatch.
 	Webhooks []NewWebhookRequest
+	// SendLimit, when set, reports the server's send volume after this
+	// outcome; its events fire once per crossing (see SendLimit).
+	SendLimit *SendLimit
+}
+
+// SendLimit is a server's outgoing volume over the last 60 minutes
+// against its send_limit, with the webhook requests each crossing fires.
+// At Volume >= 90 % of Limit, Approaching is written unless the server is
+// already marked approaching since its volume was last below 90 %; at
+// Volume >= Limit, Exceeded likewise; below 90 % both marks are cleared, so
+// the next crossing fires again.
+type SendLimit struct {
+	ServerID              int64
+	Volume, Limit         int64
+	Approaching, Exceeded []NewWebhookRequest
 }
 
 // Unsuppression names a suppression entry to remove.
@@ -53,7 +68,8 @@ type Unsuppression struct {
 }
 
 func (e Effects) empty() bool {
-	return len(e.Suppress) == 0 && len(e.Unsuppress) == 0 && len(e.Bounces) == 0 && len(e.Links) == 0 && len(e.Webhooks) == 0
+	return len(e.Suppress) == 0 && len(e.Unsuppress) == 0 && len(e.Bounces) == 0 && len(e.Links) == 0 &&
+		len(e.Webhooks) == 0 && e.SendLimit == nil
 }
 
 // Outcome is the result of working on one claimed queued message: what
@@ -69,9 +85,11 @@ type Outcome struct {
 	delivery            *NewDelivery
 	retry               bool
 	retryAfter          time.Time
-	held                bool
-	holdExpiry          time.Time
-	effects             Effects
+	// keepAttempts keeps a retried row's attempt count (a hold, not a try).
+	keepAttempts bool
+	held         bool
+	holdExpiry   time.Time
+	effects      Effects
 }
 
 func base(q *QueuedMessage) Outcome {
@@ -119,6 +137,15 @@ func Hold(q *QueuedMessage, expiry time.Time, details string) Outcome {
 	return o
 }
 
+// HoldUntil holds the message as Hold does, but keeps q's queued row,
+// unlocked and due at release, without counting an attempt: mail held by a
+// send limit goes out once the window allows.
+func HoldUntil(q *QueuedMessage, expiry, release time.Time, details string) Outcome {
+	o := Hold(q, expiry, details)
+	o.retry, o.retryAfter, o.keepAttempts = true, release, true
+	return o
+}
+
 // Retry keeps q for another try at retryAfter (now when zero) without
 // changing the message's status; details, when set, replace the message's
 // details (an internal error, or why it waits).
@@ -135,6 +162,9 @@ func (o Outcome) With(e Effects) Outcome {
 	o.effects.Bounces = append(o.effects.Bounces, e.Bounces...)
 	o.effects.Links = append(o.effects.Links, e.Links...)
 	o.effects.Webhooks = append(o.effects.Webhooks, e.Webhooks...)
+	if e.SendLimit != nil {
+		o.effects.SendLimit = e.SendLimit
+	}
 	return o
 }
 
@@ -304,7 +334,11 @@ func (s *Store) commitInto(ctx context.Context, outs []Outcome, c *Committed, at
 				if after.IsZero() {
 					after = now
 				}
-				res, err = st.retry.ExecContext(ctx, after.UnixMicro(), now.UnixMicro(), o.queuedID, o.owner)
+				stmt := st.retry
+				if o.keepAttempts {
+					stmt = st.hold
+				}
+				res, err = stmt.ExecContext(ctx, after.UnixMicro(), now.UnixMicro(), o.queuedID, o.owner)
 			} else {
 				res, err = st.finish.ExecContext(ctx, o.queuedID, o.owner)
 			}
@@ -376,20 +410,66 @@ func applyEffects(ctx context.Context, t tx, now int64, o *Outcome) ([]Accepted,
 		}
 	}
 	var hooks []int64
+	if sl := e.SendLimit; sl != nil && sl.Limit > 0 {
+		ids, err := sendLimitCrossing(ctx, t, now, sl)
+		if err != nil {
+			return nil, nil, err
+		}
+		hooks = append(hooks, ids...)
+	}
 	if len(e.Webhooks) > 0 {
 		ids, err := insertWebhookRequests(ctx, t, now, e.Webhooks)
 		if err != nil {
 			return nil, nil, fmt.Errorf("webhook requests: %w", err)
 		}
-		hooks = ids
+		hooks = append(hooks, ids...)
 	}
 	return queued, hooks, nil
+}
+
+// sendLimitCrossing applies a SendLimit effect: it marks (or clears) the
+// server's crossing stamps by compare-and-set and writes the requests of
+// the crossings this outcome made.
+func sendLimitCrossing(ctx context.Context, t tx, now int64, sl *SendLimit) ([]int64, error) {
+	if sl.Volume*10 < sl.Limit*9 {
+		if _, err := t.exec(ctx, `UPDATE servers SET send_limit_approaching_at = NULL, send_limit_exceeded_at = NULL
+			WHERE id = ? AND (send_limit_approaching_at IS NOT NULL OR send_limit_exceeded_at IS NOT NULL)`, sl.ServerID); err != nil {
+			return nil, fmt.Errorf("clear send limit marks of server %d: %w", sl.ServerID, err)
+		}
+		return nil, nil
+	}
+	var ids []int64
+	for _, c := range []struct {
+		column  string
+		reached bool
+		reqs    []NewWebhookRequest
+	}{
+		{"send_limit_approaching_at", true, sl.Approaching},
+		{"send_limit_exceeded_at", sl.Volume >= sl.Limit, sl.Exceeded},
+	} {
+		if !c.reached {
+			continue
+		}
+		res, err := t.exec(ctx, `UPDATE servers SET `+c.column+` = ? WHERE id = ? AND `+c.column+` IS NULL`, now, sl.ServerID)
+		if err != nil {
+			return nil, fmt.Errorf("mark %s of server %d: %w", c.column, sl.ServerID, err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 || len(c.reqs) == 0 {
+			continue
+		}
+		got, err := insertWebhookRequests(ctx, t, now, c.reqs)
+		if err != nil {
+			return nil, fmt.Errorf("send limit webhook requests: %w", err)
+		}
+		ids = append(ids, got...)
+	}
+	return ids, nil
 }
 
 // outcomeStmts are the statements an outcome needs, prepared once per
 // transaction (preparing per statement dominated SQLite's cost).
 type outcomeStmts struct {
-	retry, finish, message, delivery *sql.Stmt
+	retry, hold, finish, message, delivery *sql.Stmt
 }
 
 func prepareOutcome(ctx context.Context, t tx) (*outcomeStmts, error) {
@@ -399,6 +479,8 @@ func prepareOutcome(ctx context.Context, t tx) (*outcomeStmts, error) {
 		q   string
 	}{
 		{&st.retry, `UPDATE queued_messages SET attempts = attempts + 1, retry_after = ?, locked_by = NULL,
+			locked_until = NULL, updated_at = ? WHERE id = ? AND locked_by = ?`},
+		{&st.hold, `UPDATE queued_messages SET retry_after = ?, locked_by = NULL,
 			locked_until = NULL, updated_at = ? WHERE id = ? AND locked_by = ?`},
 		{&st.finish, `DELETE FROM queued_messages WHERE id = ? AND locked_by = ?`},
 		// NULL arguments leave a column unchanged.
@@ -419,7 +501,7 @@ func prepareOutcome(ctx context.Context, t tx) (*outcomeStmts, error) {
 }
 
 func (st *outcomeStmts) close() {
-	for _, s := range []*sql.Stmt{st.retry, st.finish, st.message, st.delivery} {
+	for _, s := range []*sql.Stmt{st.retry, st.hold, st.finish, st.message, st.delivery} {
 		if s != nil {
 			_ = s.Close()
 		}
@@ -431,8 +513,11 @@ func (st *outcomeStmts) close() {
 func (st *outcomeStmts) apply(ctx context.Context, now int64, o Outcome) error {
 	if o.status != "" || o.details != "" || o.held || o.delivery != nil {
 		var held, attempt any
-		if o.held {
+		switch {
+		case o.held:
 			held = true
+		case o.status == StatusSent || o.status == StatusSoftFail || o.status == StatusHardFail:
+			held = false // a message released from a hold is no longer held
 		}
 		if o.delivery != nil {
 			attempt = now
