@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -137,3 +138,38 @@ func TestCommitOutcomesFallsBackRowByRow(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+func TestSendLimitEventsFireOncePerCrossing(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		fx := storetest.NewFixture(t, s, "example.com", "")
+		req := func(event string) []store.NewWebhookRequest {
+			return []store.NewWebhookRequest{{ServerID: fx.Server.ID, URL: "https://h.test/", Event: event, Payload: "{}"}}
+		}
+		for i, step := range []struct {
+			volume                int64
+			approaching, exceeded int
+		}{
+			{5, 0, 0}, {9, 1, 0}, {9, 0, 0}, {10, 0, 1}, {12, 0, 0}, {8, 0, 0}, {10, 1, 1},
+		} {
+			row := claimAll(t, s, fx, "w", fmt.Sprintf("r%d@dest.test", i))[0]
+			out := store.Sent(row, store.NewDelivery{}).With(store.Effects{SendLimit: &store.SendLimit{ServerID: fx.Server.ID,
+				Volume: step.volume, Limit: 10, Approaching: req("SendLimitApproaching"), Exceeded: req("SendLimitExceeded")}})
+			res, err := s.CommitOutcomes(ctx, []store.Outcome{out})
+			if err != nil || !res.Applied[0] {
+				t.Fatalf("step %d: %+v, %v", i, res, err)
+			}
+			reqs, err := s.WebhookRequests(ctx, res.Webhooks)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]int{}
+			for _, r := range reqs {
+				got[r.Event]++
+			}
+			if got["SendLimitApproaching"] != step.approaching || got["SendLimitExceeded"] != step.exceeded {
+				t.Errorf("volume %d (step %d): events %v, want approaching %d exceeded %d", step.volume, i, got, step.approaching, step.exceeded)
+			}
+		}
+	})
+}
