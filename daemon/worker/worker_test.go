@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -539,5 +540,68 @@ func TestSlowBatchIsNotReclaimedByAnotherWorker(t *testing.T) {
 	defer mu.Unlock()
 	if calls != 1 {
 		t.Fatalf("handler ran %d times for one message; want 1 (the slow batch was reclaimed)", calls)
+	}
+}
+
+// recordingDispatcher keeps what the worker dispatched after its commits.
+type recordingDispatcher struct {
+	mu   sync.Mutex
+	jobs map[queue.Kind][]queue.Job
+}
+
+func (d *recordingDispatcher) Dispatch(jobs map[queue.Kind][]queue.Job) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for k, js := range jobs {
+		d.jobs[k] = append(d.jobs[k], js...)
+	}
+}
+
+func (d *recordingDispatcher) count(k queue.Kind) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.jobs[k])
+}
+
+// A handler's effects are committed with its outcomes, and the new work
+// they create (a bounce's queued row, webhook requests) is handed to the
+// dispatcher only after the commit.
+func TestWorkerCommitsEffectsThenDispatchesTheNewWork(t *testing.T) {
+	e := newEnv(t, 10)
+	acc := e.insert(t, 2, "fx.test")
+	e.enqueue(t, acc)
+	h := &recorder{result: func(q *store.QueuedMessage) store.Outcome {
+		return store.HardFail(q, store.NewDelivery{Output: "550 no"}).With(store.Effects{
+			Suppress: []store.NewSuppression{{ServerID: e.f.Server.ID, Address: fmt.Sprintf("gone%d@fx.test", q.ID),
+				Reason: "hard fail", KeepUntil: time.Now().Add(time.Hour)}},
+			Bounces: []store.Submission{{Raw: []byte("Subject: bounce\r\n\r\nx\r\n"), Messages: []store.NewMessage{{
+				ServerID: e.f.Server.ID, Scope: store.ScopeOutgoing, RcptTo: "s@example.com", Bounce: true, Queue: true,
+				QueueDomain: "example.com"}}}},
+			Webhooks: []store.NewWebhookRequest{{ServerID: e.f.Server.ID, URL: "https://h.test/", Event: "MessageDeliveryFailed", Payload: "{}"}},
+		})
+	}}
+	d := &recordingDispatcher{jobs: map[queue.Kind][]queue.Job{}}
+	o := e.workerOptions(h, time.Minute)
+	o.Dispatcher = d
+	w, err := worker.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, w)
+	waitFor(t, 10*time.Second, "both outcomes and their new work dispatched", func() bool {
+		return d.count(queue.Outgoing) == 2 && d.count(queue.Webhooks) == 2
+	})
+	if n := e.countStatus(t, acc, store.StatusHardFail); n != 2 {
+		t.Fatalf("%d messages HardFail, want 2", n)
+	}
+	sup, err := e.s.ServerSuppressions(context.Background(), e.f.Server.ID)
+	if err != nil || len(sup) != 2 {
+		t.Fatalf("suppressions %+v, %v", sup, err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	rows, err := e.s.QueuedByIDs(context.Background(), []int64{d.jobs[queue.Outgoing][0].ID, d.jobs[queue.Outgoing][1].ID})
+	if err != nil || len(rows) != 2 || rows[0].Domain != "example.com" {
+		t.Fatalf("dispatched bounce rows %+v, %v", rows, err)
 	}
 }
