@@ -761,3 +761,34 @@ func TestSendLimitHoldsUntilTheWindowAllowsAndFiresEachCrossingOnce(t *testing.T
 		t.Errorf("released message = %s held=%v", m.Status, m.Held)
 	}
 }
+
+// MessageDeliveryFailed quotes the delivery's details as recorded: the
+// suppression and the bounce (whose id exists only once it is stored with
+// the outcome) included.
+func TestDeliveryFailedEventQuotesTheRecordedDetails(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, envOptions{})
+	if _, err := e.s.CreateWebhook(ctx, e.fx.Server.ID, store.NewWebhook{Name: "f", URL: "https://hooks.test/f",
+		Events: []string{EventMessageDeliveryFailed}, Enabled: true}); err != nil {
+		t.Fatal(err)
+	}
+	row := e.queueMessage("perm@dest.test")
+	e.handle(row)
+	ds, err := e.q.Read(ctx, queue.Webhooks, "test", 10, 0)
+	if err != nil || len(ds) != 1 {
+		t.Fatalf("webhook entries %v, %v", ds, err)
+	}
+	reqs, err := e.s.WebhookRequests(ctx, []int64{ds[0].Job.ID})
+	if err != nil || len(reqs) != 1 {
+		t.Fatalf("requests %v, %v", reqs, err)
+	}
+	var p DeliveryPayload
+	if err := json.Unmarshal([]byte(reqs[0].Payload), &p); err != nil {
+		t.Fatal(err)
+	}
+	d := e.deliveries(row.MessageID)
+	if len(d) != 1 || p.Details != d[0].Details || !strings.Contains(p.Details, "Recipient added to suppression list.") ||
+		!strings.Contains(p.Details, "Bounce sent to sender (see message <msg:") {
+		t.Fatalf("payload details %q, delivery %+v", p.Details, d)
+	}
+}

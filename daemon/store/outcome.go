@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -37,7 +38,8 @@ type Effects struct {
 	// Bounces are new messages (DSNs) stored and queued like any accepted
 	// submission; their queued rows are reported in Committed.Queued for
 	// dispatch. When the outcome has a delivery row, " Bounce sent to
-	// sender (see message <msg:ID>)." is appended to its details.
+	// sender (see message <msg:ID>)." is appended to its details, and to the
+	// "details" member of the Webhooks payloads that quote them.
 	Bounces []Submission
 	// Links mark original messages Bounced (see MarkBounced).
 	Links []BounceLink
@@ -392,6 +394,7 @@ func applyEffects(ctx context.Context, t tx, now int64, o *Outcome) ([]Accepted,
 		if o.delivery != nil && len(accs) > 0 && len(accs[0]) > 0 {
 			d := *o.delivery
 			d.Details += " Bounce sent to sender (see message <msg:" + strconv.FormatInt(accs[0][0].MessageID, 10) + ">)."
+			e.Webhooks = withDetails(e.Webhooks, o.delivery.Details, d.Details)
 			o.delivery = &d
 		}
 	}
@@ -464,6 +467,25 @@ func sendLimitCrossing(ctx context.Context, t tx, now int64, sl *SendLimit) ([]i
 		ids = append(ids, got...)
 	}
 	return ids, nil
+}
+
+// withDetails returns reqs with the "details" member of their JSON payloads
+// changed from old to new where it is present (a delivery event quotes the
+// delivery's details, which get the bounce's id only once it is stored).
+// The payloads were encoded by encoding/json, as old and new are here.
+func withDetails(reqs []NewWebhookRequest, old, new string) []NewWebhookRequest {
+	o, err1 := json.Marshal(old)
+	n, err2 := json.Marshal(new)
+	if err1 != nil || err2 != nil {
+		return reqs
+	}
+	from, to := `"details":`+string(o), `"details":`+string(n)
+	out := make([]NewWebhookRequest, len(reqs))
+	for i, r := range reqs {
+		r.Payload = strings.Replace(r.Payload, from, to, 1)
+		out[i] = r
+	}
+	return out
 }
 
 // outcomeStmts are the statements an outcome needs, prepared once per

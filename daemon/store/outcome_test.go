@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -44,7 +45,8 @@ func TestCommitOutcomesWritesEffectsOnlyWithTheirOutcome(t *testing.T) {
 			Suppress: []store.NewSuppression{{ServerID: fx.Server.ID, Address: "Gone@dest.test", Reason: "hard fail",
 				KeepUntil: time.Now().Add(time.Hour)}},
 			Bounces:  []store.Submission{bounceFor(fx, "sender@example.com")},
-			Webhooks: []store.NewWebhookRequest{{ServerID: fx.Server.ID, URL: "https://hooks.test/", Event: "MessageDeliveryFailed", Payload: "{}"}},
+			Webhooks: []store.NewWebhookRequest{{ServerID: fx.Server.ID, URL: "https://hooks.test/", Event: "MessageDeliveryFailed",
+				Payload: `{"status":"HardFail","details":"Rejected.","output":""}`}},
 		}
 		failed := store.HardFail(rows[0], store.NewDelivery{Details: "Rejected."}).With(fx1)
 		// The second row's lock was lost: neither it nor its effects apply.
@@ -67,7 +69,8 @@ func TestCommitOutcomesWritesEffectsOnlyWithTheirOutcome(t *testing.T) {
 		if len(res.Webhooks) != 1 {
 			t.Fatalf("webhook requests %v, want 1", res.Webhooks)
 		}
-		if reqs, err := s.WebhookRequests(ctx, res.Webhooks); err != nil || len(reqs) != 1 {
+		reqs, err := s.WebhookRequests(ctx, res.Webhooks)
+		if err != nil || len(reqs) != 1 {
 			t.Fatalf("webhook rows %+v, %v", reqs, err)
 		}
 		if len(res.Queued) != 1 || res.Queued[0].Scope != store.ScopeOutgoing || res.Queued[0].Domain != "example.com" {
@@ -77,6 +80,11 @@ func TestCommitOutcomesWritesEffectsOnlyWithTheirOutcome(t *testing.T) {
 		want := " Bounce sent to sender (see message <msg:" + itoa(res.Queued[0].MessageID) + ">)."
 		if len(ds) != 1 || !strings.HasSuffix(ds[0].Details, want) {
 			t.Fatalf("deliveries %+v, want details ending %q", ds, want)
+		}
+		// The event quotes the details as recorded, bounce included.
+		var p struct{ Details string }
+		if err := json.Unmarshal([]byte(reqs[0].Payload), &p); err != nil || p.Details != ds[0].Details {
+			t.Fatalf("payload %s (%v), want details %q", reqs[0].Payload, err, ds[0].Details)
 		}
 		if ds, _ := s.Deliveries(ctx, rows[1].MessageID); len(ds) != 0 {
 			t.Fatalf("lost outcome wrote deliveries %+v", ds)
