@@ -44,7 +44,7 @@ func TestCommitOutcomesWritesEffectsOnlyWithTheirOutcome(t *testing.T) {
 		fx1 := store.Effects{
 			Suppress: []store.NewSuppression{{ServerID: fx.Server.ID, Address: "Gone@dest.test", Reason: "hard fail",
 				KeepUntil: time.Now().Add(time.Hour)}},
-			Bounces:  []store.Submission{bounceFor(fx, "sender@example.com")},
+			Bounces: []store.Submission{bounceFor(fx, "sender@example.com")},
 			Webhooks: []store.NewWebhookRequest{{ServerID: fx.Server.ID, URL: "https://hooks.test/", Event: "MessageDeliveryFailed",
 				Payload: `{"status":"HardFail","details":"Rejected.","output":""}`}},
 		}
