@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/postalgo/postal/daemon/queue"
+	"github.com/postalgo/postal/daemon/status"
 	"github.com/postalgo/postal/daemon/store"
 	"github.com/postalgo/postal/daemon/worker"
 )
@@ -603,5 +604,77 @@ func TestWorkerCommitsEffectsThenDispatchesTheNewWork(t *testing.T) {
 	rows, err := e.s.QueuedByIDs(context.Background(), []int64{d.jobs[queue.Outgoing][0].ID, d.jobs[queue.Outgoing][1].ID})
 	if err != nil || len(rows) != 2 || rows[0].Domain != "example.com" {
 		t.Fatalf("dispatched bounce rows %+v, %v", rows, err)
+	}
+}
+
+// A process whose heartbeat is alive keeps its work, however idle its
+// consumers look; once the heartbeat is gone its locks are released and its
+// consumers handed over.
+func TestTakeoverOnlyOfProcessesWithoutAHeartbeat(t *testing.T) {
+	e := newEnv(t, 10)
+	ctx := context.Background()
+	acc := e.insert(t, 3, "busy.test")
+	e.enqueue(t, acc)
+	release := make(chan struct{})
+	defer close(release)
+	var started atomic.Int64
+	busy := worker.HandlerFunc(func(ctx context.Context, batch []*store.QueuedMessage) []store.Outcome {
+		started.Add(int64(len(batch)))
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		outs := make([]store.Outcome, len(batch))
+		for i, q := range batch {
+			outs[i] = sent(q)
+		}
+		return outs
+	})
+	ao := e.workerOptions(busy, time.Hour)
+	ao.Owner = "alive:1"
+	a, err := worker.New(ao)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, a)
+	waitFor(t, 10*time.Second, "the first process to hold all three", func() bool { return started.Load() == 3 })
+	board := status.NewBoard(e.client, e.keys)
+	hbCtx, stopHB := context.WithCancel(ctx)
+	hbDone := make(chan struct{})
+	go func() {
+		defer close(hbDone)
+		_ = board.Heartbeat(hbCtx, status.Process{ID: "alive:1"}, 100*time.Millisecond, time.Minute)
+	}()
+	waitFor(t, 5*time.Second, "the heartbeat", func() bool {
+		alive, err := board.Alive(ctx, []string{"alive:1"})
+		return err == nil && alive["alive:1"]
+	})
+
+	bo := e.workerOptions(&recorder{}, time.Hour)
+	bo.Owner, bo.Liveness, bo.ReapMinIdle = "other:2", board, time.Nanosecond
+	b, err := worker.New(bo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := b.ReapOnceForTest(ctx); len(got) != 0 {
+		t.Fatalf("took over %v from a process with a live heartbeat", got)
+	}
+	if c, _ := e.s.CountQueued(ctx, time.Now()); c.Locked != 3 {
+		t.Fatalf("locked rows %d, want the live process's 3", c.Locked)
+	}
+
+	stopHB() // a stopped heartbeat is deleted: the process counts as dead
+	<-hbDone
+	got := b.ReapOnceForTest(ctx)
+	if len(got[queue.Outgoing]) == 0 {
+		t.Fatalf("took over %v, want the dead process's consumers", got)
+	}
+	for _, name := range got[queue.Outgoing] {
+		if !strings.HasPrefix(name, "alive:1-outgoing-") {
+			t.Errorf("took over consumer %q", name)
+		}
+	}
+	if c, _ := e.s.CountQueued(ctx, time.Now()); c.Locked != 0 {
+		t.Fatalf("locked rows %d after the takeover, want 0", c.Locked)
 	}
 }
