@@ -12,6 +12,7 @@ import (
 	"github.com/postalgo/postal/daemon/api"
 	"github.com/postalgo/postal/daemon/cron"
 	"github.com/postalgo/postal/daemon/dnscheck"
+	"github.com/postalgo/postal/daemon/inbound"
 	"github.com/postalgo/postal/daemon/intake"
 	"github.com/postalgo/postal/daemon/lease"
 	"github.com/postalgo/postal/daemon/libcrypto"
@@ -41,7 +42,8 @@ type service struct {
 }
 
 // intakeFor returns the process's intake, creating it (and its service) on
-// first use: the smtp-server submits through it, the worker submits bounces.
+// first use: the smtp-server submits through it, and the worker dispatches
+// the work its outcome commits create through its dispatcher.
 func (d *deps) intakeFor() *intake.Intake {
 	if d.intake == nil {
 		committers := 1
@@ -144,20 +146,21 @@ func buildWorker(d *deps) (role, error) {
 	log := d.log.With("role", RoleWorker)
 	proc, err := outbound.New(outbound.Options{
 		Postal: d.cfg.Postal, DNS: d.cfg.DNS, SMTPClient: d.cfg.SMTPClient, Store: d.store,
-		Bounces: d.intakeFor(), Webhooks: d.queue, Log: log.With("component", "outbound"), Registerer: d.registry,
+		Log: log.With("component", "outbound"), Registerer: d.registry,
 		Keys:           dkimKeys(d.cfg.Worker, log),
 		MaxHeaderBytes: d.cfg.SMTPServer.MaxHeaderBytes, MaxHeaderLines: d.cfg.SMTPServer.MaxHeaderLines,
 	})
 	if err != nil {
 		return role{}, fmt.Errorf("worker: outbound: %w", err)
 	}
-	bounces, err := outbound.NewBounceHandler(outbound.BounceOptions{Store: d.store, Webhooks: d.queue, Log: log.With("component", "bounces")})
+	bounces, err := inbound.NewBounceHandler(inbound.BounceOptions{Store: d.store, Log: log.With("component", "bounces")})
 	if err != nil {
 		_ = proc.Close()
 		return role{}, fmt.Errorf("worker: bounces: %w", err)
 	}
 	w, err := worker.New(worker.Options{
 		Config: d.cfg.Worker, Postal: d.cfg.Postal, Store: d.store, Queue: d.queue, Owner: d.owner, Grace: d.grace,
+		Dispatcher: d.intakeFor(), Liveness: status.NewBoard(d.redis, d.keys),
 		Handlers: map[queue.Kind]worker.Handler{queue.Outgoing: proc, queue.Incoming: bounces},
 		Log:      log, Registerer: d.registry,
 	})

@@ -39,11 +39,10 @@ func messages(t *testing.T, e *clitest.Env) []store.Accepted {
 		t.Fatal(err)
 	}
 	applied, err := e.Store.RecordOutcomes(ctx, []store.Outcome{
-		{QueuedID: a[0].QueuedID, MessageID: a[0].MessageID, Owner: "w", Status: store.StatusHeld, Held: true,
-			Details: "Held by a hold rule", Delivery: &store.NewDelivery{Status: store.StatusHeld, Details: "Held by a hold rule"}},
-		{QueuedID: a[1].QueuedID, MessageID: a[1].MessageID, Owner: "w", Status: store.StatusSent,
-			Delivery: &store.NewDelivery{Status: store.StatusSent, Details: "Message for sent@dest.test accepted by mx.dest.test",
-				Output: "250 2.0.0 OK", SentWithSSL: true, Time: 0.25}},
+		store.Hold(&store.QueuedMessage{ID: a[0].QueuedID, MessageID: a[0].MessageID, LockedBy: "w"}, time.Time{}, "Held by a hold rule"),
+		store.Sent(&store.QueuedMessage{ID: a[1].QueuedID, MessageID: a[1].MessageID, LockedBy: "w"},
+			store.NewDelivery{Details: "Message for sent@dest.test accepted by mx.dest.test",
+				Output: "250 2.0.0 OK", SentWithSSL: true, Time: 0.25}),
 	})
 	if err != nil || !applied[0] || !applied[1] {
 		t.Fatalf("record outcomes: %v, %v", applied, err)

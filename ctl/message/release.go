@@ -74,7 +74,10 @@ func runRelease(ctx context.Context, o *ReleaseOptions) error {
 	out := Released{MessageID: m.ID, QueuedID: q.ID, Scope: q.Scope, Domain: q.Domain, Dispatched: true}
 	ectx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if err := queue.New(queue.Options{Client: rdb, Keys: keys}).Enqueue(ectx, queue.Kind(q.Scope), queue.Job{ID: q.ID, Domain: q.Domain}); err != nil {
+	kind, ok := queue.KindOfScope(q.Scope)
+	if !ok {
+		out.Dispatched, out.DispatchError = false, fmt.Sprintf("unknown scope %q", q.Scope)
+	} else if err := queue.New(queue.Options{Client: rdb, Keys: keys}).Enqueue(ectx, kind, queue.Job{ID: q.ID, Domain: q.Domain}); err != nil {
 		out.Dispatched, out.DispatchError = false, err.Error()
 	}
 	return f.Render(out, func(w io.Writer) {

@@ -67,7 +67,7 @@ func runList(ctx context.Context, o *ListOptions) error {
 	byKind := map[queue.Kind][]int64{}
 	for i, m := range list {
 		rows[i] = Row{QueuedMessage: m}
-		if k := queue.Kind(m.Scope); k.Valid() {
+		if k, ok := queue.KindOfScope(m.Scope); ok {
 			byKind[k] = append(byKind[k], m.ID)
 		}
 	}
@@ -88,7 +88,7 @@ func runList(ctx context.Context, o *ListOptions) error {
 			gone[id] = true
 		}
 		for i := range rows {
-			if queue.Kind(rows[i].Scope) == k {
+			if rk, _ := queue.KindOfScope(rows[i].Scope); rk == k {
 				d := !gone[rows[i].ID]
 				rows[i].Dispatched = &d
 			}

@@ -11,6 +11,10 @@
 // with the next batch: a slow or unreachable Redis never delays an answer.
 // A dispatch that fails is left to the requeuer's reconciliation, which
 // dispatches every due row that Redis does not know.
+//
+// The same dispatcher takes the work that the worker's outcome commits
+// create (bounce messages, webhook requests) through Dispatch, so every
+// new row reaches its stream by one path.
 package intake
 
 import (
@@ -73,9 +77,9 @@ type result struct {
 type Intake struct {
 	o    Options
 	reqs chan request
-	// committed carries committed batches from the committers to the
-	// dispatcher; closed once the committers have finished.
-	committed chan [][]store.Accepted
+	// committed carries committed work from the committers (and Dispatch)
+	// to the dispatcher; closed once the committers have finished.
+	committed chan map[queue.Kind][]queue.Job
 	// backlogFull is set when a batch was left to reconciliation, and
 	// cleared when a dispatch round succeeds (it limits the logging).
 	backlogFull atomic.Bool
@@ -107,7 +111,7 @@ func New(o Options) *Intake {
 	in := &Intake{
 		o:         o,
 		reqs:      make(chan request, o.MaxBatch*o.Committers),
-		committed: make(chan [][]store.Accepted, dispatchBacklog),
+		committed: make(chan map[queue.Kind][]queue.Job, dispatchBacklog),
 		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "postal_intake_batch_size",
 			Help: "Submissions committed per SQL transaction.", Buckets: prometheus.ExponentialBuckets(1, 2, 10)}),
 		commitTime: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "postal_intake_commit_seconds",
@@ -220,8 +224,46 @@ func (in *Intake) commit(batch []request) {
 	}
 	in.batchSize.Observe(float64(len(batch)))
 	in.commitTime.Observe(time.Since(start).Seconds())
+	in.enqueueCommitted(jobsOf(accepted))
+}
+
+// jobsOf returns the stream entries committed submissions need.
+func jobsOf(accepted [][]store.Accepted) map[queue.Kind][]queue.Job {
+	byKind := map[queue.Kind][]queue.Job{}
+	for _, sub := range accepted {
+		for _, a := range sub {
+			if a.QueuedID == 0 {
+				continue
+			}
+			if k, ok := queue.KindOfScope(a.Scope); ok {
+				byKind[k] = append(byKind[k], queue.Job{ID: a.QueuedID, Domain: a.Domain})
+			}
+		}
+	}
+	return byKind
+}
+
+// Dispatch hands committed work (rows already durable in SQL) to the
+// dispatcher without waiting for Redis. When the backlog is full, or the
+// intake has stopped, the work is left to reconciliation.
+func (in *Intake) Dispatch(jobs map[queue.Kind][]queue.Job) {
+	if len(jobs) == 0 {
+		return
+	}
+	in.mu.RLock()
+	defer in.mu.RUnlock()
+	if in.closed {
+		in.dispatchErr.Inc()
+		in.o.Log.Warn("intake stopped; reconciliation will dispatch the new work")
+		return
+	}
+	in.enqueueCommitted(jobs)
+}
+
+// enqueueCommitted passes jobs to the dispatcher unless its backlog is full.
+func (in *Intake) enqueueCommitted(jobs map[queue.Kind][]queue.Job) {
 	select {
-	case in.committed <- accepted:
+	case in.committed <- jobs:
 	default:
 		// Redis is slower than SQL for now (or hangs): the rows are
 		// durable and due, so reconciliation dispatches them; answering
@@ -238,18 +280,13 @@ func (in *Intake) commit(batch []request) {
 // empty, taking every batch waiting at once into one round trip per stream.
 func (in *Intake) dispatchLoop() {
 	byKind := map[queue.Kind][]queue.Job{}
-	add := func(accepted [][]store.Accepted) {
-		for _, sub := range accepted {
-			for _, a := range sub {
-				if a.QueuedID != 0 {
-					k := queue.Kind(a.Scope)
-					byKind[k] = append(byKind[k], queue.Job{ID: a.QueuedID, Domain: a.Domain})
-				}
-			}
+	add := func(jobs map[queue.Kind][]queue.Job) {
+		for k, js := range jobs {
+			byKind[k] = append(byKind[k], js...)
 		}
 	}
-	for accepted := range in.committed {
-		add(accepted)
+	for jobs := range in.committed {
+		add(jobs)
 	more:
 		for {
 			select {

@@ -254,3 +254,43 @@ func TestStopDispatchesEverythingCommitted(t *testing.T) {
 		t.Fatalf("outgoing stream holds %d entries after Run returned, want %d", ss.Length, n)
 	}
 }
+
+// Work committed elsewhere (the worker's outcome commits: bounces, webhook
+// requests) reaches its streams through the same dispatcher; after the
+// intake stopped it is left to reconciliation, without blocking.
+func TestDispatchSendsCommittedWorkToItsStreams(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	s := storetest.SQLite(t)
+	rdb, keys := redistest.New(t)
+	q := queue.New(queue.Options{Client: rdb, Keys: keys})
+	if err := q.Init(ctx); err != nil {
+		t.Fatal(err)
+	}
+	in := intake.New(intake.Options{Store: s, Queue: q})
+	done := make(chan error, 1)
+	go func() { done <- in.Run(ctx) }()
+	in.Dispatch(map[queue.Kind][]queue.Job{queue.Outgoing: {{ID: 7, Domain: "dest.test"}}, queue.Webhooks: {{ID: 8}, {ID: 9}}})
+	for kind, want := range map[queue.Kind][]int64{queue.Outgoing: {7}, queue.Webhooks: {8, 9}} {
+		var got []int64
+		for deadline := time.Now().Add(10 * time.Second); len(got) < len(want) && time.Now().Before(deadline); {
+			ds, err := q.Read(ctx, kind, "c1", 10, 100*time.Millisecond)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, d := range ds {
+				got = append(got, d.Job.ID)
+			}
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%s stream got %v, want %v", kind, got, want)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	in.Dispatch(map[queue.Kind][]queue.Job{queue.Outgoing: {{ID: 10}}}) // stopped: dropped, not blocked
+	if missing, err := q.Missing(context.Background(), queue.Outgoing, []int64{10}); err != nil || len(missing) != 1 {
+		t.Fatalf("dispatched after stop: missing %v, %v", missing, err)
+	}
+}

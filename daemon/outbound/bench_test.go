@@ -84,8 +84,8 @@ func BenchmarkHandle(b *testing.B) {
 				outs := e.p.Handle(ctx, rows)
 				b.StopTimer()
 				for _, o := range outs {
-					if o.Status != store.StatusSent {
-						b.Fatalf("outcome %s %+v", o.Status, o.Delivery)
+					if o.Status() != store.StatusSent {
+						b.Fatalf("outcome %s %+v", o.Status(), o.Delivery())
 					}
 				}
 				if _, err := e.s.RecordOutcomes(ctx, outs); err != nil {

@@ -1,8 +1,6 @@
 package outbound
 
 import (
-	"context"
-	"strconv"
 	"strings"
 	"time"
 
@@ -10,10 +8,11 @@ import (
 	"github.com/postalgo/postal/daemon/store"
 )
 
-// sendBounce builds the DSN of a hard-failed message and submits it as a new
-// outgoing message from the same server to the original envelope sender.
-// The DSN's own delivery is a bounce (null sender, never bounced again).
-func (p *Processor) sendBounce(ctx context.Context, j *job, now time.Time) {
+// bounce builds the DSN of a hard-failed message as a new outgoing message
+// from the same server to the original envelope sender, for the outcome's
+// effects. The DSN's own delivery is a bounce (null sender, never bounced
+// again). It reports false when no DSN could be built.
+func (p *Processor) bounce(j *job, now time.Time) (store.Submission, bool) {
 	m := j.msg
 	rp := p.returnPathDomain()
 	daemon := "MAILER-DAEMON@" + rp
@@ -53,11 +52,11 @@ func (p *Processor) sendBounce(ctx context.Context, j *job, now time.Time) {
 		params.OriginalMessageID, params.OriginalHeaders = "", nil
 		if raw, err = dsn.Build(params); err != nil {
 			p.log.Error("building bounce failed", "err", err, "message_id", m.ID)
-			return
+			return store.Submission{}, false
 		}
 	}
 	_, domain, _ := strings.Cut(m.MailFrom, "@")
-	acc, err := p.o.Bounces.Submit(ctx, store.Submission{Raw: raw, Messages: []store.NewMessage{{
+	return store.Submission{Raw: raw, Messages: []store.NewMessage{{
 		ServerID:    m.ServerID,
 		Scope:       store.ScopeOutgoing,
 		RcptTo:      m.MailFrom,
@@ -68,13 +67,5 @@ func (p *Processor) sendBounce(ctx context.Context, j *job, now time.Time) {
 		BounceForID: m.ID,
 		Queue:       true,
 		QueueDomain: strings.ToLower(domain),
-	}}})
-	if err != nil {
-		p.log.Error("submitting bounce failed", "err", err, "message_id", m.ID)
-		return
-	}
-	p.m.bounces.Inc()
-	if len(acc) > 0 {
-		j.out.Delivery.Details += " Bounce sent to sender (see message <msg:" + strconv.FormatInt(acc[0].MessageID, 10) + ">)."
-	}
+	}}}, true
 }

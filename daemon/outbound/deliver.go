@@ -223,7 +223,7 @@ func (p *Processor) send(ctx context.Context, j *job, r route, bodies *bodies, d
 	src, err := p.sourceAddress(ctx, j, now)
 	if err != nil {
 		p.log.Error("choosing the source address failed", "err", err, "message_id", j.msg.ID)
-		internalRetry(j.out, j.q, now, err)
+		j.internalRetry(now, err)
 		return
 	}
 	env := smtpclient.Envelope{From: from, To: []string{j.msg.RcptTo}}
@@ -269,9 +269,8 @@ func (p *Processor) send(ctx context.Context, j *job, r route, bodies *bodies, d
 			if src != nil {
 				details += fmt.Sprintf(" (from %s)", d.LocalAddr)
 			}
-			j.out.Status = store.StatusSent
-			j.out.Delivery = &store.NewDelivery{Status: store.StatusSent, Details: details, Output: reply(res.Code, res.Enhanced, res.Message),
-				SentWithSSL: res.TLS, Time: seconds(res.Duration)}
+			j.res = result{verdict: vSent, d: store.NewDelivery{Status: store.StatusSent, Details: details,
+				Output: reply(res.Code, res.Enhanced, res.Message), SentWithSSL: res.TLS, Time: seconds(res.Duration)}}
 			return
 		}
 		var se *smtpclient.Error

@@ -45,11 +45,11 @@ func TestOutcomeFollowsTheRemoteReply(t *testing.T) {
 			before := len(e.bounces.all())
 			row := e.queueMessage(c.rcpt)
 			out := e.handle(row)[0]
-			if out.Status != c.status || out.Retry != c.retry {
-				t.Fatalf("outcome = %s retry=%v (%+v), want %s retry=%v", out.Status, out.Retry, out.Delivery, c.status, c.retry)
+			if out.Status() != c.status || out.Retries() != c.retry {
+				t.Fatalf("outcome = %s retry=%v (%+v), want %s retry=%v", out.Status(), out.Retries(), out.Delivery(), c.status, c.retry)
 			}
-			if c.retry && !out.RetryAfter.Equal(e.now.Add(5*time.Minute)) {
-				t.Errorf("RetryAfter = %v, want now + 5 min", out.RetryAfter)
+			if c.retry && !out.RetryAfter().Equal(e.now.Add(5*time.Minute)) {
+				t.Errorf("RetryAfter = %v, want now + 5 min", out.RetryAfter())
 			}
 			m := e.message(row.MessageID)
 			if m.Status != c.status {
@@ -81,9 +81,9 @@ func TestOutcomeFollowsTheRemoteReply(t *testing.T) {
 			}
 			kept := false
 			for _, r := range q {
-				if r.ID == row.ID {
+				if r.ID == row.ID && r.MessageID == row.MessageID { // SQLite may reuse a deleted row's id
 					kept = true
-					if r.Attempts != 1 || !r.RetryAfter.Equal(out.RetryAfter) {
+					if r.Attempts != 1 || !r.RetryAfter.Equal(out.RetryAfter()) {
 						t.Errorf("queued row = attempts %d retry %v", r.Attempts, r.RetryAfter)
 					}
 				}
@@ -114,8 +114,8 @@ func TestSentMessageIsRewrittenAndSigned(t *testing.T) {
 func testSentMessage(t *testing.T, keys KeyHolder) {
 	e := newEnv(t, envOptions{keyBits: 2048, tune: func(o *Options) { o.Keys = keys }})
 	row := e.queueMessage("ok@dest.test")
-	if out := e.handle(row)[0]; out.Status != store.StatusSent {
-		t.Fatalf("outcome %+v", out.Delivery)
+	if out := e.handle(row)[0]; out.Status() != store.StatusSent {
+		t.Fatalf("outcome %+v", out.Delivery())
 	}
 	got := e.mail.received()
 	if len(got) != 1 {
@@ -165,20 +165,20 @@ func TestRetryScheduleAndLastAttempt(t *testing.T) {
 		out := e.handle(row)[0]
 		if attempt < 5 {
 			want := e.now.Add(time.Duration(float64(5*time.Minute) * pow13(attempt)))
-			if out.Status != store.StatusSoftFail || !out.Retry || !out.RetryAfter.Equal(want) {
-				t.Fatalf("attempt %d: %s retry=%v at %v, want SoftFail at %v", attempt, out.Status, out.Retry, out.RetryAfter, want)
+			if out.Status() != store.StatusSoftFail || !out.Retries() || !out.RetryAfter().Equal(want) {
+				t.Fatalf("attempt %d: %s retry=%v at %v, want SoftFail at %v", attempt, out.Status(), out.Retries(), out.RetryAfter(), want)
 			}
-			if _, err := e.s.ClaimQueued(ctx, []int64{row.ID}, "w1", out.RetryAfter, out.RetryAfter.Add(time.Hour)); err != nil {
+			if _, err := e.s.ClaimQueued(ctx, []int64{row.ID}, "w1", out.RetryAfter(), out.RetryAfter().Add(time.Hour)); err != nil {
 				t.Fatal(err)
 			}
 			row.Attempts++
 			continue
 		}
-		if out.Status != store.StatusHardFail || out.Retry {
-			t.Fatalf("last attempt: %s retry=%v, want HardFail", out.Status, out.Retry)
+		if out.Status() != store.StatusHardFail || out.Retries() {
+			t.Fatalf("last attempt: %s retry=%v, want HardFail", out.Status(), out.Retries())
 		}
-		if !strings.Contains(out.Delivery.Details, "Maximum number of delivery attempts (6) has been reached.") {
-			t.Errorf("details = %q", out.Delivery.Details)
+		if !strings.Contains(out.Delivery().Details, "Maximum number of delivery attempts (6) has been reached.") {
+			t.Errorf("details = %q", out.Delivery().Details)
 		}
 	}
 	if ds := e.deliveries(row.MessageID); len(ds) != 6 {
@@ -257,8 +257,8 @@ func TestHardFailBouncesToTheSenderButNeverBouncesABounce(t *testing.T) {
 		t.Fatalf("queued = %v, %v", bounceMsgs, err)
 	}
 	brow := e.claim([]int64{bounceMsgs[0].ID})[0]
-	if out := e.handle(brow)[0]; out.Status != store.StatusSent {
-		t.Fatalf("bounce outcome %+v", out.Delivery)
+	if out := e.handle(brow)[0]; out.Status() != store.StatusSent {
+		t.Fatalf("bounce outcome %+v", out.Delivery())
 	}
 	got := e.mail.received()
 	if len(got) != 1 || got[0].from != "" || got[0].to != "sender@example.com" {
@@ -270,8 +270,8 @@ func TestHardFailBouncesToTheSenderButNeverBouncesABounce(t *testing.T) {
 
 	// A bounce that hard-fails is not bounced again.
 	b2 := e.queueMessage("perm2@dest.test", asBounce)
-	if out := e.handle(b2)[0]; out.Status != store.StatusHardFail {
-		t.Fatalf("outcome %s", out.Status)
+	if out := e.handle(b2)[0]; out.Status() != store.StatusHardFail {
+		t.Fatalf("outcome %s", out.Status())
 	}
 	if n := len(e.bounces.all()); n != 1 {
 		t.Errorf("%d bounces after a bounce hard-failed, want still 1", n)
@@ -317,8 +317,11 @@ func TestHolds(t *testing.T) {
 			rows := e.queueMessages([]string{"ok0@dest.test", "ok1@dest.test"})
 			outs := e.handle(rows...)
 			held := outs[1]
-			if held.Status != store.StatusHeld || !held.Held || held.Retry || held.Delivery.Details != c.details {
-				t.Fatalf("outcome = %s held=%v retry=%v %q, want Held %q", held.Status, held.Held, held.Retry, held.Delivery.Details, c.details)
+			// Mail held by the send limit keeps its queued row, released
+			// when the window allows; other holds wait for a person.
+			keeps := c.name == "send limit"
+			if held.Status() != store.StatusHeld || !held.Held() || held.Retries() != keeps || held.Delivery().Details != c.details {
+				t.Fatalf("outcome = %s held=%v retry=%v %q, want Held %q", held.Status(), held.Held(), held.Retries(), held.Delivery().Details, c.details)
 			}
 			m := e.message(rows[1].MessageID)
 			if m.Status != store.StatusHeld || !m.Held || !m.HoldExpiry.Equal(e.now.Add(7*24*time.Hour)) {
@@ -339,8 +342,8 @@ func TestHolds(t *testing.T) {
 		}
 		row := e.queueMessage("ok@dest.test", func(m *store.NewMessage) { m.CredentialID = cred.ID })
 		out := e.handle(row)[0]
-		if out.Status != store.StatusHeld || out.Delivery.Details != "Credential is configured to hold all messages authenticated by it." {
-			t.Fatalf("outcome %s %q", out.Status, out.Delivery.Details)
+		if out.Status() != store.StatusHeld || out.Delivery().Details != "Credential is configured to hold all messages authenticated by it." {
+			t.Fatalf("outcome %s %q", out.Status(), out.Delivery().Details)
 		}
 
 		// postalctl message release: the manual row skips the hold and is sent.
@@ -349,8 +352,8 @@ func TestHolds(t *testing.T) {
 			t.Fatal(err)
 		}
 		out = e.handle(e.claim([]int64{q.ID})[0])[0]
-		if out.Status != store.StatusSent || len(e.mail.received()) != 1 {
-			t.Fatalf("released message: %s, server got %d", out.Status, len(e.mail.received()))
+		if out.Status() != store.StatusSent || len(e.mail.received()) != 1 {
+			t.Fatalf("released message: %s, server got %d", out.Status(), len(e.mail.received()))
 		}
 	})
 }
@@ -362,8 +365,8 @@ func TestSuppressedAfterHardFailAndReleasedByHand(t *testing.T) {
 	e.handle(first)
 	second := e.queueMessage("perm@dest.test")
 	out := e.handle(second)[0]
-	if out.Status != store.StatusHeld || !strings.HasPrefix(out.Delivery.Details, "Recipient (perm@dest.test) is on the suppression list") {
-		t.Fatalf("second message: %s %q", out.Status, out.Delivery.Details)
+	if out.Status() != store.StatusHeld || !strings.HasPrefix(out.Delivery().Details, "Recipient (perm@dest.test) is on the suppression list") {
+		t.Fatalf("second message: %s %q", out.Status(), out.Delivery().Details)
 	}
 	if e.mail.connections() != 1 {
 		t.Errorf("%d connections, want 1 (the second message is not sent)", e.mail.connections())
@@ -377,8 +380,8 @@ func TestSuppressedAfterHardFailAndReleasedByHand(t *testing.T) {
 		t.Fatal(err)
 	}
 	out = e.handle(e.claim([]int64{q.ID})[0])[0]
-	if out.Status != store.StatusHardFail || !strings.Contains(out.Delivery.Output, "550") {
-		t.Fatalf("released message: %s %q", out.Status, out.Delivery.Output)
+	if out.Status() != store.StatusHardFail || !strings.Contains(out.Delivery().Output, "550") {
+		t.Fatalf("released message: %s %q", out.Status(), out.Delivery().Output)
 	}
 }
 
@@ -415,10 +418,10 @@ func TestDestinationResolution(t *testing.T) {
 			c.zone(e)
 			row := e.queueMessage("ok@" + c.domain)
 			out := e.handle(row)[0]
-			if out.Status != c.status || !strings.HasPrefix(out.Delivery.Details, c.details) {
-				t.Fatalf("outcome = %s %q (output %q), want %s %q", out.Status, out.Delivery.Details, out.Delivery.Output, c.status, c.details)
+			if out.Status() != c.status || !strings.HasPrefix(out.Delivery().Details, c.details) {
+				t.Fatalf("outcome = %s %q (output %q), want %s %q", out.Status(), out.Delivery().Details, out.Delivery().Output, c.status, c.details)
 			}
-			if out.Status == store.StatusSoftFail && !out.Retry {
+			if out.Status() == store.StatusSoftFail && !out.Retries() {
 				t.Error("soft failure without a retry")
 			}
 		})
@@ -447,8 +450,8 @@ func TestRelaysReplaceMX(t *testing.T) {
 		o.Resolver = nil
 	}})
 	row := e.queueMessage("ok@no-dns.test")
-	if out := e.handle(row)[0]; out.Status != store.StatusSent {
-		t.Fatalf("outcome %s %q", out.Status, out.Delivery.Details)
+	if out := e.handle(row)[0]; out.Status() != store.StatusSent {
+		t.Fatalf("outcome %s %q", out.Status(), out.Delivery().Details)
 	}
 	if got := e.mail.received(); len(got) != 1 || got[0].to != "ok@no-dns.test" {
 		t.Fatalf("relay got %+v", got)
@@ -467,8 +470,8 @@ func TestRequireTLS(t *testing.T) {
 			t.Fatal(err)
 		}
 		out := e.handle(e.queueMessage("ok@dest.test"))[0]
-		if out.Status != store.StatusSoftFail || !strings.Contains(out.Delivery.Output, "starttls") {
-			t.Fatalf("outcome %s %q %q", out.Status, out.Delivery.Details, out.Delivery.Output)
+		if out.Status() != store.StatusSoftFail || !strings.Contains(out.Delivery().Output, "starttls") {
+			t.Fatalf("outcome %s %q %q", out.Status(), out.Delivery().Details, out.Delivery().Output)
 		}
 		if len(e.mail.received()) != 0 {
 			t.Error("message sent in clear")
@@ -481,8 +484,8 @@ func TestRequireTLS(t *testing.T) {
 		}
 		row := e.queueMessage("ok@dest.test")
 		out := e.handle(row)[0]
-		if out.Status != store.StatusSent || !out.Delivery.SentWithSSL {
-			t.Fatalf("outcome %s ssl=%v %q", out.Status, out.Delivery.SentWithSSL, out.Delivery.Output)
+		if out.Status() != store.StatusSent || !out.Delivery().SentWithSSL {
+			t.Fatalf("outcome %s ssl=%v %q", out.Status(), out.Delivery().SentWithSSL, out.Delivery().Output)
 		}
 		if got := e.mail.received(); len(got) != 1 || !got[0].tls {
 			t.Fatalf("server got %+v", got)
@@ -516,8 +519,8 @@ func TestIPPoolsBindTheSourceAddress(t *testing.T) {
 	rows := e.queueMessages([]string{"ok@dest.test", "vip+tag@dest.test"})
 	outs := e.handle(rows...)
 	for i, want := range []string{"127.0.0.2", "127.0.0.3"} {
-		if outs[i].Status != store.StatusSent || !strings.HasSuffix(outs[i].Delivery.Details, "(from "+want+")") {
-			t.Errorf("message %d: %s %q, want sent from %s", i, outs[i].Status, outs[i].Delivery.Details, want)
+		if outs[i].Status() != store.StatusSent || !strings.HasSuffix(outs[i].Delivery().Details, "(from "+want+")") {
+			t.Errorf("message %d: %s %q, want sent from %s", i, outs[i].Status(), outs[i].Delivery().Details, want)
 		}
 	}
 	remotes := map[string]string{}
@@ -574,8 +577,8 @@ func TestBatchSharesConnections(t *testing.T) {
 	}
 	outs := e.handle(e.queueMessages(rcpts)...)
 	for i, o := range outs {
-		if o.Status != store.StatusSent {
-			t.Fatalf("message %d: %s", i, o.Status)
+		if o.Status() != store.StatusSent {
+			t.Fatalf("message %d: %s", i, o.Status())
 		}
 	}
 	if n := len(e.mail.received()); n != 20 {
@@ -660,10 +663,10 @@ func TestMissingMessageAndBodyAreHandled(t *testing.T) {
 	row := e.queueMessage("ok@dest.test")
 	ghost := &store.QueuedMessage{ID: row.ID + 1000, MessageID: row.MessageID + 1000, LockedBy: "w1"}
 	outs := e.p.Handle(context.Background(), []*store.QueuedMessage{ghost, row})
-	if outs[0].Status != "" || outs[0].Retry || outs[0].Delivery != nil || outs[0].QueuedID != ghost.ID {
+	if outs[0].Status() != "" || outs[0].Retries() || outs[0].Delivery() != nil || outs[0].QueuedID() != ghost.ID {
 		t.Errorf("missing message outcome = %+v, want a plain removal", outs[0])
 	}
-	if outs[1].Status != store.StatusSent || outs[1].QueuedID != row.ID || outs[1].Owner != "w1" {
+	if outs[1].Status() != store.StatusSent || outs[1].QueuedID() != row.ID || outs[1].Owner() != "w1" {
 		t.Errorf("second outcome = %+v", outs[1])
 	}
 }
@@ -678,4 +681,114 @@ type refusingKeys struct{}
 
 func (refusingKeys) NewSigner(*rsa.PrivateKey) (crypto.Signer, error) {
 	return nil, errors.New("refused by policy")
+}
+
+// Over a send limit, mail is held and its queued row kept until the oldest
+// counted message leaves the 60-minute window; SendLimitApproaching (90 %)
+// and SendLimitExceeded (100 %) fire once per crossing.
+func TestSendLimitHoldsUntilTheWindowAllowsAndFiresEachCrossingOnce(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, envOptions{})
+	e.now = time.Now()
+	live, limit := store.ModeLive, int64(2)
+	if _, err := e.s.UpdateServer(ctx, e.fx.Server.ID, store.ServerSettings{Mode: &live, SendLimit: &limit}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.s.CreateWebhook(ctx, e.fx.Server.ID, store.NewWebhook{Name: "all", URL: "https://hooks.test/all",
+		AllEvents: true, Enabled: true}); err != nil {
+		t.Fatal(err)
+	}
+	events := func() map[string]int {
+		ds, err := e.q.Read(ctx, queue.Webhooks, "test", 100, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids := make([]int64, len(ds))
+		for i, d := range ds {
+			ids[i] = d.Job.ID
+		}
+		reqs, err := e.s.WebhookRequests(ctx, ids)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]int{}
+		for _, r := range reqs {
+			out[r.Event]++
+			if strings.HasPrefix(r.Event, "SendLimit") {
+				var p SendLimitPayload
+				if err := json.Unmarshal([]byte(r.Payload), &p); err != nil || p.Limit != 2 || p.Server.UUID != e.fx.Server.UUID {
+					t.Errorf("%s payload %s: %v", r.Event, r.Payload, err)
+				}
+			}
+		}
+		return out
+	}
+	first := e.queueMessage("ok0@dest.test")
+	if out := e.handle(first)[0]; out.Status() != store.StatusSent {
+		t.Fatalf("first: %s", out.Status())
+	}
+	if got := events(); got[EventSendLimitApproaching]+got[EventSendLimitExceeded] != 0 {
+		t.Fatalf("events after 1 of 2: %v", got)
+	}
+	e.handle(e.queueMessage("ok1@dest.test"))
+	if got := events(); got[EventSendLimitApproaching] != 1 || got[EventSendLimitExceeded] != 1 {
+		t.Fatalf("events after 2 of 2: %v, want one of each", got)
+	}
+	held := e.queueMessage("ok2@dest.test")
+	out := e.handle(held)[0]
+	oldest := e.message(first.MessageID).Timestamp
+	if out.Status() != store.StatusHeld || !out.Retries() || !out.RetryAfter().Equal(oldest.Add(time.Hour)) {
+		t.Fatalf("third: %s retry=%v at %v, want Held and released at %v", out.Status(), out.Retries(), out.RetryAfter(), oldest.Add(time.Hour))
+	}
+	if got := events(); got[EventSendLimitApproaching]+got[EventSendLimitExceeded] != 0 || got[EventMessageHeld] != 1 {
+		t.Fatalf("events after the hold: %v, want MessageHeld only (crossings fire once)", got)
+	}
+	rows, err := e.s.QueuedByIDs(ctx, []int64{held.ID})
+	if err != nil || len(rows) != 1 || rows[0].Attempts != 0 || !rows[0].RetryAfter.Equal(oldest.Add(time.Hour)) {
+		t.Fatalf("held row %+v, %v; want kept, due at the window's opening, no attempt counted", rows, err)
+	}
+	// An hour later the window has room: the same row is sent and the
+	// message is no longer held.
+	e.now = oldest.Add(time.Hour + time.Second)
+	again, err := e.s.ClaimQueued(ctx, []int64{held.ID}, "w1", e.now, e.now.Add(time.Hour))
+	if err != nil || len(again) != 1 {
+		t.Fatalf("claim released row: %v, %v", again, err)
+	}
+	if out := e.handle(again[0])[0]; out.Status() != store.StatusSent {
+		t.Fatalf("released: %s %+v", out.Status(), out.Delivery())
+	}
+	if m := e.message(held.MessageID); m.Status != store.StatusSent || m.Held {
+		t.Errorf("released message = %s held=%v", m.Status, m.Held)
+	}
+}
+
+// MessageDeliveryFailed quotes the delivery's details as recorded: the
+// suppression and the bounce (whose id exists only once it is stored with
+// the outcome) included.
+func TestDeliveryFailedEventQuotesTheRecordedDetails(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, envOptions{})
+	if _, err := e.s.CreateWebhook(ctx, e.fx.Server.ID, store.NewWebhook{Name: "f", URL: "https://hooks.test/f",
+		Events: []string{EventMessageDeliveryFailed}, Enabled: true}); err != nil {
+		t.Fatal(err)
+	}
+	row := e.queueMessage("perm@dest.test")
+	e.handle(row)
+	ds, err := e.q.Read(ctx, queue.Webhooks, "test", 10, 0)
+	if err != nil || len(ds) != 1 {
+		t.Fatalf("webhook entries %v, %v", ds, err)
+	}
+	reqs, err := e.s.WebhookRequests(ctx, []int64{ds[0].Job.ID})
+	if err != nil || len(reqs) != 1 {
+		t.Fatalf("requests %v, %v", reqs, err)
+	}
+	var p DeliveryPayload
+	if err := json.Unmarshal([]byte(reqs[0].Payload), &p); err != nil {
+		t.Fatal(err)
+	}
+	d := e.deliveries(row.MessageID)
+	if len(d) != 1 || p.Details != d[0].Details || !strings.Contains(p.Details, "Recipient added to suppression list.") ||
+		!strings.Contains(p.Details, "Bounce sent to sender (see message <msg:") {
+		t.Fatalf("payload details %q, delivery %+v", p.Details, d)
+	}
 }

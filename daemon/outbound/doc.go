@@ -1,10 +1,12 @@
 // Package outbound delivers outgoing mail: it is the worker's Handler for the
-// outgoing stream, and (NewBounceHandler) the Handler that links received
-// bounces to the messages they report on.
+// outgoing stream. It also holds the webhook event payloads and the Events
+// fan-out that package inbound uses too (until package webhook owns them).
 //
 // Contract of Processor.Handle, for a batch of claimed queued messages bound
 // for one destination domain: it returns exactly one store.Outcome per row, in
-// order, and never fails as a whole. For each message, in Postal's order
+// order, and never fails as a whole. It writes nothing durable: everything a
+// delivery causes travels with its outcome as store.Effects, which the worker
+// commits in the outcome's transaction and dispatches after the commit. For each message, in Postal's order
 // (MessageDequeuer::SingleMessageProcessor then OutgoingMessageProcessor):
 //
 //  1. message gone -> the queued row is dropped;
@@ -13,7 +15,9 @@
 //  4. raw message gone (retention), domain deleted, no recipient -> HardFail;
 //  5. unless the row was released by hand (store.ReleaseHeld): credential set
 //     to hold, recipient on the suppression list -> Held;
-//  6. send limit reached (counted per server over the last hour) -> Held;
+//  6. send limit reached (counted per server over the last hour) -> Held,
+//     with the queued row kept and due when the oldest counted message
+//     leaves the window (store.HoldUntil), so it goes out by itself then;
 //  7. unless released by hand: server in development mode -> Held;
 //  8. otherwise the message is rewritten and sent.
 //
@@ -51,20 +55,23 @@
 //
 // Outcomes: a 2xx reply is Sent; 4xx, timeouts and connection failures are
 // SoftFail with a retry at now + 5 min x 1.3^attempts, until the last allowed
-// attempt, which hard-fails; 5xx is HardFail. Every hard delivery failure of
-// an outgoing message suppresses the recipient for
+// attempt, which hard-fails; 5xx is HardFail. Effects of the outcome: every
+// hard delivery failure of an outgoing message suppresses the recipient for
 // default_suppression_list_automatic_removal_days and, unless the message is
-// itself a bounce or has no envelope sender, submits an RFC 3464 DSN to the
-// sender through the intake (a new outgoing message, queued like any other).
-// Every delivery row (Sent, SoftFail, HardFail, Held) fires Postal's webhook
-// event (MessageSent, MessageDelayed, MessageDeliveryFailed, MessageHeld):
-// one webhook_requests row per enabled webhook subscribed to it, then one
-// entry per row on the webhooks stream.
+// itself a bounce or has no envelope sender, carries an RFC 3464 DSN to the
+// sender (a new outgoing message, stored and queued with the outcome; the
+// delivery's details then name it). A manual send removes the recipient's
+// suppression. Every delivery row (Sent, SoftFail, HardFail, Held) fires
+// Postal's webhook event (MessageSent, MessageDelayed, MessageDeliveryFailed,
+// MessageHeld): one webhook_requests row per enabled webhook subscribed to
+// it. With a send limit, the server's volume after the message is reported
+// (store.SendLimit), and SendLimitApproaching / SendLimitExceeded fire once
+// per crossing of 90 % / 100 %.
 //
-// Side effects happen before the worker records the outcome: suppressions,
-// bounces and webhook requests of a batch whose outcome is later refused (the
-// worker lost its lock) or never recorded (it died) may be repeated when the
-// message is retried. This is the at-least-once window the queue documents.
+// Because effects commit with the outcome, a batch whose outcome is refused
+// (the worker lost its lock) or never recorded (it died) leaves no
+// suppression, bounce or webhook request behind; the retry that follows
+// creates them once. Only the SMTP transaction itself can be repeated.
 //
 // Server, domain, credential, webhook and IP pool rows are cached for
 // Options.CacheTTL (a change takes effect within that time); parsed DKIM keys

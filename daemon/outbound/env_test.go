@@ -178,22 +178,16 @@ func selfSigned(t testing.TB) tls.Certificate {
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
-// recordingBounces stores submitted bounces (so their rows exist) and keeps them.
+// recordingBounces keeps the bounces that committed outcomes carried.
 type recordingBounces struct {
-	s    *store.Store
 	mu   sync.Mutex
 	subs []store.Submission
 }
 
-func (b *recordingBounces) Submit(ctx context.Context, sub store.Submission) ([]store.Accepted, error) {
-	acc, err := b.s.InsertSubmissions(ctx, []store.Submission{sub})
-	if err != nil {
-		return nil, err
-	}
+func (b *recordingBounces) add(subs ...store.Submission) {
 	b.mu.Lock()
-	b.subs = append(b.subs, sub)
+	b.subs = append(b.subs, subs...)
 	b.mu.Unlock()
-	return acc[0], nil
 }
 
 func (b *recordingBounces) all() []store.Submission {
@@ -248,7 +242,7 @@ func newEnv(t testing.TB, eo envOptions) *env {
 	)
 	rc, keys := redistest.New(t)
 	e.q = queue.New(queue.Options{Client: rc, Keys: keys})
-	e.bounces = &recordingBounces{s: e.s}
+	e.bounces = &recordingBounces{}
 	res, err := resolver.New(resolver.Options{Nameservers: []string{e.dns.Addr()}, Timeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -261,7 +255,7 @@ func newEnv(t testing.TB, eo envOptions) *env {
 	def.SMTPClient.ReadTimeout = 0.5
 	def.SMTPClient.DestinationPort = e.mail.port
 	e.o = Options{Postal: def.Postal, DNS: def.DNS, SMTPClient: def.SMTPClient, Store: e.s, Resolver: res,
-		Bounces: e.bounces, Webhooks: e.q, Now: func() time.Time { return e.now }}
+		Now: func() time.Time { return e.now }}
 	if eo.tune != nil {
 		eo.tune(&e.o)
 	}
@@ -327,21 +321,31 @@ func (e *env) claim(ids []int64) []*store.QueuedMessage {
 	return rows
 }
 
-// handle runs the processor and records its outcomes, which must all apply.
+// handle runs the processor and commits its outcomes, which must all
+// apply, then dispatches the new webhook requests as the worker does.
 func (e *env) handle(rows ...*store.QueuedMessage) []store.Outcome {
 	e.t.Helper()
-	outs := e.p.Handle(context.Background(), rows)
+	ctx := context.Background()
+	outs := e.p.Handle(ctx, rows)
 	if len(outs) != len(rows) {
 		e.t.Fatalf("Handle returned %d outcomes for %d rows", len(outs), len(rows))
 	}
-	applied, err := e.s.RecordOutcomes(context.Background(), outs)
+	res, err := e.s.CommitOutcomes(ctx, outs)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	for i, ok := range applied {
-		if !ok {
-			e.t.Fatalf("outcome %d (%+v) was not applied", i, outs[i])
+	for i, ok := range res.Applied {
+		if !ok || res.Fallback[i] != "" {
+			e.t.Fatalf("outcome %d (%+v) was not applied as given: %q %v", i, outs[i], res.Fallback[i], res.Failed[i])
 		}
+		e.bounces.add(outs[i].Effects().Bounces...)
+	}
+	jobs := make([]queue.Job, len(res.Webhooks))
+	for i, id := range res.Webhooks {
+		jobs[i] = queue.Job{ID: id}
+	}
+	if err := e.q.Enqueue(ctx, queue.Webhooks, jobs...); err != nil {
+		e.t.Fatal(err)
 	}
 	return outs
 }

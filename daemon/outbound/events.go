@@ -8,7 +8,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/postalgo/postal/daemon/queue"
 	"github.com/postalgo/postal/daemon/store"
 )
 
@@ -19,7 +18,31 @@ const (
 	EventMessageDeliveryFailed = "MessageDeliveryFailed"
 	EventMessageHeld           = "MessageHeld"
 	EventMessageBounced        = "MessageBounced"
+	EventSendLimitApproaching  = "SendLimitApproaching"
+	EventSendLimitExceeded     = "SendLimitExceeded"
 )
+
+// ServerPayload is Postal's server object in webhook payloads.
+type ServerPayload struct {
+	UUID         string `json:"uuid"`
+	Name         string `json:"name"`
+	Permalink    string `json:"permalink"`
+	Organization string `json:"organization"`
+}
+
+// NewServerPayload returns s as Postal describes a server in webhooks.
+func NewServerPayload(s *store.Server) ServerPayload {
+	return ServerPayload{UUID: s.UUID, Name: s.Name, Permalink: s.Permalink, Organization: s.OrganizationPermalink}
+}
+
+// SendLimitPayload is the payload of SendLimitApproaching and
+// SendLimitExceeded: the server's outgoing volume over the last 60 minutes
+// and its send limit.
+type SendLimitPayload struct {
+	Server ServerPayload `json:"server"`
+	Volume int64         `json:"volume"`
+	Limit  int64         `json:"limit"`
+}
 
 // deliveryEvent maps a delivery status to its webhook event ("" for none).
 func deliveryEvent(status string) string {
@@ -107,72 +130,63 @@ func truncateUTF8(s string, n int) string {
 	return s[:n]
 }
 
-// event is one webhook event of a server.
-type event struct {
-	serverID int64
-	name     string
-	payload  any
+// Event is one webhook event of a server.
+type Event struct {
+	ServerID int64
+	// Name is the event's name (EventMessageSent, ...).
+	Name string
+	// Payload is encoded as the request's JSON payload.
+	Payload any
 }
 
-// emitter turns events into webhook_requests rows for the subscribed,
-// enabled webhooks of their server, and dispatches them.
-type emitter struct {
+// Events turns events into webhook requests for the subscribed, enabled
+// webhooks of their server; the requests travel as outcome effects and are
+// stored with the outcome. It is safe for concurrent use.
+type Events struct {
 	store WebhookStore
-	queue Enqueuer
 	hooks *ttlCache[int64, []*store.Webhook]
 	log   *slog.Logger
 }
 
-func newEmitter(s WebhookStore, q Enqueuer, ttl time.Duration, log *slog.Logger) *emitter {
-	return &emitter{store: s, queue: q, hooks: newTTLCache[int64, []*store.Webhook](ttl, 4096), log: log}
+// NewEvents returns an Events that caches each server's webhooks for ttl.
+func NewEvents(s WebhookStore, ttl time.Duration, log *slog.Logger) *Events {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Events{store: s, hooks: newTTLCache[int64, []*store.Webhook](ttl, 4096), log: log}
 }
 
-// emit stores one request per subscribed webhook and event in one
-// transaction, then enqueues them all in one round trip. Failures are
-// logged: a lost event does not undo a delivery. Requests stored but not
-// enqueued are dispatched by the requeuer's reconciliation.
-func (e *emitter) emit(ctx context.Context, evs []event, now time.Time) {
+// Requests returns one request per subscribed, enabled webhook and event.
+// Failures are logged and the event dropped: a lost event does not undo a
+// delivery.
+func (e *Events) Requests(ctx context.Context, now time.Time, evs ...Event) []store.NewWebhookRequest {
 	var reqs []store.NewWebhookRequest
 	for _, ev := range evs {
-		hooks, ok := e.hooks.get(ev.serverID, now)
+		hooks, ok := e.hooks.get(ev.ServerID, now)
 		if !ok {
 			var err error
-			if hooks, err = e.store.Webhooks(ctx, ev.serverID); err != nil {
-				e.log.Error("loading webhooks failed; events dropped", "err", err, "server", ev.serverID, "event", ev.name)
+			if hooks, err = e.store.Webhooks(ctx, ev.ServerID); err != nil {
+				e.log.Error("loading webhooks failed; event dropped", "err", err, "server", ev.ServerID, "event", ev.Name)
 				continue
 			}
-			e.hooks.put(ev.serverID, hooks, now)
+			e.hooks.put(ev.ServerID, hooks, now)
 		}
 		var body []byte
 		for _, h := range hooks {
-			if !h.Enabled || !subscribed(h, ev.name) {
+			if !h.Enabled || !subscribed(h, ev.Name) {
 				continue
 			}
 			if body == nil {
 				var err error
-				if body, err = json.Marshal(ev.payload); err != nil {
-					e.log.Error("encoding webhook payload failed", "err", err, "event", ev.name)
+				if body, err = json.Marshal(ev.Payload); err != nil {
+					e.log.Error("encoding webhook payload failed", "err", err, "event", ev.Name)
 					break
 				}
 			}
-			reqs = append(reqs, store.NewWebhookRequest{ServerID: ev.serverID, WebhookID: h.ID, URL: h.URL, Event: ev.name, Payload: string(body)})
+			reqs = append(reqs, store.NewWebhookRequest{ServerID: ev.ServerID, WebhookID: h.ID, URL: h.URL, Event: ev.Name, Payload: string(body)})
 		}
 	}
-	if len(reqs) == 0 {
-		return
-	}
-	ids, err := e.store.InsertWebhookRequests(ctx, reqs)
-	if err != nil {
-		e.log.Error("storing webhook requests failed; events dropped", "err", err, "count", len(reqs))
-		return
-	}
-	jobs := make([]queue.Job, len(ids))
-	for i, id := range ids {
-		jobs[i] = queue.Job{ID: id}
-	}
-	if err := e.queue.Enqueue(ctx, queue.Webhooks, jobs...); err != nil {
-		e.log.Warn("dispatching webhook requests failed; reconciliation will dispatch them", "err", err, "count", len(jobs))
-	}
+	return reqs
 }
 
 // subscribed reports whether h wants event.

@@ -13,17 +13,15 @@ import (
 
 // TestFullPath runs the path a worker runs, on both databases: intake
 // commits and dispatches, the stream entry is read, the row claimed, the
-// processor delivers over SMTP, the outcome is recorded and acked; a hard
-// failure's bounce goes through the same intake onto the stream.
+// processor delivers over SMTP, the outcome and its effects are committed
+// and acked; a hard failure's bounce, committed with the outcome, goes
+// through the intake's dispatcher onto the stream.
 func TestFullPath(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, s *store.Store) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		var in *intake.Intake
-		e := newEnv(t, envOptions{store: s, tune: func(o *Options) {
-			in = intake.New(intake.Options{Store: s, Queue: o.Webhooks.(*queue.Queue)})
-			o.Bounces = in
-		}})
+		e := newEnv(t, envOptions{store: s})
+		in := intake.New(intake.Options{Store: s, Queue: e.q})
 		done := make(chan error, 1)
 		go func() { done <- in.Run(ctx) }()
 		defer func() {
@@ -59,9 +57,13 @@ func TestFullPath(t *testing.T) {
 			t.Fatalf("claimed %v, %v", rows, err)
 		}
 		outs := e.p.Handle(ctx, rows)
-		if applied, err := s.RecordOutcomes(ctx, outs); err != nil || !applied[0] || !applied[1] {
-			t.Fatalf("record %v, %v", applied, err)
+		res, err := s.CommitOutcomes(ctx, outs)
+		if err != nil || !res.Applied[0] || !res.Applied[1] || len(res.Queued) != 1 {
+			t.Fatalf("commit %+v, %v", res, err)
 		}
+		// The worker hands the new work to the intake's dispatcher.
+		kind, _ := queue.KindOfScope(res.Queued[0].Scope)
+		in.Dispatch(map[queue.Kind][]queue.Job{kind: {{ID: res.Queued[0].QueuedID, Domain: res.Queued[0].Domain}}})
 		if err := e.q.Ack(ctx, queue.Outgoing, entries...); err != nil {
 			t.Fatal(err)
 		}

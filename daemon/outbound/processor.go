@@ -13,14 +13,12 @@ import (
 	"net"
 	"runtime"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/postalgo/postal/config"
 	"github.com/postalgo/postal/daemon/mailheader"
-	"github.com/postalgo/postal/daemon/queue"
 	"github.com/postalgo/postal/daemon/resolver"
 	"github.com/postalgo/postal/daemon/smtpclient"
 	"github.com/postalgo/postal/daemon/store"
@@ -35,17 +33,16 @@ type Store interface {
 	DomainByID(ctx context.Context, id int64) (*store.Domain, error)
 	CredentialByID(ctx context.Context, id int64) (*store.Credential, error)
 	ActiveSuppressions(ctx context.Context, serverID int64, addresses []string, now time.Time) (map[string]*store.Suppression, error)
-	AddSuppressions(ctx context.Context, list []store.NewSuppression) error
-	RemoveSuppression(ctx context.Context, serverID int64, address string) (bool, error)
 	OutgoingVolume(ctx context.Context, serverID int64, since time.Time) (int64, error)
+	CountedAt(ctx context.Context, serverID int64, since time.Time, offset int64) (time.Time, error)
 	IPPoolRouting(ctx context.Context, serverID int64) (*store.IPPoolRouting, error)
 	WebhookStore
 }
 
-// WebhookStore is what emitting webhook events needs of the database.
+// WebhookStore is what building webhook requests needs of the database:
+// the server's webhooks (which are subscribed to an event).
 type WebhookStore interface {
 	Webhooks(ctx context.Context, serverID int64) ([]*store.Webhook, error)
-	InsertWebhookRequests(ctx context.Context, reqs []store.NewWebhookRequest) ([]int64, error)
 }
 
 // Resolver answers the DNS questions delivery asks (package resolver).
@@ -57,16 +54,6 @@ type Resolver interface {
 // Sender sends one message over a pooled SMTP connection (package smtpclient).
 type Sender interface {
 	Send(ctx context.Context, d smtpclient.Destination, env smtpclient.Envelope, data []byte) (*smtpclient.Result, error)
-}
-
-// Submitter stores and queues a new message: the intake, used for bounces.
-type Submitter interface {
-	Submit(ctx context.Context, sub store.Submission) ([]store.Accepted, error)
-}
-
-// Enqueuer adds dispatch entries to a stream (package queue).
-type Enqueuer interface {
-	Enqueue(ctx context.Context, kind queue.Kind, jobs ...queue.Job) error
 }
 
 // KeyHolder turns a parsed RSA key into the crypto.Signer that makes its
@@ -95,10 +82,6 @@ type Options struct {
 	// Client sends; nil builds an smtpclient.Client from SMTPClientOptions,
 	// which Close closes.
 	Client Sender
-	// Bounces receives the DSNs of hard-failed messages; required.
-	Bounces Submitter
-	// Webhooks receives the ids of new webhook requests; required.
-	Webhooks Enqueuer
 	// Tracker, when set, rewrites messages before signing.
 	Tracker Tracker
 	// Keys, when set, holds each domain's DKIM key for signing (postald
@@ -175,7 +158,7 @@ type Processor struct {
 	mx      *ttlCache[string, mxAnswer]
 	ips     *ttlCache[string, ipAnswer]
 	signers *signerCache
-	events  *emitter
+	events  *Events
 	m       *metrics
 }
 
@@ -186,10 +169,6 @@ func New(o Options) (*Processor, error) {
 	switch {
 	case o.Store == nil:
 		return nil, errors.New("outbound: Store is required")
-	case o.Bounces == nil:
-		return nil, errors.New("outbound: Bounces is required")
-	case o.Webhooks == nil:
-		return nil, errors.New("outbound: Webhooks is required")
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
@@ -259,7 +238,7 @@ func New(o Options) (*Processor, error) {
 	p.mx = newTTLCache[string, mxAnswer](o.MXCacheTTL, 65536)
 	p.ips = newTTLCache[string, ipAnswer](o.MXCacheTTL, 65536)
 	p.signers = &signerCache{m: map[int64]*signerEntry{}, keys: o.Keys, log: p.log}
-	p.events = newEmitter(o.Store, o.Webhooks, o.CacheTTL, p.log)
+	p.events = NewEvents(o.Store, o.CacheTTL, p.log)
 	return p, nil
 }
 
@@ -279,10 +258,39 @@ func RetryDelay(attempts int) time.Duration {
 	return time.Duration(float64(5*time.Minute) * math.Pow(1.3, float64(attempts)))
 }
 
+// verdict is what became of one job.
+type verdict int
+
+const (
+	vDrop verdict = iota
+	vSent
+	vSoftFail
+	vHardFail
+	vHold
+	vRetry
+)
+
+// result is a job's outcome while Handle works on it; outcome turns it
+// into the store.Outcome the worker commits.
+type result struct {
+	verdict verdict
+	d       store.NewDelivery
+	// at is the retry time (vSoftFail, vRetry) or the hold expiry (vHold).
+	at time.Time
+	// details is a vRetry's message details.
+	details string
+	// release, for a vHold, keeps the queued row due then (a send limit).
+	release time.Time
+}
+
 // job is one queued message worked on by Handle.
 type job struct {
-	q      *store.QueuedMessage
-	out    *store.Outcome
+	q   *store.QueuedMessage
+	res result
+	fx  store.Effects
+	// limit is the server's send volume against its limit once this
+	// message counts, for the crossing events; nil without a limit.
+	limit  *store.SendLimit
 	msg    *store.Message
 	raw    []byte
 	manual bool
@@ -312,29 +320,28 @@ type failure struct {
 func (p *Processor) Handle(ctx context.Context, batch []*store.QueuedMessage) []store.Outcome {
 	now := p.now()
 	outs := make([]store.Outcome, len(batch))
-	for i, q := range batch {
-		outs[i] = store.Outcome{QueuedID: q.ID, MessageID: q.MessageID, Owner: q.LockedBy}
-	}
 	if len(batch) == 0 {
 		return outs
 	}
-	jobs, err := p.load(ctx, batch, outs, now)
-	if err != nil {
-		p.log.Error("loading batch failed; retrying it later", "err", err, "size", len(batch))
-		for i := range outs {
-			internalRetry(&outs[i], batch[i], now, err)
+	retryAll := func(err error) []store.Outcome {
+		for i, q := range batch {
+			j := &job{q: q}
+			j.internalRetry(now, err)
+			outs[i] = j.outcome()
 		}
 		return outs
+	}
+	jobs, err := p.load(ctx, batch, now)
+	if err != nil {
+		p.log.Error("loading batch failed; retrying it later", "err", err, "size", len(batch))
+		return retryAll(err)
 	}
 	var sends []*job
 	volumes := map[int64]int64{}
 	suppressed, err := p.suppressions(ctx, jobs, now)
 	if err != nil {
 		p.log.Error("loading suppressions failed; retrying the batch later", "err", err)
-		for i := range outs {
-			internalRetry(&outs[i], batch[i], now, err)
-		}
-		return outs
+		return retryAll(err)
 	}
 	for _, j := range jobs {
 		if p.check(ctx, j, now, suppressed, volumes) {
@@ -342,21 +349,55 @@ func (p *Processor) Handle(ctx context.Context, batch []*store.QueuedMessage) []
 		}
 	}
 	p.deliver(ctx, sends, now)
-	p.finish(ctx, jobs, now)
+	p.finish(ctx, jobs, suppressed, now)
+	byRow := make(map[int64]*job, len(jobs))
+	for _, j := range jobs {
+		byRow[j.q.ID] = j
+	}
+	for i, q := range batch {
+		if j := byRow[q.ID]; j != nil {
+			outs[i] = j.outcome()
+		} else {
+			outs[i] = store.Drop(q) // the message is gone
+		}
+	}
 	return outs
 }
 
-// internalRetry turns an outcome into a retry after an internal error,
-// without touching the message.
-func internalRetry(o *store.Outcome, q *store.QueuedMessage, now time.Time, err error) {
-	o.Retry, o.RetryAfter = true, now.Add(RetryDelay(q.Attempts))
-	o.Details = "internal error: " + err.Error()
-	o.Status, o.Delivery, o.Held = "", nil, false
+// internalRetry makes the job a retry after an internal error, without
+// touching the message.
+func (j *job) internalRetry(now time.Time, err error) {
+	j.res = result{verdict: vRetry, at: now.Add(RetryDelay(j.q.Attempts)), details: "internal error: " + err.Error()}
+	j.fx = store.Effects{}
+}
+
+// outcome returns the job's outcome with its effects.
+func (j *job) outcome() store.Outcome {
+	var o store.Outcome
+	switch r := j.res; r.verdict {
+	case vSent:
+		o = store.Sent(j.q, r.d)
+	case vSoftFail:
+		o = store.SoftFail(j.q, r.at, r.d)
+	case vHardFail:
+		o = store.HardFail(j.q, r.d)
+	case vHold:
+		if !r.release.IsZero() {
+			o = store.HoldUntil(j.q, r.at, r.release, r.d.Details)
+		} else {
+			o = store.Hold(j.q, r.at, r.d.Details)
+		}
+	case vRetry:
+		o = store.Retry(j.q, r.at, r.details)
+	default:
+		o = store.Drop(j.q)
+	}
+	return o.With(j.fx)
 }
 
 // load reads the batch's messages, bodies, manual flags and cached rows. A
 // row whose message is gone gets its final (empty) outcome here and no job.
-func (p *Processor) load(ctx context.Context, batch []*store.QueuedMessage, outs []store.Outcome, now time.Time) ([]*job, error) {
+func (p *Processor) load(ctx context.Context, batch []*store.QueuedMessage, now time.Time) ([]*job, error) {
 	ids := make([]int64, len(batch))
 	qids := make([]int64, len(batch))
 	for i, q := range batch {
@@ -383,12 +424,12 @@ func (p *Processor) load(ctx context.Context, batch []*store.QueuedMessage, outs
 		return nil, err
 	}
 	jobs := make([]*job, 0, len(batch))
-	for i, q := range batch {
+	for _, q := range batch {
 		m := byID[q.MessageID]
 		if m == nil {
 			continue // the message was deleted: the row is simply dropped
 		}
-		j := &job{q: q, out: &outs[i], msg: m, raw: raws[m.RawMessageID], manual: manual[q.ID]}
+		j := &job{q: q, msg: m, raw: raws[m.RawMessageID], manual: manual[q.ID]}
 		if j.server, err = p.server(ctx, m.ServerID, now); err != nil && !errors.Is(err, store.ErrNotFound) {
 			return nil, err
 		}
@@ -444,11 +485,12 @@ func (p *Processor) credential(ctx context.Context, id int64, now time.Time) (*s
 }
 
 // suppressions loads, per server, the active suppression entries of the
-// batch's recipients (rows released by hand are not checked).
+// batch's recipients (check ignores them for rows released by hand; a
+// manual send removes the entry).
 func (p *Processor) suppressions(ctx context.Context, jobs []*job, now time.Time) (map[int64]map[string]*store.Suppression, error) {
 	byServer := map[int64][]string{}
 	for _, j := range jobs {
-		if !j.manual && j.msg.RcptTo != "" {
+		if j.msg.RcptTo != "" {
 			byServer[j.msg.ServerID] = append(byServer[j.msg.ServerID], strings.ToLower(j.msg.RcptTo))
 		}
 	}
@@ -504,17 +546,29 @@ func (p *Processor) check(ctx context.Context, j *job, now time.Time, suppressed
 		if !ok {
 			n, err := p.o.Store.OutgoingVolume(ctx, m.ServerID, now.Add(-time.Hour))
 			if err != nil {
-				internalRetry(j.out, j.q, now, err)
+				j.internalRetry(now, err)
 				return false
 			}
 			v = n
 		}
 		if v >= *limit {
 			volumes[m.ServerID] = v
+			oldest, err := p.o.Store.CountedAt(ctx, m.ServerID, now.Add(-time.Hour), v-*limit)
+			if err != nil {
+				j.internalRetry(now, err)
+				return false
+			}
+			release := oldest.Add(time.Hour)
+			if !release.After(now) {
+				release = now.Add(time.Minute)
+			}
 			p.hold(j, now, fmt.Sprintf("Message held because send limit (%d) has been reached.", *limit))
+			j.res.release = release
+			j.limit = &store.SendLimit{ServerID: m.ServerID, Volume: v, Limit: *limit}
 			return false
 		}
 		volumes[m.ServerID] = v + 1
+		j.limit = &store.SendLimit{ServerID: m.ServerID, Volume: v + 1, Limit: *limit}
 	}
 	if !j.manual && j.server.Mode == store.ModeDevelopment {
 		p.hold(j, now, "Server is in development mode.")
@@ -524,17 +578,15 @@ func (p *Processor) check(ctx context.Context, j *job, now time.Time, suppressed
 }
 
 func (p *Processor) hold(j *job, now time.Time, details string) {
-	j.out.Status, j.out.Held = store.StatusHeld, true
-	j.out.HoldExpiry = now.Add(time.Duration(p.o.Postal.DefaultMaximumHoldExpiryDays) * 24 * time.Hour)
-	j.out.Delivery = &store.NewDelivery{Status: store.StatusHeld, Details: details}
+	j.res = result{verdict: vHold, at: now.Add(time.Duration(p.o.Postal.DefaultMaximumHoldExpiryDays) * 24 * time.Hour),
+		d: store.NewDelivery{Status: store.StatusHeld, Details: details}}
 }
 
 // hardFail makes the outcome a final HardFail with d; f, when set, asks for
 // a bounce and a suppression entry.
 func (p *Processor) hardFail(j *job, d store.NewDelivery, f *failure) {
 	d.Status = store.StatusHardFail
-	j.out.Status, j.out.Retry = store.StatusHardFail, false
-	j.out.Delivery = &d
+	j.res = result{verdict: vHardFail, d: d}
 	j.fail = f
 }
 
@@ -548,55 +600,49 @@ func (p *Processor) softFail(j *job, now time.Time, d store.NewDelivery, f failu
 		return
 	}
 	d.Status = store.StatusSoftFail
-	j.out.Status, j.out.Retry, j.out.RetryAfter = store.StatusSoftFail, true, now.Add(RetryDelay(j.q.Attempts))
-	j.out.Delivery = &d
+	j.res = result{verdict: vSoftFail, at: now.Add(RetryDelay(j.q.Attempts)), d: d}
 }
 
-// finish applies the side effects of the batch's outcomes: suppressions,
-// bounces, webhook events and metrics.
-func (p *Processor) finish(ctx context.Context, jobs []*job, now time.Time) {
-	var supp []store.NewSuppression
+// finish attaches the effects of each job's outcome: suppression added or
+// removed, a bounce to the sender, webhook events; and counts the outcomes.
+// Nothing is written here: the worker commits the effects with the outcomes.
+func (p *Processor) finish(ctx context.Context, jobs []*job, suppressed map[int64]map[string]*store.Suppression, now time.Time) {
 	keep := now.Add(time.Duration(p.o.Postal.DefaultSuppressionListAutomaticRemovalDays) * 24 * time.Hour)
-	var bounces []*job
 	for _, j := range jobs {
-		if j.fail != nil && j.msg.Scope == store.ScopeOutgoing {
-			supp = append(supp, store.NewSuppression{ServerID: j.msg.ServerID, Address: j.msg.RcptTo, Reason: j.fail.reason, KeepUntil: keep})
-			j.out.Delivery.Details = strings.TrimSuffix(j.out.Delivery.Details, ".") + ". Recipient added to suppression list."
-			if !j.msg.Bounce && j.msg.MailFrom != "" {
-				bounces = append(bounces, j)
-			}
-		}
-		if j.manual && j.out.Status == store.StatusSent {
-			if removed, err := p.o.Store.RemoveSuppression(ctx, j.msg.ServerID, j.msg.RcptTo); err != nil {
-				p.log.Warn("removing suppression after a manual send failed", "err", err, "message_id", j.msg.ID)
-			} else if removed {
-				j.out.Delivery.Details += " Recipient removed from suppression list."
-			}
-		}
-	}
-	if err := p.o.Store.AddSuppressions(ctx, supp); err != nil {
-		p.log.Error("adding suppressions failed", "err", err, "count", len(supp))
-	}
-	if len(bounces) > 0 {
-		var wg sync.WaitGroup
-		for _, j := range bounces {
-			wg.Go(func() { p.sendBounce(ctx, j, now) })
-		}
-		wg.Wait()
-	}
-	var evs []event
-	for _, j := range jobs {
-		if j.out.Delivery == nil {
+		if j.res.verdict == vRetry || j.res.verdict == vDrop {
 			continue
 		}
-		if name := deliveryEvent(j.out.Delivery.Status); name != "" {
-			evs = append(evs, event{serverID: j.msg.ServerID, name: name, payload: newDeliveryPayload(j.msg, j.out.Delivery, now)})
+		d := &j.res.d
+		if j.fail != nil && j.msg.Scope == store.ScopeOutgoing {
+			j.fx.Suppress = append(j.fx.Suppress, store.NewSuppression{ServerID: j.msg.ServerID, Address: j.msg.RcptTo,
+				Reason: j.fail.reason, KeepUntil: keep})
+			d.Details = strings.TrimSuffix(d.Details, ".") + ". Recipient added to suppression list."
+			if !j.msg.Bounce && j.msg.MailFrom != "" {
+				if sub, ok := p.bounce(j, now); ok {
+					j.fx.Bounces = append(j.fx.Bounces, sub)
+					p.m.bounces.Inc()
+				}
+			}
+		}
+		if j.manual && j.res.verdict == vSent && suppressed[j.msg.ServerID][strings.ToLower(j.msg.RcptTo)] != nil {
+			j.fx.Unsuppress = append(j.fx.Unsuppress, store.Unsuppression{ServerID: j.msg.ServerID, Address: j.msg.RcptTo})
+			d.Details += " Recipient removed from suppression list."
+		}
+		if name := deliveryEvent(d.Status); name != "" {
+			j.fx.Webhooks = append(j.fx.Webhooks, p.events.Requests(ctx, now,
+				Event{ServerID: j.msg.ServerID, Name: name, Payload: newDeliveryPayload(j.msg, d, now)})...)
+		}
+		if j.limit != nil && j.server != nil {
+			sl := *j.limit
+			payload := SendLimitPayload{Server: NewServerPayload(j.server), Volume: sl.Volume, Limit: sl.Limit}
+			sl.Approaching = p.events.Requests(ctx, now, Event{ServerID: sl.ServerID, Name: EventSendLimitApproaching, Payload: payload})
+			sl.Exceeded = p.events.Requests(ctx, now, Event{ServerID: sl.ServerID, Name: EventSendLimitExceeded, Payload: payload})
+			j.fx.SendLimit = &sl
 		}
 		label := "unknown"
 		if j.server != nil {
 			label = j.server.Path()
 		}
-		p.m.outcomes.WithLabelValues(label, strings.ToLower(j.out.Delivery.Status)).Inc()
+		p.m.outcomes.WithLabelValues(label, strings.ToLower(d.Status)).Inc()
 	}
-	p.events.emit(ctx, evs, now)
 }

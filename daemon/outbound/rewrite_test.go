@@ -80,8 +80,8 @@ func TestOversizedHeaderIsNeverSigned(t *testing.T) {
 			}
 			row := e.claim([]int64{acc[0][0].QueuedID})[0]
 			out := e.handle(row)[0]
-			if out.Status != store.StatusHardFail || out.Retry || !strings.Contains(out.Delivery.Details, "header is over the size limit") {
-				t.Fatalf("outcome %s retry=%v %+v, want a final HardFail naming the header", out.Status, out.Retry, out.Delivery)
+			if out.Status() != store.StatusHardFail || out.Retries() || !strings.Contains(out.Delivery().Details, "header is over the size limit") {
+				t.Fatalf("outcome %s retry=%v %+v, want a final HardFail naming the header", out.Status(), out.Retries(), out.Delivery())
 			}
 			if got := e.mail.received(); len(got) != 0 {
 				t.Fatalf("the server received %d messages", len(got))
@@ -95,7 +95,7 @@ func TestOversizedHeaderIsNeverSigned(t *testing.T) {
 	// the same limits send and sign.
 	e := newEnv(t, envOptions{tune: func(o *Options) { o.MaxHeaderBytes, o.MaxHeaderLines = 2048, 100 }})
 	row := e.queueMessage("ok@dest.test")
-	if out := e.handle(row)[0]; out.Status != store.StatusSent {
-		t.Fatalf("a normal message: %s %+v", out.Status, out.Delivery)
+	if out := e.handle(row)[0]; out.Status() != store.StatusSent {
+		t.Fatalf("a normal message: %s %+v", out.Status(), out.Delivery())
 	}
 }

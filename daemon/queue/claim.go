@@ -22,6 +22,22 @@ const DefaultClaimMax = 100
 // happens in one script run. A missing stream or group is re-created once.
 // It returns a wrapped error when Redis fails, in which case nothing changed.
 func (q *Queue) Claim(ctx context.Context, kind Kind, consumer string, minIdle time.Duration, limit int) (claimed, dead []Delivery, err error) {
+	return q.claim(ctx, kind, consumer, "", minIdle, limit)
+}
+
+// ClaimFrom is Claim restricted to the entries pending with the consumer
+// from, whatever their idle time: it takes over the work of a consumer
+// whose process is known to be dead (no heartbeat), without waiting for
+// the visibility timeout. Deliveries are counted, and dead-lettered, as
+// Claim does.
+func (q *Queue) ClaimFrom(ctx context.Context, kind Kind, from, consumer string, limit int) (claimed, dead []Delivery, err error) {
+	if from == "" {
+		return nil, nil, fmt.Errorf("queue: claim %s: empty consumer to claim from", kind)
+	}
+	return q.claim(ctx, kind, consumer, from, 0, limit)
+}
+
+func (q *Queue) claim(ctx context.Context, kind Kind, consumer, from string, minIdle time.Duration, limit int) (claimed, dead []Delivery, err error) {
 	if err := checkKind(kind); err != nil {
 		return nil, nil, err
 	}
@@ -33,6 +49,9 @@ func (q *Queue) Claim(ctx context.Context, kind Kind, consumer string, minIdle t
 	}
 	keys := []string{q.stream(kind), q.dead, q.inflight}
 	args := []any{q.group, consumer, string(kind), max(minIdle.Milliseconds(), 0), limit, q.maxDel, q.deadLen, unixMS(q.now())}
+	if from != "" {
+		args = append(args, from)
+	}
 	res, err := q.scripts.claim.Run(ctx, q.c, keys, args...).Slice()
 	if isNoGroup(err) {
 		q.log.Warn("stream or group missing; re-creating", "queue", string(kind))

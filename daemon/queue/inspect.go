@@ -200,3 +200,24 @@ func (q *Queue) PruneConsumers(ctx context.Context, kind Kind, idle time.Duratio
 	}
 	return n, nil
 }
+
+// Consumers lists the consumers of kind's group with their pending counts
+// and idle times (XINFO CONSUMERS). A missing stream or group lists none.
+// It returns a wrapped error when Redis fails.
+func (q *Queue) Consumers(ctx context.Context, kind Kind) ([]ConsumerStats, error) {
+	if err := checkKind(kind); err != nil {
+		return nil, err
+	}
+	cs, err := q.c.XInfoConsumers(ctx, q.stream(kind), q.group).Result()
+	if isMissing(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("queue: consumers of %s: %w", kind, err)
+	}
+	out := make([]ConsumerStats, len(cs))
+	for i, c := range cs {
+		out[i] = ConsumerStats{Name: c.Name, Pending: c.Pending, IdleMS: c.Idle.Milliseconds()}
+	}
+	return out, nil
+}

@@ -460,3 +460,29 @@ func (q *Queue) Missing(ctx context.Context, kind Kind, ids []int64) ([]int64, e
 	}
 	return missing, nil
 }
+
+// Scope is the scope of the SQL rows (store.ScopeOutgoing,
+// store.ScopeIncoming) whose work kind's stream carries, "" for a stream
+// that carries no queued messages (Webhooks). Together with KindOfScope it
+// is the one mapping between SQL scopes and streams.
+func (k Kind) Scope() string {
+	switch k {
+	case Outgoing:
+		return "outgoing"
+	case Incoming:
+		return "incoming"
+	}
+	return ""
+}
+
+// KindOfScope returns the stream that carries queued messages of scope,
+// and false for an unknown scope.
+func KindOfScope(scope string) (Kind, bool) {
+	switch scope {
+	case "outgoing":
+		return Outgoing, true
+	case "incoming":
+		return Incoming, true
+	}
+	return "", false
+}

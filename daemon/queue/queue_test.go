@@ -16,6 +16,7 @@ import (
 	"github.com/postalgo/postal/daemon/queue"
 	"github.com/postalgo/postal/daemon/redisconn"
 	"github.com/postalgo/postal/daemon/redisconn/redistest"
+	"github.com/postalgo/postal/daemon/store"
 )
 
 type fixture struct {
@@ -725,5 +726,19 @@ func TestTouchResetsIdleTime(t *testing.T) {
 	}
 	if err := f.q.Touch(ctx, queue.Outgoing, "other"); err != nil {
 		t.Fatalf("Touch of nothing: %v", err)
+	}
+}
+
+func TestKindOfScopeIsTheOneMappingOfSQLScopes(t *testing.T) {
+	for scope, want := range map[string]queue.Kind{store.ScopeOutgoing: queue.Outgoing, store.ScopeIncoming: queue.Incoming} {
+		if k, ok := queue.KindOfScope(scope); !ok || k != want || k.Scope() != scope {
+			t.Errorf("KindOfScope(%q) = %q, %v; Scope() = %q", scope, k, ok, k.Scope())
+		}
+	}
+	if k, ok := queue.KindOfScope("webhooks"); ok {
+		t.Errorf("KindOfScope(webhooks) = %q, want none: webhook requests are not queued messages", k)
+	}
+	if s := queue.Webhooks.Scope(); s != "" {
+		t.Errorf("Webhooks.Scope() = %q, want empty", s)
 	}
 }

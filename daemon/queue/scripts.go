@@ -80,7 +80,8 @@ return #due
 `
 
 // claimLua: KEYS stream, dead, inflight. ARGV group, consumer, kind,
-// min idle ms, max, max deliveries, dead max length, now ms.
+// min idle ms, max, max deliveries, dead max length, now ms, and
+// optionally the consumer whose pending entries alone are taken.
 // Returns {stream id, job id, domain, delivery count, dead 0|1} per entry
 // taken; entries already deleted from the stream are only acked.
 const claimLua = `
@@ -95,7 +96,12 @@ local function field(kv, name)
   return nil
 end
 local out = {}
-local pend = redis.call('XPENDING', stream, group, 'IDLE', minIdle, '-', '+', ARGV[5])
+local pend
+if ARGV[9] then
+  pend = redis.call('XPENDING', stream, group, 'IDLE', minIdle, '-', '+', ARGV[5], ARGV[9])
+else
+  pend = redis.call('XPENDING', stream, group, 'IDLE', minIdle, '-', '+', ARGV[5])
+end
 for _, p in ipairs(pend) do
   local sid, count = p[1], tonumber(p[4])
   local r = redis.call('XRANGE', stream, sid, sid)

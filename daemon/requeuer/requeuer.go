@@ -13,7 +13,9 @@
 //     SQL, asks Redis which of them have no inflight marker (in no stream,
 //     pending list or retry set; e.g. after Redis lost its data, or a worker
 //     died holding rows it had claimed by batching) and enqueues those
-//     again. Rows younger than Options.Settle are left for the next round, so
+//     again; due, unlocked webhook_requests rows without an inflight marker
+//     are put on the webhooks stream the same way. Rows younger than
+//     Options.Settle are left for the next round, so
 //     a message committed by intake a moment ago is not dispatched twice. A
 //     queued message that is due but in no stream is thus dispatched within
 //     reconcile_interval + Settle (20 s with the defaults);
@@ -50,6 +52,7 @@ import (
 // Store is what the requeuer needs of the database (package store).
 type Store interface {
 	DueQueued(ctx context.Context, now time.Time, afterID int64, limit int) ([]*store.QueuedMessage, error)
+	DueWebhookRequests(ctx context.Context, now time.Time, afterID int64, limit int) ([]int64, error)
 }
 
 // Queue is what the requeuer needs of the dispatch streams (package queue).
@@ -252,7 +255,7 @@ type ReconcileResult struct {
 
 // ReconcileOnce pages through the queued messages due at now - Settle and
 // unlocked, in pages of 1000, and enqueues those Redis has no inflight
-// marker for. It returns what it did, with a wrapped error when SQL or
+// marker for; then the same for webhook requests (on the webhooks stream). It returns what it did, with a wrapped error when SQL or
 // Redis fails (the pages before the failure stay dispatched).
 func (r *Requeuer) ReconcileOnce(ctx context.Context) (ReconcileResult, error) {
 	var res ReconcileResult
@@ -266,8 +269,8 @@ func (r *Requeuer) ReconcileOnce(ctx context.Context) (ReconcileResult, error) {
 		res.Scanned += len(rows)
 		byKind := map[queue.Kind][]*store.QueuedMessage{}
 		for _, q := range rows {
-			kind := queue.Kind(q.Scope)
-			if !kind.Valid() {
+			kind, ok := queue.KindOfScope(q.Scope)
+			if !ok {
 				r.log.Warn("queued message with an unknown scope", "queued_id", q.ID, "scope", q.Scope)
 				continue
 			}
@@ -285,9 +288,44 @@ func (r *Requeuer) ReconcileOnce(ctx context.Context) (ReconcileResult, error) {
 			}
 		}
 		if len(rows) < reconcilePage {
-			return res, nil
+			break
 		}
 		after = rows[len(rows)-1].ID
+	}
+	return r.reconcileWebhooks(ctx, cutoff, res)
+}
+
+// reconcileWebhooks dispatches due, unlocked webhook requests that Redis
+// has no inflight marker for.
+func (r *Requeuer) reconcileWebhooks(ctx context.Context, cutoff time.Time, res ReconcileResult) (ReconcileResult, error) {
+	var after int64
+	for {
+		ids, err := r.o.Store.DueWebhookRequests(ctx, cutoff, after, reconcilePage)
+		if err != nil {
+			return res, fmt.Errorf("requeuer: reconcile webhooks: %w", err)
+		}
+		res.Scanned += len(ids)
+		if len(ids) > 0 {
+			missing, err := r.o.Queue.Missing(ctx, queue.Webhooks, ids)
+			if err != nil {
+				return res, fmt.Errorf("requeuer: reconcile webhooks: %w", err)
+			}
+			if len(missing) > 0 {
+				jobs := make([]queue.Job, len(missing))
+				for i, id := range missing {
+					jobs[i] = queue.Job{ID: id}
+				}
+				if err := r.o.Queue.Enqueue(ctx, queue.Webhooks, jobs...); err != nil {
+					return res, fmt.Errorf("requeuer: reconcile webhooks: %w", err)
+				}
+				r.requeued.WithLabelValues(string(queue.Webhooks)).Add(float64(len(jobs)))
+				res.Dispatched += len(jobs)
+			}
+		}
+		if len(ids) < reconcilePage {
+			return res, nil
+		}
+		after = ids[len(ids)-1]
 	}
 }
 

@@ -177,8 +177,8 @@ func TestReconcileOnceDispatchesOnlyLostDueWork(t *testing.T) {
 	if _, err := e.s.ClaimQueued(ctx, []int64{notDue.QueuedID, locked.QueuedID}, "w", now, now.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.s.RecordOutcomes(ctx, []store.Outcome{{QueuedID: notDue.QueuedID, MessageID: notDue.MessageID, Owner: "w",
-		Retry: true, RetryAfter: now.Add(time.Hour)}}); err != nil {
+	if _, err := e.s.RecordOutcomes(ctx, []store.Outcome{store.Retry(
+		&store.QueuedMessage{ID: notDue.QueuedID, MessageID: notDue.MessageID, LockedBy: "w"}, now.Add(time.Hour), "")}); err != nil {
 		t.Fatal(err)
 	}
 	r := e.requeuer(t, &noLease{}, func() time.Time { return now })
@@ -201,6 +201,33 @@ func TestReconcileOnceDispatchesOnlyLostDueWork(t *testing.T) {
 	}
 	if len(ds) != 3 || !got[inStream.QueuedID] || !got[lost.QueuedID] || !got[lostToo.QueuedID] || ds[1].Job.Domain != "a.test" {
 		t.Fatalf("stream holds %+v; want the original entry and the two lost rows", ds)
+	}
+	if again, err := r.ReconcileOnce(ctx); err != nil || again.Dispatched != 0 {
+		t.Fatalf("second reconcile = %+v, %v; want nothing dispatched", again, err)
+	}
+}
+
+func TestReconcileOnceDispatchesLostWebhookRequests(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	req := store.NewWebhookRequest{ServerID: e.f.Server.ID, URL: "https://hooks.test/", Event: "MessageSent", Payload: "{}"}
+	ids, err := e.s.InsertWebhookRequests(ctx, []store.NewWebhookRequest{req, req})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first was dispatched; the second's entry was lost.
+	if err := e.q.Enqueue(ctx, queue.Webhooks, queue.Job{ID: ids[0]}); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().Add(time.Minute)
+	r := e.requeuer(t, &noLease{}, func() time.Time { return now })
+	res, err := r.ReconcileOnce(ctx)
+	if err != nil || res.Dispatched != 1 {
+		t.Fatalf("ReconcileOnce = %+v, %v; want the lost request dispatched", res, err)
+	}
+	ds, err := e.q.Read(ctx, queue.Webhooks, "c", 10, 0)
+	if err != nil || len(ds) != 2 || ds[0].Job.ID != ids[0] || ds[1].Job.ID != ids[1] {
+		t.Fatalf("webhooks stream holds %+v, %v; want both requests once", ds, err)
 	}
 	if again, err := r.ReconcileOnce(ctx); err != nil || again.Dispatched != 0 {
 		t.Fatalf("second reconcile = %+v, %v; want nothing dispatched", again, err)
@@ -294,7 +321,7 @@ func TestRedisLossWithAThousandQueuedMessages(t *testing.T) {
 		}
 		outs := make([]store.Outcome, len(batch))
 		for i := range outs {
-			outs[i] = store.Outcome{Status: store.StatusSent, Delivery: &store.NewDelivery{Status: store.StatusSent}}
+			outs[i] = store.Sent(batch[i], store.NewDelivery{})
 		}
 		handled.Add(int64(len(batch)))
 		return outs

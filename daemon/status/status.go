@@ -248,3 +248,29 @@ func (b *Board) CronRuns(ctx context.Context) ([]TaskRuns, error) {
 	}
 	return out, nil
 }
+
+// Alive reports, for each process id, whether its heartbeat exists now (one
+// round trip). A process missing from the map, or mapped to false, has no
+// live heartbeat: it stopped, or crashed at least one heartbeat TTL ago. It
+// returns a wrapped error when Redis fails, and then nothing may be
+// concluded about any process.
+func (b *Board) Alive(ctx context.Context, ids []string) (map[string]bool, error) {
+	out := make(map[string]bool, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	cmds := make([]*redis.IntCmd, len(ids))
+	_, err := b.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range ids {
+			cmds[i] = p.Exists(ctx, b.hbKey(id))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("status: check heartbeats: %w", err)
+	}
+	for i, id := range ids {
+		out[id] = cmds[i].Val() > 0
+	}
+	return out, nil
+}

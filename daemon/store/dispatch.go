@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"fmt"
+	"time"
+	"unicode/utf8"
 )
 
 // QueuedByIDs loads queued messages by id, in id order; ids that are gone
@@ -24,6 +26,58 @@ func (s *Store) QueuedByIDs(ctx context.Context, ids []int64) ([]*QueuedMessage,
 			return nil, fmt.Errorf("load queued messages: %w", err)
 		}
 		out = append(out, qs...)
+	}
+	return out, nil
+}
+
+// DueWebhookRequests lists the ids of webhook requests that are due at now
+// and not locked (or whose lock expired), with id > afterID, in id order, at
+// most limit: the reconciliation scan that re-dispatches webhook requests
+// Redis lost. It returns a wrapped error when the query fails.
+func (s *Store) DueWebhookRequests(ctx context.Context, now time.Time, afterID int64, limit int) ([]int64, error) {
+	n := now.UnixMicro()
+	rows, err := s.query(ctx, `SELECT id FROM webhook_requests
+		WHERE id > ? AND retry_after <= ? AND (locked_by IS NULL OR locked_until < ?) ORDER BY id LIMIT ?`, afterID, n, n, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list due webhook requests: %w", err)
+	}
+	defer rows.Close()
+	var out []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("list due webhook requests: %w", err)
+		}
+		out = append(out, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list due webhook requests: %w", err)
+	}
+	return out, nil
+}
+
+// ReleaseLocksOf unlocks every queued message whose lock owner starts with
+// prefix (the lock owners of one worker process, which is known to be dead)
+// and returns the released rows, so their work is taken over at once rather
+// than after the lock expires. An empty prefix is refused. It returns a
+// wrapped error when the update fails.
+func (s *Store) ReleaseLocksOf(ctx context.Context, prefix string) ([]*QueuedMessage, error) {
+	if prefix == "" {
+		return nil, fmt.Errorf("release locks: empty owner prefix")
+	}
+	var out []*QueuedMessage
+	err := s.inTx(ctx, func(t tx) error {
+		rows, err := t.query(ctx, `UPDATE queued_messages SET locked_by = NULL, locked_until = NULL, updated_at = ?
+			WHERE locked_by IS NOT NULL AND substr(locked_by, 1, ?) = ? RETURNING `+queuedColumns,
+			s.now().UnixMicro(), utf8.RuneCountInString(prefix), prefix)
+		if err != nil {
+			return err
+		}
+		out, err = collectQueued(rows)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("release locks of %s: %w", prefix, err)
 	}
 	return out, nil
 }

@@ -106,67 +106,75 @@ type Accepted struct {
 // it returns nil everything is durable; on error nothing was stored.
 func (s *Store) InsertSubmissions(ctx context.Context, subs []Submission) ([][]Accepted, error) {
 	now := s.now().UnixMicro()
-	out := make([][]Accepted, len(subs))
+	var out [][]Accepted
 	err := s.inTx(ctx, func(t tx) error {
-		rawStmt, err := t.PrepareContext(ctx, t.d.rebind(`INSERT INTO raw_messages (data, size, created_at) VALUES (?, ?, ?) RETURNING id`))
-		if err != nil {
-			return fmt.Errorf("prepare raw insert: %w", err)
-		}
-		defer rawStmt.Close()
-		msgStmt, err := t.PrepareContext(ctx, t.d.rebind(`INSERT INTO messages (server_id, token, scope, rcpt_to, mail_from,
-			subject, message_id, tag, status, held, hold_expiry, bounce, bounce_for_id, domain_id, credential_id, route_id,
-			raw_message_id, size, received_with_ssl, timestamp)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`))
-		if err != nil {
-			return fmt.Errorf("prepare message insert: %w", err)
-		}
-		defer msgStmt.Close()
-		qStmt, err := t.PrepareContext(ctx, t.d.rebind(`INSERT INTO queued_messages (message_id, server_id, scope, domain,
-			retry_after, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`))
-		if err != nil {
-			return fmt.Errorf("prepare queue insert: %w", err)
-		}
-		defer qStmt.Close()
-		for i, sub := range subs {
-			var rawID int64
-			if err := rawStmt.QueryRowContext(ctx, sub.Raw, len(sub.Raw), now).Scan(&rawID); err != nil {
-				return fmt.Errorf("insert raw message: %w", err)
-			}
-			if sub.IdempotencyID != 0 {
-				if _, err := t.exec(ctx, `UPDATE api_idempotency SET raw_message_id = ?, done = TRUE WHERE id = ?`,
-					rawID, sub.IdempotencyID); err != nil {
-					return fmt.Errorf("complete idempotency key %d: %w", sub.IdempotencyID, err)
-				}
-			}
-			acc := make([]Accepted, len(sub.Messages))
-			for j, m := range sub.Messages {
-				token := m.Token
-				if token == "" {
-					token = RandomToken(8)
-				}
-				status := m.Status
-				if status == "" {
-					status = StatusPending
-				}
-				var id int64
-				if err := msgStmt.QueryRowContext(ctx, m.ServerID, token, m.Scope, m.RcptTo, m.MailFrom, m.Subject, m.MessageID,
-					nullString(m.Tag), status, m.Held, micros(m.HoldExpiry), m.Bounce, nullID(m.BounceForID), nullID(m.DomainID),
-					nullID(m.CredentialID), nullID(m.RouteID), rawID, len(sub.Raw), m.ReceivedWithSSL, now).Scan(&id); err != nil {
-					return fmt.Errorf("insert message for %s: %w", m.RcptTo, err)
-				}
-				acc[j] = Accepted{MessageID: id, Token: token, RcptTo: m.RcptTo, Scope: m.Scope, Domain: m.QueueDomain}
-				if m.Queue {
-					if err := qStmt.QueryRowContext(ctx, id, m.ServerID, m.Scope, strings.ToLower(m.QueueDomain), now, now, now).Scan(&acc[j].QueuedID); err != nil {
-						return fmt.Errorf("insert queued message for %s: %w", m.RcptTo, err)
-					}
-				}
-			}
-			out[i] = acc
-		}
-		return nil
+		var err error
+		out, err = insertSubmissions(ctx, t, now, subs)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store submissions: %w", err)
+	}
+	return out, nil
+}
+
+// insertSubmissions is InsertSubmissions inside t.
+func insertSubmissions(ctx context.Context, t tx, now int64, subs []Submission) ([][]Accepted, error) {
+	out := make([][]Accepted, len(subs))
+	rawStmt, err := t.PrepareContext(ctx, t.d.rebind(`INSERT INTO raw_messages (data, size, created_at) VALUES (?, ?, ?) RETURNING id`))
+	if err != nil {
+		return nil, fmt.Errorf("prepare raw insert: %w", err)
+	}
+	defer rawStmt.Close()
+	msgStmt, err := t.PrepareContext(ctx, t.d.rebind(`INSERT INTO messages (server_id, token, scope, rcpt_to, mail_from,
+		subject, message_id, tag, status, held, hold_expiry, bounce, bounce_for_id, domain_id, credential_id, route_id,
+		raw_message_id, size, received_with_ssl, timestamp)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`))
+	if err != nil {
+		return nil, fmt.Errorf("prepare message insert: %w", err)
+	}
+	defer msgStmt.Close()
+	qStmt, err := t.PrepareContext(ctx, t.d.rebind(`INSERT INTO queued_messages (message_id, server_id, scope, domain,
+		retry_after, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`))
+	if err != nil {
+		return nil, fmt.Errorf("prepare queue insert: %w", err)
+	}
+	defer qStmt.Close()
+	for i, sub := range subs {
+		var rawID int64
+		if err := rawStmt.QueryRowContext(ctx, sub.Raw, len(sub.Raw), now).Scan(&rawID); err != nil {
+			return nil, fmt.Errorf("insert raw message: %w", err)
+		}
+		if sub.IdempotencyID != 0 {
+			if _, err := t.exec(ctx, `UPDATE api_idempotency SET raw_message_id = ?, done = TRUE WHERE id = ?`,
+				rawID, sub.IdempotencyID); err != nil {
+				return nil, fmt.Errorf("complete idempotency key %d: %w", sub.IdempotencyID, err)
+			}
+		}
+		acc := make([]Accepted, len(sub.Messages))
+		for j, m := range sub.Messages {
+			token := m.Token
+			if token == "" {
+				token = RandomToken(8)
+			}
+			status := m.Status
+			if status == "" {
+				status = StatusPending
+			}
+			var id int64
+			if err := msgStmt.QueryRowContext(ctx, m.ServerID, token, m.Scope, m.RcptTo, m.MailFrom, m.Subject, m.MessageID,
+				nullString(m.Tag), status, m.Held, micros(m.HoldExpiry), m.Bounce, nullID(m.BounceForID), nullID(m.DomainID),
+				nullID(m.CredentialID), nullID(m.RouteID), rawID, len(sub.Raw), m.ReceivedWithSSL, now).Scan(&id); err != nil {
+				return nil, fmt.Errorf("insert message for %s: %w", m.RcptTo, err)
+			}
+			acc[j] = Accepted{MessageID: id, Token: token, RcptTo: m.RcptTo, Scope: m.Scope, Domain: m.QueueDomain}
+			if m.Queue {
+				if err := qStmt.QueryRowContext(ctx, id, m.ServerID, m.Scope, strings.ToLower(m.QueueDomain), now, now, now).Scan(&acc[j].QueuedID); err != nil {
+					return nil, fmt.Errorf("insert queued message for %s: %w", m.RcptTo, err)
+				}
+			}
+		}
+		out[i] = acc
 	}
 	return out, nil
 }
@@ -393,144 +401,6 @@ func (s *Store) ClaimQueuedForDomain(ctx context.Context, scope, domain, owner s
 	return out, nil
 }
 
-// NewDelivery is a delivery row recorded with an outcome.
-type NewDelivery struct {
-	Status string
-	// Details and Output are stored as valid UTF-8 without NUL or other
-	// controls but tab and line feed, cut on a character boundary to 4096
-	// and 512 bytes (Outcome.Details and suppression reasons likewise to
-	// 4096), whatever bytes they hold.
-	Details     string
-	Output      string
-	SentWithSSL bool
-	LogID       string
-	Time        float64 // seconds the attempt took
-}
-
-// Outcome is the result of working on one claimed queued message.
-type Outcome struct {
-	QueuedID  int64
-	MessageID int64
-	// Owner must still hold the queued row's lock, or the outcome is refused.
-	Owner string
-	// Status is the message's new status ("" leaves it unchanged).
-	Status  string
-	Details string
-	// Delivery, when set, is recorded as a delivery row.
-	Delivery *NewDelivery
-	// Retry keeps the queued row, unlocked, due at RetryAfter, with attempts
-	// incremented; otherwise the queued row is deleted (work finished).
-	Retry      bool
-	RetryAfter time.Time
-	// Held sets the message's held flag and expiry.
-	Held       bool
-	HoldExpiry time.Time
-}
-
-// RecordOutcomes applies outcomes in ONE transaction. Each is guarded by the
-// lock owner: an outcome whose queued row is no longer locked by its Owner
-// (lock expired and taken by another worker, or row gone) changes nothing
-// and is reported false in the returned slice.
-func (s *Store) RecordOutcomes(ctx context.Context, outs []Outcome) ([]bool, error) {
-	applied := make([]bool, len(outs))
-	now := s.now().UnixMicro()
-	err := s.inTx(ctx, func(t tx) error {
-		st, err := prepareOutcome(ctx, t)
-		if err != nil {
-			return err
-		}
-		defer st.close()
-		for i, o := range outs {
-			var res sql.Result
-			if o.Retry {
-				res, err = st.retry.ExecContext(ctx, o.RetryAfter.UnixMicro(), now, o.QueuedID, o.Owner)
-			} else {
-				res, err = st.finish.ExecContext(ctx, o.QueuedID, o.Owner)
-			}
-			if err != nil {
-				return fmt.Errorf("queued message %d: %w", o.QueuedID, err)
-			}
-			if n, _ := res.RowsAffected(); n == 0 {
-				continue
-			}
-			applied[i] = true
-			if err := st.apply(ctx, now, o); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("record outcomes: %w", err)
-	}
-	return applied, nil
-}
-
-// outcomeStmts are the statements an outcome needs, prepared once per
-// transaction (preparing per statement dominated SQLite's cost).
-type outcomeStmts struct {
-	retry, finish, message, delivery *sql.Stmt
-}
-
-func prepareOutcome(ctx context.Context, t tx) (*outcomeStmts, error) {
-	var st outcomeStmts
-	for _, p := range []struct {
-		dst **sql.Stmt
-		q   string
-	}{
-		{&st.retry, `UPDATE queued_messages SET attempts = attempts + 1, retry_after = ?, locked_by = NULL,
-			locked_until = NULL, updated_at = ? WHERE id = ? AND locked_by = ?`},
-		{&st.finish, `DELETE FROM queued_messages WHERE id = ? AND locked_by = ?`},
-		// NULL arguments leave a column unchanged.
-		{&st.message, `UPDATE messages SET status = COALESCE(?, status), details = COALESCE(?, details),
-			held = COALESCE(?, held), hold_expiry = CASE WHEN ? THEN ? ELSE hold_expiry END,
-			last_delivery_attempt = COALESCE(?, last_delivery_attempt) WHERE id = ?`},
-		{&st.delivery, `INSERT INTO deliveries (message_id, status, details, output, sent_with_ssl, log_id, time, timestamp)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`},
-	} {
-		stmt, err := t.PrepareContext(ctx, t.d.rebind(p.q))
-		if err != nil {
-			st.close()
-			return nil, fmt.Errorf("prepare outcome statements: %w", err)
-		}
-		*p.dst = stmt
-	}
-	return &st, nil
-}
-
-func (st *outcomeStmts) close() {
-	for _, s := range []*sql.Stmt{st.retry, st.finish, st.message, st.delivery} {
-		if s != nil {
-			_ = s.Close()
-		}
-	}
-}
-
-// apply records o's change to its message: status, details, hold, and the
-// delivery row with the time of the attempt.
-func (st *outcomeStmts) apply(ctx context.Context, now int64, o Outcome) error {
-	if o.Status != "" || o.Details != "" || o.Held || o.Delivery != nil {
-		var held, attempt any
-		if o.Held {
-			held = true
-		}
-		if o.Delivery != nil {
-			attempt = now
-		}
-		if _, err := st.message.ExecContext(ctx, nullString(o.Status), nullString(truncate(o.Details, maxDetails)), held, o.Held,
-			micros(o.HoldExpiry), attempt, o.MessageID); err != nil {
-			return fmt.Errorf("update message %d: %w", o.MessageID, err)
-		}
-	}
-	if d := o.Delivery; d != nil {
-		if _, err := st.delivery.ExecContext(ctx, o.MessageID, d.Status, truncate(d.Details, maxDetails), truncate(d.Output, maxOutput), d.SentWithSSL,
-			d.LogID, d.Time, now); err != nil {
-			return fmt.Errorf("insert delivery for message %d: %w", o.MessageID, err)
-		}
-	}
-	return nil
-}
-
 // FailQueued marks the message of a queued row HardFail with reason and
 // removes the queued row, whoever holds it. It is used for dead letters
 // (work that repeatedly killed or stalled its workers).
@@ -553,8 +423,8 @@ func (s *Store) FailQueued(ctx context.Context, queuedID int64, reason string) e
 			return err
 		}
 		defer st.close()
-		return st.apply(ctx, now, Outcome{MessageID: msgID, Status: StatusHardFail, Details: reason,
-			Delivery: &NewDelivery{Status: StatusHardFail, Details: reason}})
+		return st.apply(ctx, now, Outcome{messageID: msgID, status: StatusHardFail, details: reason,
+			delivery: &NewDelivery{Status: StatusHardFail, Details: reason}})
 	})
 }
 

@@ -148,6 +148,25 @@ func (s *Store) OutgoingVolume(ctx context.Context, serverID int64, since time.T
 	return n, nil
 }
 
+// CountedAt returns the creation time of the server's message at offset
+// (oldest first) among those OutgoingVolume counts since since: with a
+// volume over the send limit by n, the window has room again once the
+// message at offset n is older than the window. It returns the zero time
+// when there is no such message.
+func (s *Store) CountedAt(ctx context.Context, serverID int64, since time.Time, offset int64) (time.Time, error) {
+	var ts int64
+	err := s.queryRow(ctx, `SELECT timestamp FROM messages WHERE server_id = ? AND timestamp >= ? AND scope = ?
+		AND status <> ? AND status <> ? ORDER BY timestamp LIMIT 1 OFFSET ?`,
+		serverID, since.UnixMicro(), ScopeOutgoing, StatusPending, StatusHeld, max(offset, 0)).Scan(&ts)
+	if errors.Is(err, sql.ErrNoRows) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("send window of server %d: %w", serverID, err)
+	}
+	return time.UnixMicro(ts), nil
+}
+
 // MarkBounced records that bounceID is a bounce of originalID, in one
 // transaction: the original gets status Bounced and a Bounced delivery row
 // (details and output made safe and capped by truncate), and the bounce is linked to it
@@ -155,26 +174,39 @@ func (s *Store) OutgoingVolume(ctx context.Context, serverID int64, since time.T
 func (s *Store) MarkBounced(ctx context.Context, originalID, bounceID int64, details, output string) error {
 	now := s.now().UnixMicro()
 	err := s.inTx(ctx, func(t tx) error {
-		res, err := t.exec(ctx, `UPDATE messages SET status = ?, last_delivery_attempt = ? WHERE id = ?`, StatusBounced, now, originalID)
-		if err != nil {
-			return fmt.Errorf("update message %d: %w", originalID, err)
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return fmt.Errorf("message %d: %w", originalID, ErrNotFound)
-		}
-		if _, err := t.exec(ctx, `INSERT INTO deliveries (message_id, status, details, output, sent_with_ssl, log_id, timestamp)
-			VALUES (?, ?, ?, ?, ?, '', ?)`, originalID, StatusBounced, truncate(details, maxDetails), truncate(output, maxOutput), false, now); err != nil {
-			return fmt.Errorf("insert delivery for message %d: %w", originalID, err)
-		}
-		if _, err := t.exec(ctx, `UPDATE messages SET bounce_for_id = ?,
-			domain_id = COALESCE(domain_id, (SELECT domain_id FROM messages WHERE id = ?)) WHERE id = ?`,
-			originalID, originalID, bounceID); err != nil {
-			return fmt.Errorf("link bounce %d: %w", bounceID, err)
-		}
-		return nil
+		return markBounced(ctx, t, now, BounceLink{OriginalID: originalID, BounceID: bounceID, Details: details, Output: output})
 	})
 	if err != nil {
 		return fmt.Errorf("mark message %d bounced: %w", originalID, err)
+	}
+	return nil
+}
+
+// BounceLink says that the received bounce BounceID reports on the
+// message OriginalID: see MarkBounced.
+type BounceLink struct {
+	OriginalID, BounceID int64
+	// Details and Output go on the original's Bounced delivery row.
+	Details, Output string
+}
+
+// markBounced is MarkBounced inside t.
+func markBounced(ctx context.Context, t tx, now int64, l BounceLink) error {
+	res, err := t.exec(ctx, `UPDATE messages SET status = ?, last_delivery_attempt = ? WHERE id = ?`, StatusBounced, now, l.OriginalID)
+	if err != nil {
+		return fmt.Errorf("update message %d: %w", l.OriginalID, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("message %d: %w", l.OriginalID, ErrNotFound)
+	}
+	if _, err := t.exec(ctx, `INSERT INTO deliveries (message_id, status, details, output, sent_with_ssl, log_id, timestamp)
+		VALUES (?, ?, ?, ?, ?, '', ?)`, l.OriginalID, StatusBounced, truncate(l.Details, maxDetails), truncate(l.Output, maxOutput), false, now); err != nil {
+		return fmt.Errorf("insert delivery for message %d: %w", l.OriginalID, err)
+	}
+	if _, err := t.exec(ctx, `UPDATE messages SET bounce_for_id = ?,
+		domain_id = COALESCE(domain_id, (SELECT domain_id FROM messages WHERE id = ?)) WHERE id = ?`,
+		l.OriginalID, l.OriginalID, l.BounceID); err != nil {
+		return fmt.Errorf("link bounce %d: %w", l.BounceID, err)
 	}
 	return nil
 }
@@ -243,20 +275,23 @@ func (s *Store) AddSuppressions(ctx context.Context, list []NewSuppression) erro
 		return nil
 	}
 	now := s.now().UnixMicro()
-	err := s.inTx(ctx, func(t tx) error {
-		for _, n := range list {
-			if _, err := t.exec(ctx, `INSERT INTO suppressions (server_id, type, address, reason, timestamp, keep_until)
-				VALUES (?, ?, ?, ?, ?, ?)
-				ON CONFLICT (server_id, type, address) DO UPDATE SET reason = excluded.reason,
-					timestamp = excluded.timestamp, keep_until = excluded.keep_until`,
-				n.ServerID, SuppressionRecipient, strings.ToLower(n.Address), truncate(n.Reason, maxDetails), now, n.KeepUntil.UnixMicro()); err != nil {
-				return fmt.Errorf("suppress %s: %w", n.Address, err)
-			}
-		}
-		return nil
-	})
+	err := s.inTx(ctx, func(t tx) error { return addSuppressions(ctx, t, now, list) })
 	if err != nil {
 		return fmt.Errorf("add suppressions: %w", err)
+	}
+	return nil
+}
+
+// addSuppressions is AddSuppressions inside t.
+func addSuppressions(ctx context.Context, t tx, now int64, list []NewSuppression) error {
+	for _, n := range list {
+		if _, err := t.exec(ctx, `INSERT INTO suppressions (server_id, type, address, reason, timestamp, keep_until)
+			VALUES (?, ?, ?, ?, ?, ?)
+			ON CONFLICT (server_id, type, address) DO UPDATE SET reason = excluded.reason,
+				timestamp = excluded.timestamp, keep_until = excluded.keep_until`,
+			n.ServerID, SuppressionRecipient, strings.ToLower(n.Address), truncate(n.Reason, maxDetails), now, n.KeepUntil.UnixMicro()); err != nil {
+			return fmt.Errorf("suppress %s: %w", n.Address, err)
+		}
 	}
 	return nil
 }
@@ -308,23 +343,31 @@ func (s *Store) InsertWebhookRequests(ctx context.Context, reqs []NewWebhookRequ
 		return nil, nil
 	}
 	now := s.now().UnixMicro()
-	ids := make([]int64, len(reqs))
+	var ids []int64
 	err := s.inTx(ctx, func(t tx) error {
-		stmt, err := t.PrepareContext(ctx, t.d.rebind(`INSERT INTO webhook_requests (uuid, server_id, webhook_id, url, event, payload,
-			retry_after, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`))
-		if err != nil {
-			return fmt.Errorf("prepare: %w", err)
-		}
-		defer stmt.Close()
-		for i, r := range reqs {
-			if err := stmt.QueryRowContext(ctx, newUUID(), r.ServerID, nullID(r.WebhookID), r.URL, r.Event, r.Payload, now, now).Scan(&ids[i]); err != nil {
-				return fmt.Errorf("insert %s request: %w", r.Event, err)
-			}
-		}
-		return nil
+		var err error
+		ids, err = insertWebhookRequests(ctx, t, now, reqs)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("insert webhook requests: %w", err)
+	}
+	return ids, nil
+}
+
+// insertWebhookRequests is InsertWebhookRequests inside t.
+func insertWebhookRequests(ctx context.Context, t tx, now int64, reqs []NewWebhookRequest) ([]int64, error) {
+	ids := make([]int64, len(reqs))
+	stmt, err := t.PrepareContext(ctx, t.d.rebind(`INSERT INTO webhook_requests (uuid, server_id, webhook_id, url, event, payload,
+		retry_after, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`))
+	if err != nil {
+		return nil, fmt.Errorf("prepare: %w", err)
+	}
+	defer stmt.Close()
+	for i, r := range reqs {
+		if err := stmt.QueryRowContext(ctx, newUUID(), r.ServerID, nullID(r.WebhookID), r.URL, r.Event, r.Payload, now, now).Scan(&ids[i]); err != nil {
+			return nil, fmt.Errorf("insert %s request: %w", r.Event, err)
+		}
 	}
 	return ids, nil
 }

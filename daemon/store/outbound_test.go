@@ -33,8 +33,19 @@ func finish(t *testing.T, s *store.Store, a store.Accepted, status string, held 
 	if _, err := s.ClaimQueued(ctx, []int64{a.QueuedID}, "w", now.Add(time.Second), now.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	applied, err := s.RecordOutcomes(ctx, []store.Outcome{{QueuedID: a.QueuedID, MessageID: a.MessageID, Owner: "w",
-		Status: status, Held: held, Delivery: &store.NewDelivery{Status: status}}})
+	q := &store.QueuedMessage{ID: a.QueuedID, MessageID: a.MessageID, LockedBy: "w"}
+	var out store.Outcome
+	switch {
+	case held:
+		out = store.Hold(q, now.Add(time.Hour), "")
+	case status == store.StatusSent:
+		out = store.Sent(q, store.NewDelivery{})
+	case status == store.StatusHardFail:
+		out = store.HardFail(q, store.NewDelivery{})
+	default:
+		t.Fatalf("finish: no outcome for status %s", status)
+	}
+	applied, err := s.RecordOutcomes(ctx, []store.Outcome{out})
 	if err != nil || !applied[0] {
 		t.Fatalf("record: %v %v", applied, err)
 	}

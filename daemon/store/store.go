@@ -41,6 +41,13 @@ type Store struct {
 	db      *sql.DB
 	dialect dialect
 	now     func() time.Time
+	// writer admits one SQLite write transaction of this process at a
+	// time (nil on PostgreSQL). SQLite has one writer anyway; queueing
+	// here wakes the next writer the moment the previous one commits,
+	// where SQLite's busy handler would sleep in steps of up to 100 ms
+	// (a fixed floor under intake, claim and outcome commits that
+	// overlap). Writers in other processes still meet busy_timeout.
+	writer chan struct{}
 }
 
 // Open connects to the database described by o and checks that it answers.
@@ -93,6 +100,9 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		return nil, fmt.Errorf("open database: unknown driver %q (want sqlite or postgres)", o.Driver)
 	}
 	s := &Store{db: db, dialect: dialect{driver: o.Driver}, now: time.Now}
+	if o.Driver == SQLite {
+		s.writer = make(chan struct{}, 1)
+	}
 	if err := s.Ping(ctx); err != nil {
 		_ = db.Close()
 		return nil, err
@@ -157,6 +167,11 @@ func (s *Store) lightly(ctx context.Context, fn func(querier) error) error {
 			return fn(t.Tx)
 		})
 	}
+	release, err := s.admitWriter(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
 	conn, err := s.db.Conn(ctx)
 	if err != nil {
 		return fmt.Errorf("connection: %w", err)
@@ -196,8 +211,29 @@ func (t tx) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
 	return t.QueryRowContext(ctx, t.d.rebind(q), args...)
 }
 
-// inTx runs fn in a transaction and commits it when fn returns nil.
+// admitWriter waits for this process's turn to write (SQLite only) and
+// returns the function that ends it. It fails when ctx ends first.
+func (s *Store) admitWriter(ctx context.Context) (func(), error) {
+	if s.writer == nil {
+		return func() {}, nil
+	}
+	select {
+	case s.writer <- struct{}{}:
+		return func() { <-s.writer }, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("wait to write: %w", ctx.Err())
+	}
+}
+
+// inTx runs fn in a transaction and commits it when fn returns nil. On
+// SQLite every transaction is a writer (BEGIN IMMEDIATE) and waits for
+// admitWriter.
 func (s *Store) inTx(ctx context.Context, fn func(tx) error) error {
+	release, err := s.admitWriter(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
 	sqlTx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)

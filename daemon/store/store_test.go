@@ -190,15 +190,16 @@ func TestSubmissionClaimOutcome(t *testing.T) {
 			t.Fatalf("batch claim = %d, %v; want 2", len(batch), err)
 		}
 		// w2 cannot record an outcome for w1's row; w1 can.
-		sent := store.Outcome{QueuedID: acc[0].QueuedID, MessageID: acc[0].MessageID, Owner: "w2", Status: store.StatusSent,
-			Delivery: &store.NewDelivery{Status: store.StatusSent, Output: "250 ok"}}
+		row0 := &store.QueuedMessage{ID: acc[0].QueuedID, MessageID: acc[0].MessageID, LockedBy: "w2"}
+		sent := store.Sent(row0, store.NewDelivery{Output: "250 ok"})
 		ok, err := s.RecordOutcomes(ctx, []store.Outcome{sent})
 		if err != nil || ok[0] {
 			t.Fatalf("foreign outcome applied=%v err=%v", ok, err)
 		}
-		sent.Owner = "w1"
-		retry := store.Outcome{QueuedID: acc[1].QueuedID, MessageID: acc[1].MessageID, Owner: "w1", Status: store.StatusSoftFail,
-			Retry: true, RetryAfter: now.Add(5 * time.Minute), Delivery: &store.NewDelivery{Status: store.StatusSoftFail}}
+		row0.LockedBy = "w1"
+		sent = store.Sent(row0, store.NewDelivery{Output: "250 ok"})
+		row1 := &store.QueuedMessage{ID: acc[1].QueuedID, MessageID: acc[1].MessageID, LockedBy: "w1"}
+		retry := store.SoftFail(row1, now.Add(5*time.Minute), store.NewDelivery{})
 		ok, err = s.RecordOutcomes(ctx, []store.Outcome{sent, retry})
 		if err != nil || !ok[0] || !ok[1] {
 			t.Fatalf("outcomes applied=%v err=%v", ok, err)

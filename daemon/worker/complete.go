@@ -15,8 +15,6 @@ const (
 	// also after shutdown began (the work is done; losing its record would
 	// only cause a second delivery).
 	completeTimeout = 15 * time.Second
-	// recordAttempts is how often a failed RecordOutcomes is tried.
-	recordAttempts = 3
 )
 
 // completer records outcomes and acknowledges entries for one kind, taking
@@ -57,6 +55,7 @@ func (k *kindRunner) commit(batch []completion) {
 	kind := string(k.kind)
 	ctx, cancel := context.WithTimeout(context.Background(), completeTimeout)
 	defer cancel()
+	now := o.Now()
 	type ref struct {
 		dels   []queue.Delivery
 		domain string
@@ -68,35 +67,45 @@ func (k *kindRunner) commit(batch []completion) {
 			if !it.ok {
 				continue
 			}
-			out := it.out
-			if out.QueuedID == 0 {
-				out.QueuedID = it.row.ID
+			if it.out.QueuedID() != it.row.ID || it.out.Owner() != it.row.LockedBy {
+				// A handler bug: the entry stays pending and is reclaimed.
+				k.log.Error("handler returned an outcome for another row; its entry will be reclaimed",
+					"queued_id", it.row.ID, "outcome_queued_id", it.out.QueuedID())
+				continue
 			}
-			if out.MessageID == 0 {
-				out.MessageID = it.row.MessageID
-			}
-			if out.Owner == "" {
-				out.Owner = it.row.LockedBy
-			}
-			if out.Retry && out.RetryAfter.IsZero() {
-				out.RetryAfter = o.Now()
-			}
-			outs = append(outs, out)
+			outs = append(outs, it.out)
 			refs = append(refs, ref{dels: c.dels[it.row.ID], domain: it.row.Domain})
 		}
 	}
 	if len(outs) == 0 {
 		return
 	}
-	applied, err := k.record(ctx, outs)
+	beforeCommit()
+	res, err := o.Store.CommitOutcomes(ctx, outs)
 	if err != nil {
 		k.log.Error("recording outcomes failed; their entries will be reclaimed", "outcomes", len(outs), "err", err)
 		return
+	}
+	// New work is dispatched after the acks: SQLite may give a new row the
+	// id of a row just finished, and an ack clears that id's inflight mark.
+	defer k.dispatch(res)
+	applied := res.Applied
+	for i, reason := range res.Fallback {
+		if reason != "" {
+			k.w.m.fallback.WithLabelValues(kind).Inc()
+			k.log.Error("outcome could not be recorded as given; recorded as failed with the reason",
+				"queued_id", outs[i].QueuedID(), "message_id", outs[i].MessageID(), "status", outs[i].Status(), "err", reason)
+		}
 	}
 	var acks []queue.Delivery
 	schedule := map[time.Time][]queue.Job{}
 	for i, out := range outs {
 		dels := refs[i].dels
+		if res.Failed[i] != nil {
+			// Nothing was written: left pending, reclaimed later.
+			k.log.Error("recording an outcome failed; its entry will be reclaimed", "queued_id", out.QueuedID(), "err", res.Failed[i])
+			continue
+		}
 		if !applied[i] {
 			// The lock was lost: whoever holds the row now records it.
 			k.w.m.skipped.WithLabelValues(kind, "refused").Inc()
@@ -104,18 +113,18 @@ func (k *kindRunner) commit(batch []completion) {
 			continue
 		}
 		k.w.m.processed.WithLabelValues(kind).Inc()
-		if !out.Retry {
+		if !out.Retries() || res.Fallback[i] != "" {
 			acks = append(acks, dels...)
 			continue
 		}
 		k.w.m.retried.WithLabelValues(kind).Inc()
 		if len(dels) == 0 {
-			due := out.RetryAfter.Truncate(time.Millisecond)
-			schedule[due] = append(schedule[due], queue.Job{ID: out.QueuedID, Domain: refs[i].domain})
+			due := retryAt(out, now).Truncate(time.Millisecond)
+			schedule[due] = append(schedule[due], queue.Job{ID: out.QueuedID(), Domain: refs[i].domain})
 			continue
 		}
-		if err := o.Queue.Retry(ctx, k.kind, dels[0], out.RetryAfter); err != nil {
-			k.log.Warn("move entry to retry set failed; it stays pending", "queued_id", out.QueuedID, "err", err)
+		if err := o.Queue.Retry(ctx, k.kind, dels[0], retryAt(out, now)); err != nil {
+			k.log.Warn("move entry to retry set failed; it stays pending", "queued_id", out.QueuedID(), "err", err)
 		}
 		acks = append(acks, dels[1:]...)
 	}
@@ -133,21 +142,32 @@ func (k *kindRunner) commit(batch []completion) {
 	}
 }
 
-// record calls RecordOutcomes, retrying a failure twice with a short pause.
-func (k *kindRunner) record(ctx context.Context, outs []store.Outcome) ([]bool, error) {
-	var err error
-	for attempt := range recordAttempts {
-		if attempt > 0 {
-			waitCtx(ctx, time.Duration(attempt)*250*time.Millisecond)
-		}
-		var applied []bool
-		applied, err = k.w.o.Store.RecordOutcomes(ctx, outs)
-		if err == nil {
-			return applied, nil
-		}
-		if ctx.Err() != nil {
-			break
-		}
+// retryAt is when a retried outcome's row is due: its RetryAfter, or now.
+func retryAt(out store.Outcome, now time.Time) time.Time {
+	if t := out.RetryAfter(); !t.IsZero() {
+		return t
 	}
-	return nil, err
+	return now
+}
+
+// dispatch hands the work an outcome commit created (bounce messages,
+// webhook requests) to the dispatcher, after the commit. Work that is not
+// dispatched is found by the requeuer's reconciliation.
+func (k *kindRunner) dispatch(res store.Committed) {
+	if len(res.Queued) == 0 && len(res.Webhooks) == 0 {
+		return
+	}
+	jobs := map[queue.Kind][]queue.Job{}
+	for _, a := range res.Queued {
+		kind, ok := queue.KindOfScope(a.Scope)
+		if !ok {
+			k.log.Error("new queued message with an unknown scope", "queued_id", a.QueuedID, "scope", a.Scope)
+			continue
+		}
+		jobs[kind] = append(jobs[kind], queue.Job{ID: a.QueuedID, Domain: a.Domain})
+	}
+	for _, id := range res.Webhooks {
+		jobs[queue.Webhooks] = append(jobs[queue.Webhooks], queue.Job{ID: id})
+	}
+	k.w.o.Dispatcher.Dispatch(jobs)
 }

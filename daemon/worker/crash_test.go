@@ -19,6 +19,7 @@ import (
 	"github.com/postalgo/postal/daemon/queue"
 	"github.com/postalgo/postal/daemon/redisconn"
 	"github.com/postalgo/postal/daemon/requeuer"
+	"github.com/postalgo/postal/daemon/status"
 	"github.com/postalgo/postal/daemon/store"
 	"github.com/postalgo/postal/daemon/worker"
 )
@@ -29,6 +30,10 @@ const (
 	childDBEnv     = "POSTAL_TEST_WORKER_DB"
 	childPrefixEnv = "POSTAL_TEST_WORKER_PREFIX"
 	childLogEnv    = "POSTAL_TEST_WORKER_LOG"
+	// childHeartbeatEnv makes the child publish a heartbeat (TTL 1 s) and
+	// use a visibility timeout of 5 minutes, so only the heartbeat can let
+	// its work be taken over quickly.
+	childHeartbeatEnv = "POSTAL_TEST_WORKER_HEARTBEAT"
 )
 
 func TestMain(m *testing.M) {
@@ -60,13 +65,22 @@ func runChildWorker() int {
 		return 1
 	}
 	h := &loggingHandler{out: logFile, per: 2 * time.Millisecond}
+	owner := "child:" + strconv.Itoa(os.Getpid())
+	vis := config.Seconds(2)
+	if os.Getenv(childHeartbeatEnv) == "1" {
+		vis, h.per = 300, 20*time.Millisecond
+		board := status.NewBoard(c, redisconn.NewKeys(os.Getenv(childPrefixEnv)))
+		go func() {
+			_ = board.Heartbeat(ctx, status.Process{ID: owner}, 200*time.Millisecond, time.Second)
+		}()
+	}
 	w, err := worker.New(worker.Options{
-		Config:   config.Worker{Threads: 2, VisibilityTimeout: 2, BatchSize: 20},
+		Config:   config.Worker{Threads: 2, VisibilityTimeout: vis, BatchSize: 20},
 		Postal:   config.Postal{BatchQueuedMessages: true},
 		Store:    s,
 		Queue:    q,
 		Handlers: map[queue.Kind]worker.Handler{queue.Outgoing: h},
-		Owner:    "child:" + strconv.Itoa(os.Getpid()),
+		Owner:    owner,
 		Log:      slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if err != nil {
@@ -101,7 +115,7 @@ func (h *loggingHandler) Handle(ctx context.Context, batch []*store.QueuedMessag
 		h.mu.Lock()
 		_, _ = fmt.Fprintf(h.out, "%d\n", q.MessageID)
 		h.mu.Unlock()
-		outs[i] = sent()
+		outs[i] = sent(q)
 	}
 	return outs
 }
@@ -240,6 +254,72 @@ func TestKillNineMidBatchLosesNothing(t *testing.T) {
 	for _, a := range acc {
 		if childHandled[a.MessageID]+survivorCalls[a.MessageID] == 0 {
 			t.Fatalf("message %d Sent without being handled", a.MessageID)
+		}
+	}
+}
+
+// A worker process with a heartbeat is killed with SIGKILL mid-load while
+// its visibility timeout is 5 minutes: a surviving worker sees that the
+// heartbeat is gone and takes its work over at once (its pending entries,
+// and the rows it had locked, by batching too), with no requeuer running.
+func TestKilledWorkersWorkIsTakenOverWhenItsHeartbeatEnds(t *testing.T) {
+	e := newEnv(t, 10)
+	acc := e.insert(t, 400, "a.test", "b.test", "c.test", "d.test")
+	e.enqueue(t, acc)
+	logPath := filepath.Join(t.TempDir(), "handled.log")
+	var childOut bytes.Buffer
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"=1", childHeartbeatEnv+"=1", childDBEnv+"="+e.dbPath,
+		childPrefixEnv+"="+e.prefix, childLogEnv+"="+logPath)
+	cmd.Stdout, cmd.Stderr = &childOut, &childOut
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-exited
+	})
+	waitFor(t, 60*time.Second, "the child to send 40 messages", func() bool {
+		select {
+		case err := <-exited:
+			t.Fatalf("child exited early: %v\n%s", err, childOut.String())
+		default:
+		}
+		return e.countStatus(t, acc, store.StatusSent) >= 40
+	})
+	if err := cmd.Process.Signal(os.Kill); err != nil {
+		t.Fatal(err)
+	}
+	<-exited
+	exited <- nil // for the cleanup
+	killed := time.Now()
+	counts, err := e.s.CountQueued(context.Background(), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if counts.Locked == 0 {
+		t.Fatal("the child held no locks at the kill; the test proves nothing")
+	}
+	h := &recorder{}
+	o := e.workerOptions(h, 5*time.Minute)
+	o.Liveness = status.NewBoard(e.client, e.keys)
+	o.ReapEvery, o.ReapMinIdle = 200*time.Millisecond, 300*time.Millisecond
+	w, err := worker.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := start(t, w)
+	defer stop()
+	waitFor(t, 45*time.Second, "every job completed long before the 5-minute visibility timeout", func() bool {
+		return e.countStatus(t, acc, store.StatusSent) == len(acc)
+	})
+	t.Logf("%d rows were locked by the child at the kill; all %d jobs completed %s after it",
+		counts.Locked, len(acc), time.Since(killed).Round(time.Millisecond))
+	for id, n := range e.sentCounts(t, acc) {
+		if n > 1 {
+			t.Errorf("message %d has %d Sent outcomes", id, n)
 		}
 	}
 }

@@ -56,7 +56,15 @@
 //
 // # Outcomes
 //
-// The Handler returns one store.Outcome per row. Done outcomes delete the
+// The Handler returns one store.Outcome per row, built from the row, with its
+// effects (suppressions, bounces, bounce links, webhook requests, send-limit
+// marks). The completer commits outcomes and effects in one transaction
+// (store.CommitOutcomes); if that transaction fails, the store records them
+// one by one, and an outcome the database still refuses is recorded as
+// failed with the reason (a Sent message stays Sent and is never sent
+// again). After the commit the new work (bounce messages, webhook requests)
+// goes to Options.Dispatcher, the intake's dispatcher in postald; work it
+// does not dispatch is found by the requeuer's reconciliation. Done outcomes delete the
 // row and the entry is acked; Retry outcomes reschedule the row in SQL and
 // then move the entry to the retry set at RetryAfter (queue.Retry; for a
 // topped-up row, which has no entry of its own here, queue.Schedule). An
@@ -69,11 +77,25 @@
 //
 // # The at-least-once window
 //
-// The Handler's side effect (an SMTP transaction) and the SQL commit of its
-// outcome are not atomic. If the worker dies, or SQL fails, after the Handler
-// delivered a message but before its outcome committed, the row stays locked
-// until its lock expires and is then delivered again. The window is at most
-// the messages in flight at that moment. Work that is merely slow is not in
+// The Handler's SMTP transaction and the SQL commit of its outcome are not
+// atomic. If the worker dies after the Handler delivered a message but before
+// its outcome committed, the message is delivered again by whoever takes the
+// work over; its effects are not repeated (none was written). The window is
+// at most the messages in flight at that moment.
+//
+// # Dead workers
+//
+// With Options.Liveness, every Options.ReapEvery (5 s) a worker lists the
+// consumers of each stream it works; a consumer of another process that has
+// pending entries, has been idle for ReapMinIdle and whose process has no
+// heartbeat (package status; the TTL is 20 s in postald) is dead. The worker
+// then releases the SQL locks of that process (lock owners start with
+// "<process>-"), dispatches the released rows that have no stream entry
+// (taken by batching), and its consumers take the dead consumer's entries
+// over (queue.ClaimFrom), so the work is redone within about 30 s of the
+// death instead of after the visibility timeout. A live process whose
+// heartbeat cannot be written for the TTL (it cannot reach Redis) may lose
+// its work the same way; its later outcomes are refused by the lock check. Work that is merely slow is not in
 // this window: while a batch is being handled, the worker extends its SQL
 // locks and touches its stream entries every third of the visibility
 // timeout, so no other worker reclaims it. Only a worker that stops

@@ -211,13 +211,13 @@ func (r *recorder) Handle(_ context.Context, batch []*store.QueuedMessage) []sto
 			outs[i] = r.result(q)
 			continue
 		}
-		outs[i] = sent()
+		outs[i] = sent(q)
 	}
 	return outs
 }
 
-func sent() store.Outcome {
-	return store.Outcome{Status: store.StatusSent, Delivery: &store.NewDelivery{Status: store.StatusSent, Output: "250 ok"}}
+func sent(q *store.QueuedMessage) store.Outcome {
+	return store.Sent(q, store.NewDelivery{Output: "250 ok"})
 }
 
 func (r *recorder) snapshot() (batches [][]*store.QueuedMessage, calls map[int64]int) {

@@ -13,6 +13,8 @@ type metrics struct {
 	retried        *prometheus.CounterVec
 	dead           *prometheus.CounterVec
 	skipped        *prometheus.CounterVec
+	fallback       *prometheus.CounterVec
+	adopted        *prometheus.CounterVec
 	batchSize      *prometheus.HistogramVec
 	handlerSeconds *prometheus.HistogramVec
 }
@@ -30,13 +32,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "postal_worker_skipped_total",
 			Help: "Entries that carried no work for this worker, by reason (gone, locked, locked_redelivered, not_due, raced, refused)."},
 			[]string{"kind", "reason"}),
+		fallback: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "postal_worker_outcome_fallbacks_total",
+			Help: "Outcomes the database refused, recorded instead as failed with the reason (Sent stays Sent)."}, []string{"kind"}),
+		adopted: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "postal_worker_adopted_total",
+			Help: "Entries taken over from consumers of worker processes without a heartbeat."}, []string{"kind"}),
 		batchSize: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "postal_worker_batch_size",
 			Help: "Messages per Handler call (one destination).", Buckets: prometheus.ExponentialBuckets(1, 2, 9)}, []string{"kind"}),
 		handlerSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "postal_worker_handler_seconds",
 			Help: "Time one Handler call took.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}, []string{"kind"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.processed, m.acked, m.retried, m.dead, m.skipped, m.batchSize, m.handlerSeconds} {
+		for _, c := range []prometheus.Collector{m.processed, m.acked, m.retried, m.dead, m.skipped, m.fallback, m.adopted, m.batchSize, m.handlerSeconds} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("worker: register metrics: %w", err)
 			}

@@ -18,8 +18,11 @@ import (
 )
 
 // Handler does the work for claimed queued messages of one stream. It
-// returns exactly one store.Outcome per input row (same order), with
-// QueuedID, MessageID and Owner filled in by the worker if left zero.
+// returns exactly one store.Outcome per input row (same order), each built
+// from its row (store.Sent(row, ...), store.Retry(row, ...), ...); an
+// outcome built for another row is not recorded. A Handler writes nothing
+// durable itself: what its work causes (suppressions, bounces, webhook
+// requests) travels as the outcome's store.Effects and is committed with it.
 // Every row of a batch has the same destination domain and IP address.
 // The context is cancelled when the worker's shutdown grace period ends.
 type Handler interface {
@@ -39,9 +42,16 @@ type Store interface {
 	ClaimQueued(ctx context.Context, ids []int64, owner string, now, until time.Time) ([]*store.QueuedMessage, error)
 	ClaimQueuedForDomain(ctx context.Context, scope, domain, owner string, now, until time.Time, limit int) ([]*store.QueuedMessage, error)
 	QueuedByIDs(ctx context.Context, ids []int64) ([]*store.QueuedMessage, error)
-	RecordOutcomes(ctx context.Context, outs []store.Outcome) ([]bool, error)
+	CommitOutcomes(ctx context.Context, outs []store.Outcome) (store.Committed, error)
 	FailQueued(ctx context.Context, queuedID int64, reason string) error
 	ExtendLocks(ctx context.Context, owner string, ids []int64, until time.Time) (int64, error)
+	ReleaseLocksOf(ctx context.Context, prefix string) ([]*store.QueuedMessage, error)
+}
+
+// Liveness tells which worker processes have a live heartbeat (package
+// status); the worker takes over the work of those that have none.
+type Liveness interface {
+	Alive(ctx context.Context, owners []string) (map[string]bool, error)
 }
 
 // Queue is what the worker needs of the dispatch streams (package queue).
@@ -52,6 +62,36 @@ type Queue interface {
 	Retry(ctx context.Context, kind queue.Kind, d queue.Delivery, due time.Time) error
 	Schedule(ctx context.Context, kind queue.Kind, due time.Time, jobs ...queue.Job) error
 	Touch(ctx context.Context, kind queue.Kind, consumer string, ds ...queue.Delivery) error
+	Enqueue(ctx context.Context, kind queue.Kind, jobs ...queue.Job) error
+	Consumers(ctx context.Context, kind queue.Kind) ([]queue.ConsumerStats, error)
+	ClaimFrom(ctx context.Context, kind queue.Kind, from, consumer string, limit int) (claimed, dead []queue.Delivery, err error)
+	Missing(ctx context.Context, kind queue.Kind, ids []int64) ([]int64, error)
+}
+
+// Dispatcher adds stream entries for work an outcome commit created (the
+// queued rows of bounces, webhook requests). It must not block for long;
+// work it fails to dispatch is left to the requeuer's reconciliation.
+// *intake.Intake is one: new work goes through the same dispatcher as
+// accepted mail.
+type Dispatcher interface {
+	Dispatch(jobs map[queue.Kind][]queue.Job)
+}
+
+// enqueuer is the Dispatcher used when Options gives none: it enqueues
+// directly, logging failures.
+type enqueuer struct {
+	q   Queue
+	log *slog.Logger
+}
+
+func (e enqueuer) Dispatch(jobs map[queue.Kind][]queue.Job) {
+	ctx, cancel := context.WithTimeout(context.Background(), completeTimeout)
+	defer cancel()
+	for kind, js := range jobs {
+		if err := e.q.Enqueue(ctx, kind, js...); err != nil {
+			e.log.Warn("dispatch of new work failed; reconciliation will dispatch it", "queue", string(kind), "jobs", len(js), "err", err)
+		}
+	}
 }
 
 // Defaults for Options.
@@ -70,6 +110,9 @@ type Options struct {
 	Postal config.Postal
 	Store  Store
 	Queue  Queue
+	// Dispatcher dispatches the work outcome commits create; nil enqueues
+	// on Queue directly.
+	Dispatcher Dispatcher
 	// Handlers does the work per stream; streams with no handler are not
 	// consumed. Only queue.Outgoing and queue.Incoming (queued_messages
 	// rows) are supported.
@@ -88,6 +131,17 @@ type Options struct {
 	// MaxInFlight caps the entries one consumer has in flight (default
 	// twice batch_size).
 	MaxInFlight int
+	// Liveness, when set, lets the worker take over at once the work of
+	// other worker processes whose heartbeat is gone (see the package
+	// documentation); nil leaves it to the visibility timeout.
+	Liveness Liveness
+	// ReapEvery is how often the consumers of other processes are checked
+	// against their heartbeats (default 5 s).
+	ReapEvery time.Duration
+	// ReapMinIdle is how long a consumer must have been idle before its
+	// work is taken over, a guard against a process that has just started
+	// and not yet written its first heartbeat (default 5 s).
+	ReapMinIdle time.Duration
 	Log         *slog.Logger
 	// Registerer receives the worker's metrics; nil registers none.
 	Registerer prometheus.Registerer
@@ -114,7 +168,7 @@ func New(o Options) (*Worker, error) {
 		if h == nil {
 			return nil, fmt.Errorf("worker: nil handler for %s", kind)
 		}
-		if scopeOf(kind) == "" {
+		if kind.Scope() == "" {
 			return nil, fmt.Errorf("worker: kind %q has no queued-message scope (supported: %s, %s)", kind, queue.Outgoing, queue.Incoming)
 		}
 	}
@@ -144,6 +198,12 @@ func New(o Options) (*Worker, error) {
 	if o.MaxInFlight == 0 {
 		o.MaxInFlight = 2 * o.Config.BatchSize
 	}
+	if o.ReapEvery <= 0 {
+		o.ReapEvery = 5 * time.Second
+	}
+	if o.ReapMinIdle <= 0 {
+		o.ReapMinIdle = 5 * time.Second
+	}
 	if o.Owner == "" {
 		host, _ := os.Hostname()
 		o.Owner = host + ":" + strconv.Itoa(os.Getpid())
@@ -155,22 +215,14 @@ func New(o Options) (*Worker, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.Dispatcher == nil {
+		o.Dispatcher = enqueuer{q: o.Queue, log: o.Log}
+	}
 	m, err := newMetrics(o.Registerer)
 	if err != nil {
 		return nil, err
 	}
 	return &Worker{o: o, instance: store.RandomToken(4), m: m}, nil
-}
-
-// scopeOf maps a stream to the scope of its queued_messages rows.
-func scopeOf(k queue.Kind) string {
-	switch k {
-	case queue.Outgoing:
-		return store.ScopeOutgoing
-	case queue.Incoming:
-		return store.ScopeIncoming
-	}
-	return ""
 }
 
 // Run consumes every stream that has a handler until ctx ends, then drains
@@ -203,18 +255,23 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 	}()
 	var wg sync.WaitGroup
+	runners := map[queue.Kind]*kindRunner{}
 	for _, kind := range queue.Kinds() {
 		h, ok := w.o.Handlers[kind]
 		if !ok {
 			continue
 		}
-		k := &kindRunner{w: w, kind: kind, scope: scopeOf(kind), h: h, log: w.o.Log.With("queue", string(kind)),
+		k := &kindRunner{w: w, kind: kind, scope: kind.Scope(), h: h, log: w.o.Log.With("queue", string(kind)),
 			busy: map[string]struct{}{}}
+		runners[kind] = k
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			k.run(ctx, hard)
 		}()
+	}
+	if w.o.Liveness != nil {
+		wg.Go(func() { w.reapLoop(ctx, runners) })
 	}
 	wg.Wait()
 	return nil
@@ -232,6 +289,9 @@ type kindRunner struct {
 	// busy holds the stream ids this process is working on, so that a
 	// reclaim never hands the process an entry it is still working on.
 	busy map[string]struct{}
+	// orphans are consumers of dead processes whose pending entries this
+	// process's consumers take over (see reapOnce).
+	orphans []string
 }
 
 // track marks ds busy and returns those that were not busy already.
@@ -316,7 +376,10 @@ func (c *consumer) run(ctx, hard context.Context) {
 		}
 		limit := min(free, o.Config.BatchSize)
 		var ds []queue.Delivery
-		if !time.Now().Before(nextReclaim) {
+		if from := c.k.takeOrphan(); from != "" {
+			ds = c.adopt(ctx, hard, from, limit, log)
+		}
+		if len(ds) == 0 && !time.Now().Before(nextReclaim) {
 			ds = c.reclaim(ctx, hard, limit, log)
 			nextReclaim = time.Now().Add(o.ReclaimEvery)
 		}
@@ -380,6 +443,40 @@ func (c *consumer) reclaim(ctx, hard context.Context, limit int, log *slog.Logge
 		}
 		return nil
 	}
+	c.failDead(hard, dead, log)
+	if len(claimed) > 0 {
+		log.Info("reclaimed stale entries", "entries", len(claimed))
+	}
+	return claimed
+}
+
+// adopt takes over up to limit pending entries of the consumer from, whose
+// process is dead; while entries remain, from stays an orphan for the next
+// free consumer.
+func (c *consumer) adopt(ctx, hard context.Context, from string, limit int, log *slog.Logger) []queue.Delivery {
+	o := c.k.w.o
+	claimed, dead, err := o.Queue.ClaimFrom(ctx, c.k.kind, from, c.name, limit)
+	if err != nil {
+		if ctx.Err() == nil {
+			log.Warn("taking over a dead consumer's entries failed", "from", from, "err", err)
+			c.k.addOrphan(from)
+		}
+		return nil
+	}
+	if len(claimed)+len(dead) >= limit {
+		c.k.addOrphan(from)
+	}
+	c.failDead(hard, dead, log)
+	if len(claimed) > 0 {
+		c.k.w.m.adopted.WithLabelValues(string(c.k.kind)).Add(float64(len(claimed)))
+		log.Info("took over entries of a dead worker", "from", from, "entries", len(claimed))
+	}
+	return claimed
+}
+
+// failDead marks the rows of dead-lettered entries failed.
+func (c *consumer) failDead(hard context.Context, dead []queue.Delivery, log *slog.Logger) {
+	o := c.k.w.o
 	for _, d := range dead {
 		reason := fmt.Sprintf("Given up after %d deliveries of its queue entry without a recorded outcome "+
 			"(the worker handling it crashed or stalled each time).", d.Count)
@@ -390,10 +487,6 @@ func (c *consumer) reclaim(ctx, hard context.Context, limit int, log *slog.Logge
 		}
 		log.Warn("dead-lettered", "queued_id", d.Job.ID, "deliveries", d.Count)
 	}
-	if len(claimed) > 0 {
-		log.Info("reclaimed stale entries", "entries", len(claimed))
-	}
-	return claimed
 }
 
 // process claims the rows of ds, settles the entries whose rows could not

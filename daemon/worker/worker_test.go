@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/postalgo/postal/daemon/queue"
+	"github.com/postalgo/postal/daemon/status"
 	"github.com/postalgo/postal/daemon/store"
 	"github.com/postalgo/postal/daemon/worker"
 )
@@ -156,9 +158,8 @@ func TestWorkerRetryOutcomeKeepsTheWorkInTheRetrySet(t *testing.T) {
 	acc := e.insert(t, 3, "slow.test")
 	e.enqueue(t, acc[:1]) // the other two arrive by batching: no entry of their own
 	later := time.Now().Add(time.Hour).Truncate(time.Millisecond)
-	h := &recorder{result: func(*store.QueuedMessage) store.Outcome {
-		return store.Outcome{Status: store.StatusSoftFail, Retry: true, RetryAfter: later,
-			Delivery: &store.NewDelivery{Status: store.StatusSoftFail, Output: "451 later"}}
+	h := &recorder{result: func(q *store.QueuedMessage) store.Outcome {
+		return store.SoftFail(q, later, store.NewDelivery{Output: "451 later"})
 	}}
 	w, err := worker.New(e.workerOptions(h, time.Minute))
 	if err != nil {
@@ -211,8 +212,8 @@ func TestWorkerSettlesEntriesWhoseRowCannotBeClaimed(t *testing.T) {
 			if got, err := e.s.ClaimQueued(ctx, []int64{a.QueuedID}, "other", time.Now(), future); err != nil || len(got) != 1 {
 				t.Fatalf("claim: %d, %v", len(got), err)
 			}
-			if _, err := e.s.RecordOutcomes(ctx, []store.Outcome{{QueuedID: a.QueuedID, MessageID: a.MessageID, Owner: "other",
-				Retry: true, RetryAfter: future}}); err != nil {
+			if _, err := e.s.RecordOutcomes(ctx, []store.Outcome{store.Retry(
+				&store.QueuedMessage{ID: a.QueuedID, MessageID: a.MessageID, LockedBy: "other"}, future, "")}); err != nil {
 				t.Fatal(err)
 			}
 		}, true, future},
@@ -338,7 +339,7 @@ func (b *blockingHandler) Handle(ctx context.Context, batch []*store.QueuedMessa
 	}
 	outs := make([]store.Outcome, len(batch))
 	for i := range outs {
-		outs[i] = sent()
+		outs[i] = sent(batch[i])
 	}
 	return outs
 }
@@ -430,7 +431,7 @@ func TestWorkerSurvivesABrokenHandler(t *testing.T) {
 				if batch[0].Domain == "bad.test" {
 					return tc.handle(batch)
 				}
-				return []store.Outcome{sent()}
+				return []store.Outcome{sent(batch[0])}
 			})
 			w, err := worker.New(e.workerOptions(h, time.Minute))
 			if err != nil {
@@ -515,7 +516,7 @@ func TestSlowBatchIsNotReclaimedByAnotherWorker(t *testing.T) {
 		}
 		outs := make([]store.Outcome, len(batch))
 		for i := range outs {
-			outs[i] = sent()
+			outs[i] = sent(batch[i])
 		}
 		return outs
 	})
@@ -540,5 +541,140 @@ func TestSlowBatchIsNotReclaimedByAnotherWorker(t *testing.T) {
 	defer mu.Unlock()
 	if calls != 1 {
 		t.Fatalf("handler ran %d times for one message; want 1 (the slow batch was reclaimed)", calls)
+	}
+}
+
+// recordingDispatcher keeps what the worker dispatched after its commits.
+type recordingDispatcher struct {
+	mu   sync.Mutex
+	jobs map[queue.Kind][]queue.Job
+}
+
+func (d *recordingDispatcher) Dispatch(jobs map[queue.Kind][]queue.Job) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for k, js := range jobs {
+		d.jobs[k] = append(d.jobs[k], js...)
+	}
+}
+
+func (d *recordingDispatcher) count(k queue.Kind) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.jobs[k])
+}
+
+// A handler's effects are committed with its outcomes, and the new work
+// they create (a bounce's queued row, webhook requests) is handed to the
+// dispatcher only after the commit.
+func TestWorkerCommitsEffectsThenDispatchesTheNewWork(t *testing.T) {
+	e := newEnv(t, 10)
+	acc := e.insert(t, 2, "fx.test")
+	e.enqueue(t, acc)
+	h := &recorder{result: func(q *store.QueuedMessage) store.Outcome {
+		return store.HardFail(q, store.NewDelivery{Output: "550 no"}).With(store.Effects{
+			Suppress: []store.NewSuppression{{ServerID: e.f.Server.ID, Address: fmt.Sprintf("gone%d@fx.test", q.ID),
+				Reason: "hard fail", KeepUntil: time.Now().Add(time.Hour)}},
+			Bounces: []store.Submission{{Raw: []byte("Subject: bounce\r\n\r\nx\r\n"), Messages: []store.NewMessage{{
+				ServerID: e.f.Server.ID, Scope: store.ScopeOutgoing, RcptTo: "s@example.com", Bounce: true, Queue: true,
+				QueueDomain: "example.com"}}}},
+			Webhooks: []store.NewWebhookRequest{{ServerID: e.f.Server.ID, URL: "https://h.test/", Event: "MessageDeliveryFailed", Payload: "{}"}},
+		})
+	}}
+	d := &recordingDispatcher{jobs: map[queue.Kind][]queue.Job{}}
+	o := e.workerOptions(h, time.Minute)
+	o.Dispatcher = d
+	w, err := worker.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, w)
+	waitFor(t, 10*time.Second, "both outcomes and their new work dispatched", func() bool {
+		return d.count(queue.Outgoing) == 2 && d.count(queue.Webhooks) == 2
+	})
+	if n := e.countStatus(t, acc, store.StatusHardFail); n != 2 {
+		t.Fatalf("%d messages HardFail, want 2", n)
+	}
+	sup, err := e.s.ServerSuppressions(context.Background(), e.f.Server.ID)
+	if err != nil || len(sup) != 2 {
+		t.Fatalf("suppressions %+v, %v", sup, err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	rows, err := e.s.QueuedByIDs(context.Background(), []int64{d.jobs[queue.Outgoing][0].ID, d.jobs[queue.Outgoing][1].ID})
+	if err != nil || len(rows) != 2 || rows[0].Domain != "example.com" {
+		t.Fatalf("dispatched bounce rows %+v, %v", rows, err)
+	}
+}
+
+// A process whose heartbeat is alive keeps its work, however idle its
+// consumers look; once the heartbeat is gone its locks are released and its
+// consumers handed over.
+func TestTakeoverOnlyOfProcessesWithoutAHeartbeat(t *testing.T) {
+	e := newEnv(t, 10)
+	ctx := context.Background()
+	acc := e.insert(t, 3, "busy.test")
+	e.enqueue(t, acc)
+	release := make(chan struct{})
+	defer close(release)
+	var started atomic.Int64
+	busy := worker.HandlerFunc(func(ctx context.Context, batch []*store.QueuedMessage) []store.Outcome {
+		started.Add(int64(len(batch)))
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		outs := make([]store.Outcome, len(batch))
+		for i, q := range batch {
+			outs[i] = sent(q)
+		}
+		return outs
+	})
+	ao := e.workerOptions(busy, time.Hour)
+	ao.Owner = "alive:1"
+	a, err := worker.New(ao)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, a)
+	waitFor(t, 10*time.Second, "the first process to hold all three", func() bool { return started.Load() == 3 })
+	board := status.NewBoard(e.client, e.keys)
+	hbCtx, stopHB := context.WithCancel(ctx)
+	hbDone := make(chan struct{})
+	go func() {
+		defer close(hbDone)
+		_ = board.Heartbeat(hbCtx, status.Process{ID: "alive:1"}, 100*time.Millisecond, time.Minute)
+	}()
+	waitFor(t, 5*time.Second, "the heartbeat", func() bool {
+		alive, err := board.Alive(ctx, []string{"alive:1"})
+		return err == nil && alive["alive:1"]
+	})
+
+	bo := e.workerOptions(&recorder{}, time.Hour)
+	bo.Owner, bo.Liveness, bo.ReapMinIdle = "other:2", board, time.Nanosecond
+	b, err := worker.New(bo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := b.ReapOnceForTest(ctx); len(got) != 0 {
+		t.Fatalf("took over %v from a process with a live heartbeat", got)
+	}
+	if c, _ := e.s.CountQueued(ctx, time.Now()); c.Locked != 3 {
+		t.Fatalf("locked rows %d, want the live process's 3", c.Locked)
+	}
+
+	stopHB() // a stopped heartbeat is deleted: the process counts as dead
+	<-hbDone
+	got := b.ReapOnceForTest(ctx)
+	if len(got[queue.Outgoing]) == 0 {
+		t.Fatalf("took over %v, want the dead process's consumers", got)
+	}
+	for _, name := range got[queue.Outgoing] {
+		if !strings.HasPrefix(name, "alive:1-outgoing-") {
+			t.Errorf("took over consumer %q", name)
+		}
+	}
+	if c, _ := e.s.CountQueued(ctx, time.Now()); c.Locked != 0 {
+		t.Fatalf("locked rows %d after the takeover, want 0", c.Locked)
 	}
 }

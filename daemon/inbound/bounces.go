@@ -1,4 +1,4 @@
-package outbound
+package inbound
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/postalgo/postal/daemon/dsn"
+	"github.com/postalgo/postal/daemon/outbound"
 	"github.com/postalgo/postal/daemon/store"
 )
 
@@ -18,17 +19,14 @@ type BounceStore interface {
 	Messages(ctx context.Context, ids []int64) ([]*store.Message, error)
 	RawMessages(ctx context.Context, ids []int64) (map[int64][]byte, error)
 	MessageByToken(ctx context.Context, token string) (*store.Message, error)
-	MarkBounced(ctx context.Context, originalID, bounceID int64, details, output string) error
-	WebhookStore
+	outbound.WebhookStore
 }
 
 // BounceOptions configure a BounceHandler.
 type BounceOptions struct {
 	// Store is required.
 	Store BounceStore
-	// Webhooks receives the ids of new webhook requests; required.
-	Webhooks Enqueuer
-	Log      *slog.Logger
+	Log   *slog.Logger
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 	// CacheTTL bounds the age of cached webhook rows; default 5 s.
@@ -45,9 +43,10 @@ type BounceOptions struct {
 // For each bounce it finds the messages it reports on (BounceForID, else the
 // X-Postal-MsgID of the returned headers as dsn.Parse reads them, else any
 // X-Postal-MsgID in the body, as Postal scans for), restricted to the same
-// server; marks each of them Bounced with a delivery row whose output is the
-// remote diagnostic; emits MessageBounced {original_message, bounce}; and
-// finishes the bounce with status Processed. A bounce linked to nothing and
+// server; and finishes the bounce with status Processed, with effects that
+// mark each original Bounced (a delivery row whose output is the remote
+// diagnostic) and emit MessageBounced {original_message, bounce}. It writes
+// nothing itself: the worker commits the effects with the outcome. A bounce linked to nothing and
 // with no route hard-fails with Postal's details.
 //
 // Incoming messages that are not bounces (and unlinked bounces that have a
@@ -57,13 +56,13 @@ type BounceOptions struct {
 type BounceHandler struct {
 	o      BounceOptions
 	log    *slog.Logger
-	events *emitter
+	events *outbound.Events
 }
 
 // NewBounceHandler checks o and returns a BounceHandler.
 func NewBounceHandler(o BounceOptions) (*BounceHandler, error) {
-	if o.Store == nil || o.Webhooks == nil {
-		return nil, errors.New("outbound: bounce handler needs Store and Webhooks")
+	if o.Store == nil {
+		return nil, errors.New("inbound: bounce handler needs a Store")
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
@@ -78,7 +77,7 @@ func NewBounceHandler(o BounceOptions) (*BounceHandler, error) {
 		o.InboundRetry = time.Hour
 	}
 	log := o.Log.With("component", "bounces")
-	return &BounceHandler{o: o, log: log, events: newEmitter(o.Store, o.Webhooks, o.CacheTTL, log)}, nil
+	return &BounceHandler{o: o, log: log, events: outbound.NewEvents(o.Store, o.CacheTTL, log)}, nil
 }
 
 // postalMsgIDRE finds X-Postal-MsgID fields anywhere in a message.
@@ -91,7 +90,7 @@ func (h *BounceHandler) Handle(ctx context.Context, batch []*store.QueuedMessage
 	outs := make([]store.Outcome, len(batch))
 	ids := make([]int64, len(batch))
 	for i, q := range batch {
-		outs[i] = store.Outcome{QueuedID: q.ID, MessageID: q.MessageID, Owner: q.LockedBy}
+		outs[i] = store.Drop(q)
 		ids[i] = q.MessageID
 	}
 	if len(batch) == 0 {
@@ -110,8 +109,8 @@ func (h *BounceHandler) Handle(ctx context.Context, batch []*store.QueuedMessage
 	}
 	if err != nil {
 		h.log.Error("loading batch failed; retrying it later", "err", err)
-		for i := range outs {
-			internalRetry(&outs[i], batch[i], now, err)
+		for i, q := range batch {
+			outs[i] = internalRetry(q, now, err)
 		}
 		return outs
 	}
@@ -119,58 +118,55 @@ func (h *BounceHandler) Handle(ctx context.Context, batch []*store.QueuedMessage
 	for _, m := range msgs {
 		byID[m.ID] = m
 	}
-	var evs []event
 	for i, q := range batch {
 		m := byID[q.MessageID]
 		if m == nil {
 			continue // message deleted: drop the row
 		}
-		o := &outs[i]
 		if m.Scope != store.ScopeIncoming || !m.Bounce {
-			h.waitForRouting(o, now)
+			outs[i] = h.waitForRouting(q, now)
 			continue
 		}
 		originals, rep, err := h.originals(ctx, m, raws[m.RawMessageID])
 		if err != nil {
 			h.log.Error("linking bounce failed; retrying it later", "err", err, "message_id", m.ID)
-			internalRetry(o, q, now, err)
+			outs[i] = internalRetry(q, now, err)
 			continue
 		}
 		if len(originals) == 0 {
 			if m.RouteID != 0 {
-				h.waitForRouting(o, now)
+				outs[i] = h.waitForRouting(q, now)
 				continue
 			}
 			d := "This message was a bounce but we couldn't link it with any outgoing message and there was no route for it."
-			o.Status, o.Details = store.StatusHardFail, d
-			o.Delivery = &store.NewDelivery{Status: store.StatusHardFail, Details: d}
+			outs[i] = store.HardFail(q, store.NewDelivery{Details: d})
 			continue
 		}
+		var fx store.Effects
 		var linked []string
 		for _, orig := range originals {
 			details := fmt.Sprintf("We've received a bounce message for this e-mail. See <msg:%d> for details.", m.ID)
-			if err := h.o.Store.MarkBounced(ctx, orig.ID, m.ID, details, diagnostic(rep, orig.RcptTo)); err != nil {
-				h.log.Error("marking message bounced failed", "err", err, "message_id", orig.ID)
-				continue
-			}
+			fx.Links = append(fx.Links, store.BounceLink{OriginalID: orig.ID, BounceID: m.ID, Details: details,
+				Output: diagnostic(rep, orig.RcptTo)})
 			linked = append(linked, fmt.Sprintf("<msg:%d>", orig.ID))
-			evs = append(evs, event{serverID: m.ServerID, name: EventMessageBounced,
-				payload: BouncedPayload{OriginalMessage: NewMessagePayload(orig), Bounce: NewMessagePayload(m)}})
-		}
-		if len(linked) == 0 {
-			internalRetry(o, q, now, errors.New("no original message could be marked bounced"))
-			continue
+			fx.Webhooks = append(fx.Webhooks, h.events.Requests(ctx, now, outbound.Event{ServerID: m.ServerID,
+				Name: outbound.EventMessageBounced, Payload: outbound.BouncedPayload{
+					OriginalMessage: outbound.NewMessagePayload(orig), Bounce: outbound.NewMessagePayload(m)}})...)
 		}
 		d := "This has been detected as a bounce message for " + strings.Join(linked, ", ") + "."
-		o.Status = store.StatusProcessed
-		o.Delivery = &store.NewDelivery{Status: store.StatusProcessed, Details: d}
+		outs[i] = store.Processed(q, d).With(fx)
 	}
-	h.events.emit(ctx, evs, now)
 	return outs
 }
 
-func (h *BounceHandler) waitForRouting(o *store.Outcome, now time.Time) {
-	o.Retry, o.RetryAfter, o.Details = true, now.Add(h.o.InboundRetry), "waiting for inbound routing"
+// internalRetry retries q after an internal error, without touching the
+// message.
+func internalRetry(q *store.QueuedMessage, now time.Time, err error) store.Outcome {
+	return store.Retry(q, now.Add(outbound.RetryDelay(q.Attempts)), "internal error: "+err.Error())
+}
+
+func (h *BounceHandler) waitForRouting(q *store.QueuedMessage, now time.Time) store.Outcome {
+	return store.Retry(q, now.Add(h.o.InboundRetry), "waiting for inbound routing")
 }
 
 // originals finds the messages of the bounce's server that bounce reports on.
