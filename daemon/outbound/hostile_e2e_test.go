@@ -275,8 +275,20 @@ func TestHostileRepliesAreRecordedOnce(t *testing.T) {
 		if r := sup["refuse0@dest.test"]; err != nil || r == nil || !strings.Contains(r.Reason, "Empfänger\uFFFD unbekannt") {
 			t.Errorf("suppression = %+v, %v; want the refusal as its reason", r, err)
 		}
-		if n := len(e.bounces.all()); n != wantFailed {
-			t.Errorf("%d bounces submitted, want %d", n, wantFailed)
+		// The worker committed the bounces (DSNs to the sender) with the
+		// outcomes: one stored bounce message per refusal.
+		msgs, err := s.ServerMessages(ctx, e.fx.Server.ID, "", 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bounces := 0
+		for _, m := range msgs {
+			if m.Bounce && m.RcptTo == "sender@example.com" {
+				bounces++
+			}
+		}
+		if bounces != wantFailed {
+			t.Errorf("%d bounces stored, want %d", bounces, wantFailed)
 		}
 		for id, rcpt := range ids {
 			ds := e.deliveries(id)
