@@ -152,3 +152,21 @@ func OptionalString(s string) *string {
 	}
 	return &s
 }
+
+// Subscribed reports whether a webhook with these settings gets event:
+// enabled, and subscribed to all events or to event by name. The
+// send-limit events reach all-events webhooks only, as in Postal.
+func Subscribed(enabled, allEvents bool, events []string, event string) bool {
+	if !enabled {
+		return false
+	}
+	if allEvents {
+		return true
+	}
+	for _, e := range events {
+		if e == event {
+			return true
+		}
+	}
+	return false
+}
