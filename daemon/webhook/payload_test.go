@@ -118,3 +118,19 @@ func TestKnownEvents(t *testing.T) {
 		t.Errorf("Events/Known disagree with Postal's list: %v", webhook.Events())
 	}
 }
+
+func TestExampleCoversEveryEvent(t *testing.T) {
+	for _, ev := range webhook.Events() {
+		p, ok := webhook.Example(ev, webhook.Server{Permalink: "mail"}, time.Unix(1, 0))
+		if !ok {
+			t.Errorf("no example for %s", ev)
+			continue
+		}
+		if _, err := json.Marshal(p); err != nil {
+			t.Errorf("%s: %v", ev, err)
+		}
+	}
+	if _, ok := webhook.Example("Nope", webhook.Server{}, time.Time{}); ok {
+		t.Error("example for an unknown event")
+	}
+}
