@@ -19,6 +19,8 @@ import (
 	"github.com/postalgo/postal/daemon/requeuer"
 	"github.com/postalgo/postal/daemon/smtpserver"
 	"github.com/postalgo/postal/daemon/status"
+	"github.com/postalgo/postal/daemon/webhook"
+	"github.com/postalgo/postal/daemon/webhookworker"
 	"github.com/postalgo/postal/daemon/webserver"
 	"github.com/postalgo/postal/daemon/worker"
 )
@@ -76,6 +78,11 @@ func buildRoles(_ context.Context, d *deps) ([]role, error) {
 				return nil, err
 			}
 			out = append(out, r)
+			wr, err := buildWebhookWorker(d)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, wr)
 		case RoleRequeuer:
 			l := lease.New(lease.Options{Client: d.redis, Keys: d.keys, Name: "requeuer", Owner: d.owner,
 				TTL: d.cfg.Requeuer.LockTTL.Duration(), Log: log})
@@ -126,6 +133,27 @@ func buildWorker(d *deps) (role, error) {
 	}}, nil
 }
 
+// buildWebhookWorker builds the worker role's consumer of the webhooks
+// stream (daemon/webhookworker); it runs beside the mail worker.
+func buildWebhookWorker(d *deps) (role, error) {
+	log := d.log.With("role", RoleWorker, "component", "webhooks")
+	client, err := webhook.NewClient(webhook.ClientOptions{Signer: d.signing, UserAgent: "Postal/" + Version,
+		MaxIdlePerHost: d.cfg.Webhooks.PerDestination})
+	if err != nil {
+		return role{}, fmt.Errorf("worker: webhooks: %w", err)
+	}
+	ww, err := webhookworker.New(webhookworker.Options{Store: d.store, Queue: d.queue, Sender: client, Owner: d.owner,
+		MaxInFlight: d.cfg.Webhooks.MaxInFlight, PerDestination: d.cfg.Webhooks.PerDestination,
+		VisibilityTimeout: d.cfg.Worker.VisibilityTimeout.Duration(), Grace: d.grace, Log: log, Registerer: d.registry})
+	if err != nil {
+		return role{}, fmt.Errorf("worker: webhooks: %w", err)
+	}
+	return role{RoleWorker + "/webhooks", func(ctx context.Context) error {
+		defer client.Close()
+		return ww.Run(ctx)
+	}}, nil
+}
+
 func buildCron(d *deps) (role, error) {
 	log := d.log.With("role", RoleCron)
 	tasks := cron.DefaultTasks(d.store, d.cfg.Postal, log, nil)
@@ -135,8 +163,9 @@ func buildCron(d *deps) (role, error) {
 	}
 	tasks = append(tasks, cron.Task{Name: TaskCheckAllDNS, Every: time.Hour, Offset: 5 * time.Minute,
 		Run: func(ctx context.Context) error {
-			return dnscheck.CheckAll(ctx, d.store, resolvers, d.cfg.DNS, time.Now(), nil)
+			return dnscheck.CheckAll(ctx, d.store, resolvers, d.cfg.DNS, time.Now(), dnscheck.DNSErrorWebhooks(d.store, d.queue, log))
 		}})
+	tasks = append(tasks, cron.PruneWebhookRequestsTask(d.store, d.cfg.Webhooks.LogRetentionDays, log, nil))
 	l := lease.New(lease.Options{Client: d.redis, Keys: d.keys, Name: "cron", Owner: d.owner,
 		TTL: d.cfg.Cron.LockTTL.Duration(), Log: log})
 	c, err := cron.New(cron.Options{Board: status.NewBoard(d.redis, d.keys), Lease: l, Tasks: tasks, Log: log, Registerer: d.registry})
