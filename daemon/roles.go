@@ -137,7 +137,7 @@ func buildWorker(d *deps) (role, error) {
 // stream (daemon/webhookworker); it runs beside the mail worker.
 func buildWebhookWorker(d *deps) (role, error) {
 	log := d.log.With("role", RoleWorker, "component", "webhooks")
-	client, err := webhook.NewClient(webhook.ClientOptions{Signer: d.signing, UserAgent: "Postal/" + Version,
+	client, err := webhook.NewClient(webhook.ClientOptions{Signer: webhookSigner(d, log), UserAgent: "Postal/" + Version,
 		MaxIdlePerHost: d.cfg.Webhooks.PerDestination})
 	if err != nil {
 		return role{}, fmt.Errorf("worker: webhooks: %w", err)
@@ -152,6 +152,25 @@ func buildWebhookWorker(d *deps) (role, error) {
 		defer client.Close()
 		return ww.Run(ctx)
 	}}, nil
+}
+
+// webhookSigner signs webhook requests through libcrypto (same bytes,
+// about four times faster) under the same switch as DKIM,
+// worker.dkim_openssl, and with crypto/rsa otherwise.
+func webhookSigner(d *deps, log *slog.Logger) webhook.Signer {
+	if !d.cfg.Worker.DKIMOpenSSL {
+		return d.signing
+	}
+	lib, err := libcrypto.Open()
+	if err != nil {
+		return d.signing
+	}
+	s, err := lib.NewSigner(d.signing.Private())
+	if err != nil {
+		log.Warn("webhook signing with crypto/rsa: libcrypto refused the signing key", "reason", err)
+		return d.signing
+	}
+	return webhook.NewCryptoSigner(s, d.signing.KID(), d.signing)
 }
 
 func buildCron(d *deps) (role, error) {

@@ -262,3 +262,23 @@ func same(t *testing.T, a, b any) {
 		t.Errorf("JSON differs:\n outbound %s\n webhook  %s", ja, jb)
 	}
 }
+
+// failingSigner is a crypto.Signer that always fails.
+type failingSigner struct{ crypto.Signer }
+
+func (failingSigner) Sign(io.Reader, []byte, crypto.SignerOpts) ([]byte, error) {
+	return nil, io.ErrUnexpectedEOF
+}
+
+func TestCryptoSignerSignsLikeTheKeyAndFallsBack(t *testing.T) {
+	k := key(t)
+	body := []byte(`{"event":"MessageSent"}`)
+	s := webhook.NewCryptoSigner(k.Private(), k.KID(), k)
+	if s.SignSHA1(body) != k.SignSHA1(body) || s.SignSHA256(body) != k.SignSHA256(body) || s.KID() != k.KID() {
+		t.Error("crypto.Signer path differs from the key's signatures")
+	}
+	f := webhook.NewCryptoSigner(failingSigner{}, k.KID(), k)
+	if f.SignSHA1(body) != k.SignSHA1(body) || f.SignSHA256(body) != k.SignSHA256(body) {
+		t.Error("fallback not used when the signer fails")
+	}
+}

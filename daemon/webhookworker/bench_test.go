@@ -1,0 +1,49 @@
+package webhookworker_test
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/postalgo/postal/daemon/store/storetest"
+	"github.com/postalgo/postal/daemon/webhookworker"
+)
+
+// benchDeliveries measures webhook deliveries per second to a local
+// receiver (real Redis, SQLite, signed HTTP over loopback), from the
+// worker's start until the receiver has had b.N requests. With hanging,
+// 200 requests for a receiver that never answers are queued ahead of them.
+func benchDeliveries(b *testing.B, hanging bool) {
+	s := storetest.SQLite(b)
+	e := newEnv(b, s)
+	var got atomic.Int64
+	ok := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got.Add(1)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer ok.Close()
+	if hanging {
+		release := make(chan struct{})
+		hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+		}))
+		defer hang.Close()
+		defer close(release)
+		e.add(hang.URL+"/hang", 200)
+	}
+	e.add(ok.URL+"/ok", b.N)
+	b.ResetTimer()
+	start := time.Now()
+	e.start(webhookworker.Options{})
+	waitFor(b, 10*time.Minute, "every healthy request", func() bool { return got.Load() >= int64(b.N) })
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "deliveries/s")
+}
+
+func BenchmarkDeliveries(b *testing.B)                      { benchDeliveries(b, false) }
+func BenchmarkDeliveriesBesideHangingReceiver(b *testing.B) { benchDeliveries(b, true) }
