@@ -7,7 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postalgo/postal/daemon/libcrypto"
 	"github.com/postalgo/postal/daemon/store/storetest"
+	"github.com/postalgo/postal/daemon/webhook"
 	"github.com/postalgo/postal/daemon/webhookworker"
 )
 
@@ -37,9 +39,24 @@ func benchDeliveries(b *testing.B, hanging bool) {
 		e.add(hang.URL+"/hang", 200)
 	}
 	e.add(ok.URL+"/ok", b.N)
+	signer := webhook.Signer(signingKey(b))
+	if lib, err := libcrypto.Open(); err == nil { // as the worker role does
+		ls, err := lib.NewSigner(signingKey(b).Private())
+		if err != nil {
+			b.Fatal(err)
+		}
+		signer = webhook.NewCryptoSigner(ls, signingKey(b).KID(), signingKey(b))
+	} else {
+		b.Logf("signing with crypto/rsa: %v", err)
+	}
+	client, err := webhook.NewClient(webhook.ClientOptions{Signer: signer})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer client.Close()
 	b.ResetTimer()
 	start := time.Now()
-	e.start(webhookworker.Options{})
+	e.start(webhookworker.Options{Sender: client})
 	waitFor(b, 10*time.Minute, "every healthy request", func() bool { return got.Load() >= int64(b.N) })
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "deliveries/s")
