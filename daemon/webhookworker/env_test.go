@@ -56,6 +56,8 @@ type env struct {
 	queue  *queue.Queue
 	server *store.Server
 	hookID int64
+	// newQueue builds another queue on the same Redis keys.
+	newQueue func(o queue.Options) *queue.Queue
 }
 
 func newEnv(t testing.TB, s *store.Store) *env {
@@ -70,7 +72,11 @@ func newEnv(t testing.TB, s *store.Store) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{t: t, store: s, queue: q, server: fx.Server, hookID: h.ID}
+	newQueue := func(o queue.Options) *queue.Queue {
+		o.Client, o.Keys = client, keys
+		return queue.New(o)
+	}
+	return &env{t: t, store: s, queue: q, server: fx.Server, hookID: h.ID, newQueue: newQueue}
 }
 
 // add stores n requests for url and dispatches them.
@@ -107,7 +113,9 @@ func (e *env) start(o webhookworker.Options) *webhookworker.Worker {
 	if o.Store == nil {
 		o.Store = e.store
 	}
-	o.Queue = e.queue
+	if o.Queue == nil {
+		o.Queue = e.queue
+	}
 	if o.Sender == nil {
 		c, err := webhook.NewClient(webhook.ClientOptions{Signer: signingKey(e.t), UserAgent: "Postal/test"})
 		if err != nil {
@@ -209,4 +217,31 @@ func (r *receiver) count(path string) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.hits[path]
+}
+
+// newHangingServer answers nothing until release is closed, signalling
+// started for each request; it returns its URL.
+func newHangingServer(t testing.TB, started chan<- struct{}, release <-chan struct{}) string {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case started <- struct{}{}:
+		default:
+		}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// newClient is a webhook client with the test signing key.
+func newClient(t testing.TB) *webhook.Client {
+	c, err := webhook.NewClient(webhook.ClientOptions{Signer: signingKey(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
 }
