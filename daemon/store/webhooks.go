@@ -201,17 +201,18 @@ func (s *Store) RecordWebhookAttempts(ctx context.Context, outs []WebhookAttempt
 	return applied, nil
 }
 
-// WebhookRelease hands a claimed request back without an attempt.
+// WebhookRelease hands a claimed request back without an attempt, due at Due.
 type WebhookRelease struct {
 	RequestID int64
 	Owner     string
+	Due       time.Time
 }
 
 // ReleaseWebhookRequests unlocks claimed requests without counting an
-// attempt and makes them due at due (a worker parks work for a receiver
-// that is slow). Requests no longer locked by their owner are left alone.
-// It returns how many were released.
-func (s *Store) ReleaseWebhookRequests(ctx context.Context, rs []WebhookRelease, due time.Time) (int64, error) {
+// attempt and makes each due at its Due (a worker parks work for a receiver
+// that is slow), in one transaction. Requests no longer locked by their
+// owner are left alone. It returns how many were released.
+func (s *Store) ReleaseWebhookRequests(ctx context.Context, rs []WebhookRelease) (int64, error) {
 	var n int64
 	err := s.inTx(ctx, func(t tx) error {
 		st, err := t.PrepareContext(ctx, t.d.rebind(`UPDATE webhook_requests SET locked_by = NULL, locked_until = NULL, retry_after = ?
@@ -221,7 +222,7 @@ func (s *Store) ReleaseWebhookRequests(ctx context.Context, rs []WebhookRelease,
 		}
 		defer st.Close()
 		for _, r := range rs {
-			res, err := st.ExecContext(ctx, due.UnixMicro(), r.RequestID, r.Owner)
+			res, err := st.ExecContext(ctx, r.Due.UnixMicro(), r.RequestID, r.Owner)
 			if err != nil {
 				return err
 			}

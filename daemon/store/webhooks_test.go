@@ -92,8 +92,11 @@ func TestWebhookRequestClaimAttemptAndLog(t *testing.T) {
 		}
 
 		// Release without an attempt; abandon logs a dead attempt.
-		if n, err := s.ReleaseWebhookRequests(ctx, []store.WebhookRelease{{RequestID: ids[1], Owner: "w3"}, {RequestID: ids[2], Owner: "w3"}}, retryAt); err != nil || n != 1 {
+		if n, err := s.ReleaseWebhookRequests(ctx, []store.WebhookRelease{{RequestID: ids[1], Owner: "w3", Due: retryAt}, {RequestID: ids[2], Owner: "w3", Due: retryAt}}); err != nil || n != 1 {
 			t.Fatalf("release = %d, %v", n, err)
+		}
+		if l, _ := s.WebhookRequestLocks(ctx, ids[1:2]); l[0].LockedBy != "" || !l[0].RetryAfter.Equal(retryAt.Truncate(time.Microsecond)) {
+			t.Errorf("released request = %+v", l[0])
 		}
 		if err := s.AbandonWebhookRequest(ctx, ids[2], "given up"); err != nil {
 			t.Fatal(err)

@@ -22,7 +22,7 @@ type Store interface {
 	ClaimWebhookRequests(ctx context.Context, ids []int64, owner string, now, until time.Time) ([]*store.WebhookRequest, error)
 	WebhookRequestLocks(ctx context.Context, ids []int64) ([]store.WebhookRequestLock, error)
 	RecordWebhookAttempts(ctx context.Context, outs []store.WebhookAttemptOutcome) ([]bool, error)
-	ReleaseWebhookRequests(ctx context.Context, rs []store.WebhookRelease, due time.Time) (int64, error)
+	ReleaseWebhookRequests(ctx context.Context, rs []store.WebhookRelease) (int64, error)
 	AbandonWebhookRequest(ctx context.Context, id int64, reason string) error
 }
 
@@ -115,6 +115,9 @@ type destination struct {
 	// slow is set by an attempt that timed out or could not connect, and
 	// cleared by a timely answer.
 	slow bool
+	// parked counts the requests parked since the destination turned
+	// slow; it spreads their due times (see parkDueLocked).
+	parked int
 }
 
 // job is one claimed request with the entries that named it.
@@ -123,6 +126,8 @@ type job struct {
 	owner string
 	dest  string
 	dels  []queue.Delivery
+	// due is when a parked job is tried again.
+	due time.Time
 }
 
 // completion is a finished attempt on its way to the completer.
@@ -196,13 +201,17 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.mu.Lock()
 	w.stopping = true
 	var back []*job
+	now := w.o.Now()
 	for _, d := range w.dests {
+		for _, j := range d.waiting {
+			j.due = now
+		}
 		back = append(back, d.waiting...)
 		w.held -= len(d.waiting)
 		d.waiting = nil
 	}
 	w.mu.Unlock()
-	w.park(hard, back, w.o.Now())
+	w.park(hard, back)
 	sendsDone := make(chan struct{})
 	go func() {
 		w.sends.Wait()
@@ -367,6 +376,7 @@ func (w *Worker) process(hard context.Context, ds []queue.Delivery, completions 
 			w.sends.Add(1)
 			go w.sendLoop(hard, j, completions)
 		case w.slowLocked(d) && len(d.waiting) >= w.o.PerDestination:
+			j.due = w.parkDueLocked(d, now)
 			parkNow = append(parkNow, j)
 		default:
 			w.held++
@@ -375,8 +385,21 @@ func (w *Worker) process(hard context.Context, ds []queue.Delivery, completions 
 	}
 	w.mu.Unlock()
 	if len(parkNow) > 0 {
-		w.park(hard, parkNow, now.Add(w.o.ParkDelay))
+		w.park(hard, parkNow)
 	}
+}
+
+// maxParkSpread bounds how far parking spreads a slow destination's work.
+const maxParkSpread = time.Hour
+
+// parkDueLocked returns when the next request parked for d is due: after
+// ParkDelay, spread by one attempt timeout per PerDestination requests
+// already parked, so a dead receiver's backlog comes back at about the rate
+// its slots can try it instead of all at once; w.mu must be held.
+func (w *Worker) parkDueLocked(d *destination, now time.Time) time.Time {
+	spread := min(time.Duration(d.parked/w.o.PerDestination)*webhook.Timeout, maxParkSpread)
+	d.parked++
+	return now.Add(w.o.ParkDelay + spread)
 }
 
 // slowLocked reports whether d is slow; w.mu must be held.
@@ -399,9 +422,13 @@ func (w *Worker) slowLocked(d *destination) bool {
 // slot is taken, and returns how many requests it parked.
 func (w *Worker) parkSlow(hard context.Context) int {
 	var back []*job
+	now := w.o.Now()
 	w.mu.Lock()
 	for _, d := range w.dests {
 		if len(d.waiting) > 0 && w.slowLocked(d) {
+			for _, j := range d.waiting {
+				j.due = w.parkDueLocked(d, now)
+			}
 			back = append(back, d.waiting...)
 			w.held -= len(d.waiting)
 			d.waiting = nil
@@ -410,31 +437,31 @@ func (w *Worker) parkSlow(hard context.Context) int {
 	w.mu.Unlock()
 	if len(back) > 0 {
 		w.log.Info("parking webhook requests of slow receivers", "requests", len(back), "delay", w.o.ParkDelay)
-		w.park(hard, back, w.o.Now().Add(w.o.ParkDelay))
+		w.park(hard, back)
 	}
 	return len(back)
 }
 
-// park unlocks the rows of js without an attempt, due at due, and moves
-// their entries to the retry set. If SQL fails the entries stay pending
-// and are reclaimed after the visibility timeout.
-func (w *Worker) park(hard context.Context, js []*job, due time.Time) {
+// park unlocks the rows of js without an attempt, each due at its due
+// time, and moves their entries to the retry set. If SQL fails the entries
+// stay pending and are reclaimed after the visibility timeout.
+func (w *Worker) park(hard context.Context, js []*job) {
 	if len(js) == 0 {
 		return
 	}
 	defer w.untrack(js)
 	rel := make([]store.WebhookRelease, len(js))
 	for i, j := range js {
-		rel[i] = store.WebhookRelease{RequestID: j.req.ID, Owner: j.owner}
+		rel[i] = store.WebhookRelease{RequestID: j.req.ID, Owner: j.owner, Due: j.due}
 	}
-	if _, err := w.o.Store.ReleaseWebhookRequests(hard, rel, due); err != nil {
+	if _, err := w.o.Store.ReleaseWebhookRequests(hard, rel); err != nil {
 		w.log.Error("park webhook requests failed; entries left for reclaim", "requests", len(js), "err", err)
 		return
 	}
 	w.m.parked.Add(float64(len(js)))
 	var extra []queue.Delivery
 	for _, j := range js {
-		if err := w.o.Queue.Retry(hard, queue.Webhooks, j.dels[0], due); err != nil {
+		if err := w.o.Queue.Retry(hard, queue.Webhooks, j.dels[0], j.due); err != nil {
 			w.log.Warn("park entry in retry set failed; it stays pending", "request_id", j.req.ID, "err", err)
 		}
 		extra = append(extra, j.dels[1:]...)
@@ -523,6 +550,9 @@ func (w *Worker) sendLoop(hard context.Context, j *job, completions chan<- compl
 			d.slow = true
 		default:
 			d.slow = c.out.Duration >= w.o.SlowAfter
+			if !d.slow {
+				d.parked = 0
+			}
 		}
 		j = nil
 		if len(d.waiting) > 0 && !w.stopping {

@@ -227,7 +227,7 @@ func TestHangingReceiverDoesNotStallOthers(t *testing.T) {
 	defer hang.Close()
 	defer close(release)
 	ok := newReceiver(t, func(string, int) int { return 200 })
-	e.add(hang.URL+"/slow", 300)
+	slow := e.add(hang.URL+"/slow", 300)
 	e.add(ok.srv.URL+"/fast", 300)
 	e.start(webhookworker.Options{MaxInFlight: 32, PerDestination: 4})
 	// Serially the hanging receiver alone would take 300 x 5 s / 4 slots.
@@ -243,6 +243,29 @@ func TestHangingReceiverDoesNotStallOthers(t *testing.T) {
 	})
 	if left := e.pending(); left < 250 {
 		t.Errorf("only %d of the hanging receiver's 300 requests are pending", left)
+	}
+	// Parked work comes back spread at about the pace of the receiver's
+	// slots (4 per 5 s timeout), not all at once.
+	locks, err := s.WebhookRequestLocks(context.Background(), slow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var first, last time.Time
+	parked := 0
+	for _, l := range locks {
+		if l.LockedBy != "" {
+			continue
+		}
+		parked++
+		if first.IsZero() || l.RetryAfter.Before(first) {
+			first = l.RetryAfter
+		}
+		if l.RetryAfter.After(last) {
+			last = l.RetryAfter
+		}
+	}
+	if parked < 200 || last.Sub(first) < time.Duration(parked/4-1)*5*time.Second {
+		t.Errorf("%d parked requests due between %v and %v: not spread", parked, first, last)
 	}
 }
 
