@@ -189,7 +189,7 @@ func NewClient(o ClientOptions) (*Client, error) {
 		o.Now = time.Now
 	}
 	tr := &http.Transport{
-		Proxy:                  nil, // receivers are reached directly
+		Proxy:                  http.ProxyFromEnvironment, // HTTPS_PROXY etc., as Ruby's Net::HTTP
 		DialContext:            (&net.Dialer{Timeout: o.Timeout, KeepAlive: 30 * time.Second}).DialContext,
 		TLSClientConfig:        &tls.Config{RootCAs: o.RootCAs, MinVersion: tls.VersionTLS12},
 		TLSHandshakeTimeout:    o.Timeout,
@@ -368,18 +368,25 @@ func truncate(s string, n int) string {
 	return Excerpt([]byte(s), n)
 }
 
-// Retry delays after each failed attempt, as Postal's RETRIES: after the
-// first failure 2 minutes, then 3, 6, 10 and 15; the sixth failure gives up.
-var retryDelays = [...]time.Duration{2 * time.Minute, 3 * time.Minute, 6 * time.Minute, 10 * time.Minute, 15 * time.Minute}
-
 // MaxAttempts is how many attempts a request gets before it is given up.
-const MaxAttempts = len(retryDelays) + 1
+const MaxAttempts = 6
 
 // RetryDelay returns how long to wait after the attempts-th failed attempt
-// (1-based) and true, or false when the request must be given up.
+// (1-based) and true, or false when the request must be given up. The
+// delays are Postal's RETRIES: 2 minutes after the first failure, then 3,
+// 6, 10 and 15; the sixth failure gives up.
 func RetryDelay(attempts int) (time.Duration, bool) {
-	if attempts < 1 || attempts > len(retryDelays) {
-		return 0, false
+	switch attempts {
+	case 1:
+		return 2 * time.Minute, true
+	case 2:
+		return 3 * time.Minute, true
+	case 3:
+		return 6 * time.Minute, true
+	case 4:
+		return 10 * time.Minute, true
+	case 5:
+		return 15 * time.Minute, true
 	}
-	return retryDelays[attempts-1], true
+	return 0, false
 }
