@@ -18,9 +18,9 @@
 //     its slots have been busy longer than Options.SlowAfter. Work for a
 //     slow destination beyond one slot's worth of waiting is parked: its
 //     row is unlocked and made due Options.ParkDelay later (plus one
-//     attempt timeout per PerDestination requests already parked, so the
-//     backlog of a dead receiver returns at the pace its slots can try
-//     it), its entry moved to the retry set, no attempt counted. So a receiver that hangs holds
+//     attempt's average time per PerDestination requests already parked,
+//     so the backlog of a slow receiver returns at the pace its slots can
+//     take it), its entry moved to the retry set, no attempt counted. So a receiver that hangs holds
 //     at most 2 x PerDestination slots, and other receivers and mail
 //     delivery (a separate worker) are not delayed by it.
 //  3. Complete. Results are recorded in batches by one completer: one SQL

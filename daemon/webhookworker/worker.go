@@ -118,6 +118,9 @@ type destination struct {
 	// parked counts the requests parked since the destination turned
 	// slow; it spreads their due times (see parkDueLocked).
 	parked int
+	// cost is a moving average of its attempts' durations, 0 until one
+	// has finished.
+	cost time.Duration
 }
 
 // job is one claimed request with the entries that named it.
@@ -393,11 +396,16 @@ func (w *Worker) process(hard context.Context, ds []queue.Delivery, completions 
 const maxParkSpread = time.Hour
 
 // parkDueLocked returns when the next request parked for d is due: after
-// ParkDelay, spread by one attempt timeout per PerDestination requests
-// already parked, so a dead receiver's backlog comes back at about the rate
-// its slots can try it instead of all at once; w.mu must be held.
+// ParkDelay, spread by one attempt (its average duration, or the attempt
+// timeout before any finished) per PerDestination requests already parked,
+// so a slow receiver's backlog comes back at about the rate its slots can
+// take it instead of all at once; w.mu must be held.
 func (w *Worker) parkDueLocked(d *destination, now time.Time) time.Time {
-	spread := min(time.Duration(d.parked/w.o.PerDestination)*webhook.Timeout, maxParkSpread)
+	cost := d.cost
+	if cost <= 0 {
+		cost = webhook.Timeout
+	}
+	spread := min(time.Duration(d.parked/w.o.PerDestination)*cost, maxParkSpread)
 	d.parked++
 	return now.Add(w.o.ParkDelay + spread)
 }
@@ -545,6 +553,11 @@ func (w *Worker) sendLoop(hard context.Context, j *job, completions chan<- compl
 		d := w.dests[key]
 		delete(d.active, j)
 		w.held--
+		if d.cost == 0 {
+			d.cost = c.out.Duration
+		} else {
+			d.cost = (4*d.cost + c.out.Duration) / 5
+		}
 		switch c.out.Result {
 		case string(webhook.OutcomeTimeout), string(webhook.OutcomeConnect), string(webhook.OutcomeDNS):
 			d.slow = true
