@@ -11,11 +11,11 @@ func TestRequestsAndTestArgvToOptions(t *testing.T) {
 	f := cli.NewFactory(cli.NewTestIO("", false).IOStreams, nil)
 	var gotR *RequestsOptions
 	cmd := newRequestsCmd(f, func(_ context.Context, o *RequestsOptions) error { gotR = o; return nil })
-	cmd.SetArgs([]string{"acme/mail", "--webhook", "hooks", "--failed", "--limit", "7"})
+	cmd.SetArgs([]string{"acme/mail", "--webhook", "hooks", "--failed", "--limit", "7", "--uuid", "u-1"})
 	if err := cmd.Execute(); err != nil {
 		t.Fatal(err)
 	}
-	if gotR.Path != "acme/mail" || gotR.Webhook != "hooks" || !gotR.Failed || gotR.Limit != 7 {
+	if gotR.Path != "acme/mail" || gotR.Webhook != "hooks" || !gotR.Failed || gotR.Limit != 7 || gotR.UUID != "u-1" {
 		t.Errorf("requests options = %+v", gotR)
 	}
 	cmd = newRequestsCmd(f, func(context.Context, *RequestsOptions) error { return nil })

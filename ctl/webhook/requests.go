@@ -20,13 +20,15 @@ type RequestsOptions struct {
 	// Webhook is a webhook's uuid or name; "" lists every webhook's.
 	Webhook string
 	Failed  bool
-	Limit   int
+	// UUID, when set, shows one request's attempts.
+	UUID  string
+	Limit int
 }
 
 func newRequestsCmd(f *cli.Factory, runF func(context.Context, *RequestsOptions) error) *cobra.Command {
 	o := &RequestsOptions{Factory: f}
 	cmd := &cobra.Command{
-		Use:               "requests ORG/SERVER [--webhook UUID|NAME] [--failed]",
+		Use:               "requests ORG/SERVER [--webhook UUID|NAME] [--failed] [--uuid REQUEST]",
 		Short:             "Show the log of webhook attempts, newest first",
 		Example:           "  postalctl webhook requests acme/mail --failed",
 		Args:              cli.ExactArgs(1, "ORG/SERVER"),
@@ -44,6 +46,7 @@ func newRequestsCmd(f *cli.Factory, runF func(context.Context, *RequestsOptions)
 	}
 	cmd.Flags().StringVar(&o.Webhook, "webhook", "", "only this webhook's attempts (uuid or name)")
 	cmd.Flags().BoolVar(&o.Failed, "failed", false, "only attempts that failed")
+	cmd.Flags().StringVar(&o.UUID, "uuid", "", "only the attempts of this request (its uuid, as receivers see it)")
 	cmd.Flags().IntVar(&o.Limit, "limit", 50, "most attempts shown (1-1000)")
 	return cmd
 }
@@ -53,7 +56,7 @@ func runRequests(ctx context.Context, o *RequestsOptions) error {
 	if err != nil {
 		return err
 	}
-	f := store.WebhookAttemptFilter{ServerID: srv.ID, Failed: o.Failed, Limit: o.Limit}
+	f := store.WebhookAttemptFilter{ServerID: srv.ID, Failed: o.Failed, Limit: o.Limit, RequestUUID: o.UUID}
 	if o.Webhook != "" {
 		h, err := findWebhook(ctx, st, srv.ID, o.Path, o.Webhook)
 		if err != nil {

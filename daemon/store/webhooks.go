@@ -285,6 +285,8 @@ type WebhookAttemptFilter struct {
 	WebhookID int64
 	// Failed keeps only attempts whose result is not "ok".
 	Failed bool
+	// RequestUUID, when not "", keeps only the attempts of that request.
+	RequestUUID string
 	// BeforeID, when not 0, pages: only attempts with a smaller id.
 	BeforeID int64
 	// Limit caps the rows (default 50, at most 1000).
@@ -305,6 +307,10 @@ func (s *Store) WebhookAttempts(ctx context.Context, f WebhookAttemptFilter) ([]
 	}
 	if f.Failed {
 		where += ` AND result <> 'ok'`
+	}
+	if f.RequestUUID != "" {
+		where += ` AND request_uuid = ?`
+		args = append(args, f.RequestUUID)
 	}
 	if f.BeforeID != 0 {
 		where += ` AND id < ?`

@@ -83,6 +83,10 @@ func TestWebhookRequestClaimAttemptAndLog(t *testing.T) {
 		}
 		failed, _ := s.WebhookAttempts(ctx, store.WebhookAttemptFilter{ServerID: fx.Server.ID, Failed: true})
 		other, _ := s.WebhookAttempts(ctx, store.WebhookAttemptFilter{ServerID: fx.Server.ID, WebhookID: hook.ID + 100})
+		byUUID, _ := s.WebhookAttempts(ctx, store.WebhookAttemptFilter{ServerID: fx.Server.ID, RequestUUID: reqs[0].UUID})
+		if len(byUUID) != 1 || byUUID[0].RequestUUID != reqs[0].UUID {
+			t.Errorf("by uuid: %+v", byUUID)
+		}
 		if len(failed) != 1 || failed[0].Result != "http_error" || len(other) != 0 {
 			t.Errorf("filters: failed %d, other webhook %d", len(failed), len(other))
 		}
