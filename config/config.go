@@ -87,6 +87,8 @@ type Config struct {
 	Requeuer Requeuer `yaml:"requeuer"`
 	// Cron configures the cron role (section cron; ours).
 	Cron Cron `yaml:"cron"`
+	// Webhooks configures webhook delivery and its attempt log (section webhooks; ours).
+	Webhooks Webhooks `yaml:"webhooks"`
 
 	// FilePath is the absolute path of the file the configuration came from, "" if none.
 	FilePath string `yaml:"-"`
@@ -492,6 +494,19 @@ type Cron struct {
 	LockTTL Seconds `yaml:"lock_ttl" validate:"gt=0"`
 }
 
+// Webhooks is the webhooks section (ours).
+type Webhooks struct {
+	// LogRetentionDays is how long the log of webhook attempts is kept
+	// (Postal keeps 10 days).
+	LogRetentionDays int `yaml:"log_retention_days" validate:"gte=1"`
+	// MaxInFlight caps the webhook requests one worker process holds at once
+	// (sending or waiting for a free connection to their receiver).
+	MaxInFlight int `yaml:"max_in_flight" validate:"gte=1"`
+	// PerDestination caps the concurrent requests to one receiver
+	// (scheme://host:port), so one slow receiver cannot take every slot.
+	PerDestination int `yaml:"per_destination" validate:"gte=1"`
+}
+
 // Defaults returns a configuration with every default filled in: Postal's for Postal's
 // keys, ours for the rest. Path values keep the `$config-file-root` placeholder unexpanded
 // (Load expands it); each call returns a new value that the caller may modify.
@@ -599,5 +614,6 @@ func Defaults() *Config {
 		Redis:    Redis{URL: "redis://127.0.0.1:6379/0", KeyPrefix: "postal"},
 		Requeuer: Requeuer{Interval: 1, ReconcileInterval: 15, LockTTL: 15},
 		Cron:     Cron{LockTTL: 15},
+		Webhooks: Webhooks{LogRetentionDays: 10, MaxInFlight: 64, PerDestination: 8},
 	}
 }

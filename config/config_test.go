@@ -159,6 +159,9 @@ func TestDefaultsMatchPostal(t *testing.T) {
 		{"requeuer.reconcile_interval", d.Requeuer.ReconcileInterval, Seconds(15)},
 		{"requeuer.lock_ttl", d.Requeuer.LockTTL, Seconds(15)},
 		{"cron.lock_ttl", d.Cron.LockTTL, Seconds(15)},
+		{"webhooks.log_retention_days", d.Webhooks.LogRetentionDays, 10},
+		{"webhooks.max_in_flight", d.Webhooks.MaxInFlight, 64},
+		{"webhooks.per_destination", d.Webhooks.PerDestination, 8},
 		{"logging.level", d.Logging.Level, "info"},
 		{"logging.format", d.Logging.Format, "auto"},
 	}
@@ -199,8 +202,8 @@ func TestKeysAreUniqueAndCoverEverySection(t *testing.T) {
 			t.Errorf("no key in section %s", s)
 		}
 	}
-	if len(sectionNames()) != 19 {
-		t.Errorf("sections = %v, want the 19 of the schema", sectionNames())
+	if len(sectionNames()) != 20 {
+		t.Errorf("sections = %v, want the 20 of the schema", sectionNames())
 	}
 }
 

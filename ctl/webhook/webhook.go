@@ -1,5 +1,6 @@
 // Package webhook is `postalctl webhook`: add, list and remove the HTTP
-// callbacks a server makes for message and domain events.
+// callbacks a server makes for message and domain events, show the log of
+// their attempts (requests) and send a signed test event (test).
 package webhook
 
 import (
@@ -13,7 +14,7 @@ import (
 // NewCmd returns the webhook command with its verbs.
 func NewCmd(f *cli.Factory) *cobra.Command {
 	cmd := &cobra.Command{Use: "webhook", Short: "Manage a server's webhooks"}
-	cmd.AddCommand(newAddCmd(f, nil), newListCmd(f, nil), newRemoveCmd(f, nil))
+	cmd.AddCommand(newAddCmd(f, nil), newListCmd(f, nil), newRemoveCmd(f, nil), newRequestsCmd(f, nil), newTestCmd(f, nil))
 	return cmd
 }
 

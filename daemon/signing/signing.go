@@ -210,6 +210,10 @@ func writeSynced(f *os.File, data []byte) error {
 	return f.Close()
 }
 
+// Private returns the private key, for handing to a faster RSA
+// implementation (libcrypto); the caller must not modify it.
+func (k *Key) Private() *rsa.PrivateKey { return k.priv }
+
 // Public returns the public half of the key.
 func (k *Key) Public() *rsa.PublicKey { return &k.priv.PublicKey }
 

@@ -1,0 +1,127 @@
+package store_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/postalgo/postal/daemon/store"
+	"github.com/postalgo/postal/daemon/store/storetest"
+)
+
+func TestWebhookRequestClaimAttemptAndLog(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		fx := storetest.NewFixture(t, s, "example.com", "")
+		hook, err := s.CreateWebhook(ctx, fx.Server.ID, store.NewWebhook{Name: "h", URL: "https://h.test/x", AllEvents: true, Enabled: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids, err := s.InsertWebhookRequests(ctx, []store.NewWebhookRequest{
+			{ServerID: fx.Server.ID, WebhookID: hook.ID, URL: hook.URL, Event: "MessageSent", Payload: `{"a":1}`},
+			{ServerID: fx.Server.ID, WebhookID: hook.ID, URL: hook.URL, Event: "MessageHeld", Payload: `{"b":2}`},
+			{ServerID: fx.Server.ID, URL: "https://other.test/", Event: "MessageLoaded", Payload: `{"c":3}`},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := time.Now()
+		until := now.Add(time.Minute)
+		got, err := s.ClaimWebhookRequests(ctx, ids, "w1", now, until)
+		if err != nil || len(got) != 3 || got[0].ID != ids[0] || got[2].ID != ids[2] {
+			t.Fatalf("claim = %v, %v", got, err)
+		}
+		// A second claimer gets nothing while the lock lives, everything once it expired.
+		if again, err := s.ClaimWebhookRequests(ctx, ids, "w2", now, until); err != nil || len(again) != 0 {
+			t.Fatalf("second claim = %v, %v", again, err)
+		}
+		locks, err := s.WebhookRequestLocks(ctx, append([]int64{999999}, ids...))
+		if err != nil || len(locks) != 3 || locks[0].LockedBy != "w1" || !locks[0].LockedUntil.Equal(until.Truncate(time.Microsecond)) {
+			t.Fatalf("locks = %+v, %v", locks, err)
+		}
+		at := now.Add(time.Second)
+		retryAt := now.Add(2 * time.Minute)
+		applied, err := s.RecordWebhookAttempts(ctx, []store.WebhookAttemptOutcome{
+			{RequestID: ids[0], Owner: "w1", StatusCode: 200, Result: "ok", Duration: 15 * time.Millisecond, Response: "thanks", At: at, Done: true, Success: true},
+			{RequestID: ids[1], Owner: "w1", StatusCode: 500, Result: "http_error", Response: "oops", At: at, RetryAfter: retryAt, Error: "Couldn't send to URL. Code received was 500"},
+			{RequestID: ids[2], Owner: "intruder", StatusCode: 200, Result: "ok", At: at, Done: true},
+		})
+		if err != nil || !applied[0] || !applied[1] || applied[2] {
+			t.Fatalf("applied = %v, %v", applied, err)
+		}
+		reqs, err := s.WebhookRequests(ctx, ids)
+		if err != nil || len(reqs) != 2 {
+			t.Fatalf("requests left = %v, %v", reqs, err)
+		}
+		if r := reqs[0]; r.ID != ids[1] || r.Attempts != 1 || !r.RetryAfter.Equal(retryAt.Truncate(time.Microsecond)) || r.Error == "" {
+			t.Errorf("retried request = %+v", r)
+		}
+		if l, _ := s.WebhookRequestLocks(ctx, ids[1:2]); l[0].LockedBy != "" {
+			t.Errorf("retried request still locked: %+v", l[0])
+		}
+		// Not due before retry_after; due after.
+		if c, _ := s.ClaimWebhookRequests(ctx, ids[1:2], "w3", now, until); len(c) != 0 {
+			t.Error("claimed before its retry time")
+		}
+		if c, _ := s.ClaimWebhookRequests(ctx, ids[1:2], "w3", retryAt, retryAt.Add(time.Minute)); len(c) != 1 || c[0].Attempts != 1 {
+			t.Errorf("claim after retry time = %v", c)
+		}
+		hooks, _ := s.Webhooks(ctx, fx.Server.ID)
+		if hooks[0].LastUsedAt.IsZero() {
+			t.Error("last_used_at not stamped on success")
+		}
+		log, err := s.WebhookAttempts(ctx, store.WebhookAttemptFilter{ServerID: fx.Server.ID})
+		if err != nil || len(log) != 2 {
+			t.Fatalf("log = %v, %v", log, err)
+		}
+		if a := log[0]; a.Event != "MessageHeld" || a.StatusCode != 500 || !a.WillRetry || a.Attempt != 1 || a.Payload != `{"b":2}` ||
+			a.Response != "oops" || a.WebhookID != hook.ID || a.URL != hook.URL || a.RequestUUID != reqs[0].UUID {
+			t.Errorf("newest attempt = %+v", a)
+		}
+		if a := log[1]; a.Result != "ok" || a.WillRetry || a.Duration != 15*time.Millisecond || !a.CreatedAt.Equal(at.Truncate(time.Microsecond)) {
+			t.Errorf("oldest attempt = %+v", a)
+		}
+		failed, _ := s.WebhookAttempts(ctx, store.WebhookAttemptFilter{ServerID: fx.Server.ID, Failed: true})
+		other, _ := s.WebhookAttempts(ctx, store.WebhookAttemptFilter{ServerID: fx.Server.ID, WebhookID: hook.ID + 100})
+		byUUID, _ := s.WebhookAttempts(ctx, store.WebhookAttemptFilter{ServerID: fx.Server.ID, RequestUUID: reqs[0].UUID})
+		if len(byUUID) != 1 || byUUID[0].RequestUUID != reqs[0].UUID {
+			t.Errorf("by uuid: %+v", byUUID)
+		}
+		if len(failed) != 1 || failed[0].Result != "http_error" || len(other) != 0 {
+			t.Errorf("filters: failed %d, other webhook %d", len(failed), len(other))
+		}
+		c, err := s.CountWebhookRequests(ctx, retryAt)
+		if err != nil || c.Total != 2 || c.Locked != 1 {
+			t.Errorf("counts = %+v, %v", c, err)
+		}
+
+		// Release without an attempt; abandon logs a dead attempt.
+		if n, err := s.ReleaseWebhookRequests(ctx, []store.WebhookRelease{{RequestID: ids[1], Owner: "w3", Due: retryAt}, {RequestID: ids[2], Owner: "w3", Due: retryAt}}); err != nil || n != 1 {
+			t.Fatalf("release = %d, %v", n, err)
+		}
+		if l, _ := s.WebhookRequestLocks(ctx, ids[1:2]); l[0].LockedBy != "" || !l[0].RetryAfter.Equal(retryAt.Truncate(time.Microsecond)) {
+			t.Errorf("released request = %+v", l[0])
+		}
+		if err := s.AbandonWebhookRequest(ctx, ids[2], "given up"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.AbandonWebhookRequest(ctx, ids[2], "again"); err != nil {
+			t.Fatal(err)
+		}
+		log, _ = s.WebhookAttempts(ctx, store.WebhookAttemptFilter{ServerID: fx.Server.ID})
+		if len(log) != 3 || log[0].Result != "dead" || log[0].Response != "given up" || log[0].WebhookID != 0 {
+			t.Errorf("after abandon: %+v", log[0])
+		}
+
+		// Pruning keeps what is younger than the cut.
+		if n, err := s.PruneWebhookAttempts(ctx, now.Add(-time.Hour)); err != nil || n != 0 {
+			t.Fatalf("prune of nothing old = %d, %v", n, err)
+		}
+		if n, err := s.PruneWebhookAttempts(ctx, at.Add(time.Microsecond)); err != nil || n != 3 {
+			t.Fatalf("prune = %d, %v", n, err)
+		}
+		if log, _ = s.WebhookAttempts(ctx, store.WebhookAttemptFilter{ServerID: fx.Server.ID}); len(log) != 0 {
+			t.Errorf("after prune %d attempts", len(log))
+		}
+	})
+}

@@ -1,0 +1,289 @@
+package webhook_test
+
+import (
+	"context"
+	"crypto"
+	"crypto/rsa"
+	"crypto/sha1"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/postalgo/postal/daemon/outbound"
+	"github.com/postalgo/postal/daemon/signing"
+	"github.com/postalgo/postal/daemon/webhook"
+)
+
+var (
+	keyOnce sync.Once
+	testKey *signing.Key
+)
+
+func key(t testing.TB) *signing.Key {
+	keyOnce.Do(func() {
+		priv, err := signing.Generate(signing.MinBits)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if testKey, err = signing.NewKey(priv); err != nil {
+			t.Fatal(err)
+		}
+	})
+	return testKey
+}
+
+func client(t *testing.T, timeout time.Duration) *webhook.Client {
+	c, err := webhook.NewClient(webhook.ClientOptions{Signer: key(t), UserAgent: "Postal/test", Timeout: timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+func request(url string) webhook.Request {
+	return webhook.Request{URL: url, Event: webhook.EventMessageSent, UUID: "7f1c", CreatedAt: time.UnixMicro(1_700_000_000_000_000),
+		Payload: []byte(`{"status":"Sent"}`)}
+}
+
+func TestSendSignsTheExactBody(t *testing.T) {
+	type got struct {
+		header http.Header
+		body   []byte
+	}
+	ch := make(chan got, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		ch <- got{r.Header.Clone(), b}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	res := client(t, 0).Send(context.Background(), request(srv.URL+"/hook"))
+	if !res.OK() || res.Status != 204 || res.Code() != 204 {
+		t.Fatalf("result = %+v", res)
+	}
+	g := <-ch
+	want, _ := webhook.Body(request(""))
+	if string(g.body) != string(want) {
+		t.Errorf("body = %s, want %s", g.body, want)
+	}
+	pub := key(t).Public()
+	for _, c := range []struct {
+		header string
+		hash   crypto.Hash
+		sum    []byte
+	}{
+		{webhook.HeaderSignature, crypto.SHA1, func() []byte { s := sha1.Sum(g.body); return s[:] }()},
+		{webhook.HeaderSignature256, crypto.SHA256, func() []byte { s := sha256.Sum256(g.body); return s[:] }()},
+	} {
+		sig, err := base64.StdEncoding.DecodeString(g.header.Get(c.header))
+		if err != nil {
+			t.Fatalf("%s: %v", c.header, err)
+		}
+		if err := rsa.VerifyPKCS1v15(pub, c.hash, c.sum, sig); err != nil {
+			t.Errorf("%s does not verify: %v", c.header, err)
+		}
+	}
+	if kid := g.header.Get(webhook.HeaderSignatureKID); kid != key(t).KID() || len(kid) != 64 {
+		t.Errorf("KID = %q", kid)
+	}
+	if g.header.Get("Content-Type") != "application/json" || g.header.Get("User-Agent") != "Postal/test" {
+		t.Errorf("headers = %v", g.header)
+	}
+}
+
+func TestSendClassifiesAnswers(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/fail", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(500)
+		_, _ = w.Write([]byte("bad\x00 \xff news" + strings.Repeat("é", 2000)))
+	})
+	mux.HandleFunc("/redirect", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/ok", http.StatusFound)
+	})
+	followed := make(chan struct{}, 1)
+	mux.HandleFunc("/ok", func(w http.ResponseWriter, r *http.Request) { followed <- struct{}{} })
+	release := make(chan struct{})
+	mux.HandleFunc("/hang", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	defer close(release)
+	tlsSrv := httptest.NewTLSServer(mux) // its certificate is not trusted
+	defer tlsSrv.Close()
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closedURL := "http://" + closed.Addr().String() + "/"
+	closed.Close()
+
+	c := client(t, 0)                        // Postal's 5 s
+	quick := client(t, 300*time.Millisecond) // for the receiver that hangs
+	tests := []struct {
+		name    string
+		url     string
+		outcome webhook.Outcome
+		code    int
+	}{
+		{"500 is a failure", srv.URL + "/fail", webhook.OutcomeHTTPError, 500},
+		{"a redirect is not followed", srv.URL + "/redirect", webhook.OutcomeRedirect, 302},
+		{"no answer in time", srv.URL + "/hang", webhook.OutcomeTimeout, -1},
+		{"refused connection", closedURL, webhook.OutcomeConnect, -2},
+		{"untrusted certificate", tlsSrv.URL + "/ok", webhook.OutcomeTLS, -3},
+		{"not http", "ftp://example.com/", webhook.OutcomeInvalid, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cl := c
+			if tt.outcome == webhook.OutcomeTimeout {
+				cl = quick
+			}
+			res := cl.Send(context.Background(), request(tt.url))
+			if res.Outcome != tt.outcome || res.Code() != tt.code || res.OK() {
+				t.Fatalf("result = %+v, want %s / %d", res, tt.outcome, tt.code)
+			}
+			if !utf8.ValidString(res.Excerpt) || strings.ContainsRune(res.Excerpt, 0) || len(res.Excerpt) > webhook.ExcerptMax {
+				t.Errorf("excerpt not sanitised: %q", res.Excerpt)
+			}
+		})
+	}
+	select {
+	case <-followed:
+		t.Error("redirect was followed")
+	default:
+	}
+	res := c.Send(context.Background(), request(srv.URL+"/fail"))
+	if !strings.HasPrefix(res.Excerpt, "bad \uFFFD newsé") {
+		t.Errorf("excerpt = %q", res.Excerpt[:20])
+	}
+}
+
+func TestExcerpt(t *testing.T) {
+	tests := []struct {
+		in   string
+		max  int
+		want string
+	}{
+		{"hello", 10, "hello"},
+		{"hello", 3, "hel"},
+		{"a\x00b", 10, "ab"},
+		{"h\xffi", 10, "h\uFFFDi"},
+		{"héllo", 2, "h"}, // é is two bytes: never split
+		{"日本", 5, "日"},
+		{"x", 0, ""},
+	}
+	for _, tt := range tests {
+		if got := webhook.Excerpt([]byte(tt.in), tt.max); got != tt.want {
+			t.Errorf("Excerpt(%q, %d) = %q, want %q", tt.in, tt.max, got, tt.want)
+		}
+	}
+}
+
+func FuzzExcerpt(f *testing.F) {
+	f.Add([]byte("héllo\x00\xff"), 4)
+	f.Fuzz(func(t *testing.T, b []byte, limit int) {
+		limit %= 4096
+		got := webhook.Excerpt(b, limit)
+		if !utf8.ValidString(got) || strings.ContainsRune(got, 0) || len(got) > max(0, limit) {
+			t.Fatalf("Excerpt(%q, %d) = %q", b, limit, got)
+		}
+		if utf8.Valid(b) && !strings.ContainsRune(string(b), 0) && len(b) <= limit && got != string(b) {
+			t.Fatalf("clean input changed: %q -> %q", b, got)
+		}
+	})
+}
+
+func TestRetrySchedule(t *testing.T) {
+	var got []time.Duration
+	for n := 1; ; n++ {
+		d, ok := webhook.RetryDelay(n)
+		if !ok {
+			if n != webhook.MaxAttempts {
+				t.Errorf("gave up after attempt %d, want %d", n, webhook.MaxAttempts)
+			}
+			break
+		}
+		got = append(got, d)
+	}
+	want := []time.Duration{2 * time.Minute, 3 * time.Minute, 6 * time.Minute, 10 * time.Minute, 15 * time.Minute}
+	if len(got) != len(want) {
+		t.Fatalf("delays = %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("delay after attempt %d = %v, want %v", i+1, got[i], want[i])
+		}
+	}
+}
+
+func TestDestination(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://Hooks.Example.com/x?y": "https://hooks.example.com:443",
+		"http://example.com:8080/":      "http://example.com:8080",
+		"http://user:pw@[::1]/p":        "http://[::1]:80",
+		"http://example.com/a#frag":     "http://example.com:80",
+	} {
+		if got := webhook.Destination(in); got != want {
+			t.Errorf("Destination(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestPayloadsEncodeLikeOutbound pins that these types are a superset of
+// outbound's with identical JSON, so outbound can switch to them.
+func TestPayloadsEncodeLikeOutbound(t *testing.T) {
+	tag, secs := "t", 1.25
+	om := outbound.MessagePayload{ID: 1, Token: "tok", Direction: "outgoing", MessageID: "m@x", To: "a@b", From: "c@d",
+		Subject: "s", Timestamp: 2.5, SpamStatus: "NotChecked", Tag: &tag}
+	wm := webhook.Message{ID: 1, Token: "tok", Direction: "outgoing", MessageID: "m@x", To: "a@b", From: "c@d",
+		Subject: "s", Timestamp: 2.5, SpamStatus: "NotChecked", Tag: &tag}
+	for _, ssl := range []bool{true, false} {
+		od := outbound.DeliveryPayload{Message: om, Status: "Sent", Details: "d", Output: "o", SentWithSSL: ssl, Timestamp: 3, Time: &secs}
+		wd := webhook.Delivery{Message: wm, Status: "Sent", Details: "d", Output: "o", SentWithSSL: &ssl, Timestamp: 3, Time: &secs}
+		same(t, od, wd)
+	}
+	same(t, outbound.BouncedPayload{OriginalMessage: om, Bounce: om}, webhook.Bounced{OriginalMessage: wm, Bounce: wm})
+}
+
+func same(t *testing.T, a, b any) {
+	t.Helper()
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	if string(ja) != string(jb) {
+		t.Errorf("JSON differs:\n outbound %s\n webhook  %s", ja, jb)
+	}
+}
+
+// failingSigner is a crypto.Signer that always fails.
+type failingSigner struct{ crypto.Signer }
+
+func (failingSigner) Sign(io.Reader, []byte, crypto.SignerOpts) ([]byte, error) {
+	return nil, io.ErrUnexpectedEOF
+}
+
+func TestCryptoSignerSignsLikeTheKeyAndFallsBack(t *testing.T) {
+	k := key(t)
+	body := []byte(`{"event":"MessageSent"}`)
+	s := webhook.NewCryptoSigner(k.Private(), k.KID(), k)
+	if s.SignSHA1(body) != k.SignSHA1(body) || s.SignSHA256(body) != k.SignSHA256(body) || s.KID() != k.KID() {
+		t.Error("crypto.Signer path differs from the key's signatures")
+	}
+	f := webhook.NewCryptoSigner(failingSigner{}, k.KID(), k)
+	if f.SignSHA1(body) != k.SignSHA1(body) || f.SignSHA256(body) != k.SignSHA256(body) {
+		t.Error("fallback not used when the signer fails")
+	}
+}
