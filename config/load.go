@@ -31,7 +31,7 @@ func Load(path string, lookup func(string) (string, bool)) (*Config, error) {
 		lookup = func(string) (string, bool) { return "", false }
 	}
 	c := Defaults()
-	var probs Problems
+	var probs, warns Problems
 	var root string
 	if path != "" {
 		abs, err := filepath.Abs(path)
@@ -44,7 +44,7 @@ func Load(path string, lookup func(string) (string, bool)) (*Config, error) {
 		}
 		c.FilePath = abs
 		root = filepath.Dir(abs)
-		if stop := decodeFile(c, data, filepath.Base(abs), &probs); stop {
+		if stop := decodeFile(c, data, filepath.Base(abs), &probs, &warns); stop {
 			return nil, probs.errOrNil()
 		}
 	} else {
@@ -55,19 +55,27 @@ func Load(path string, lookup func(string) (string, bool)) (*Config, error) {
 		root = wd
 	}
 	fromEnv := applyEnv(c, lookup, &probs)
+	if usedPostalDB(fromEnv) {
+		c.postalDB = true
+	}
 	normalizeLists(c)
 	expandRoot(c, root)
 	c.validateInto(&probs, fromEnv)
 	if err := probs.errOrNil(); err != nil {
 		return nil, err
 	}
+	sortProblems(warns.List)
+	c.Warnings = warns.List
 	return c, nil
 }
 
 // decodeFile sets c from the YAML in data, adding every problem to probs; name labels
 // problems with the file as a whole. It reports true when nothing else should be checked
 // (a syntax error, a document that is not a mapping, or another layout version).
-func decodeFile(c *Config, data []byte, name string, probs *Problems) (stop bool) {
+// Keys Postal would ignore go to warns. A file whose version is 1, or that has
+// no version and uses keys only the version 1 layout has, is read as Postal
+// reads that layout.
+func decodeFile(c *Config, data []byte, name string, probs, warns *Problems) (stop bool) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
@@ -107,28 +115,36 @@ func decodeFile(c *Config, data []byte, name string, probs *Problems) (stop bool
 		sections[s] = true
 	}
 	pairs := mappingPairs(top, "", probs, 0)
+	hasVersion := false
 	for _, p := range pairs {
 		if p.key != "version" {
 			continue
 		}
+		hasVersion = true
 		var vp Problems
 		decodeValue("version", p.val, idx["version"], &vp)
 		probs.List = append(probs.List, vp.List...)
-		if len(vp.List) == 0 && c.Version != 2 {
+		if len(vp.List) == 0 && c.Version != 1 && c.Version != 2 {
 			probs.List = probs.List[:0]
-			probs.add("version", "%d is not supported; use the version 2 layout", c.Version)
+			probs.add("version", "%d is not supported; use 2 (or 1, Postal's legacy layout)", c.Version)
 			return true
 		}
+	}
+	if c.Version == 1 || !hasVersion && looksLegacy(pairs) {
+		c.Version = 2
+		decodeLegacy(c, pairs, idx, probs, warns)
+		return false
 	}
 	for _, p := range pairs {
 		switch {
 		case p.key == "version":
 		case sections[p.key]:
-			decodeSection(p.key, p.val, idx, probs)
-		case p.key == "main_db" || p.key == "message_db":
-			probs.add(p.key, "MariaDB is not used; set database.driver (sqlite or postgres) and database.url or database.path instead")
+			decodeSection(p.key, p.val, idx, probs, warns)
+			if p.key == "main_db" || p.key == "message_db" {
+				c.postalDB = true
+			}
 		default:
-			reportUnknown(p.key, p.val, probs)
+			reportUnknown(p.key, p.val, warns)
 		}
 	}
 	return false
@@ -250,8 +266,9 @@ func describe(n *yaml.Node) string {
 	return "a document"
 }
 
-// decodeSection sets the keys of one section from its mapping node.
-func decodeSection(section string, n *yaml.Node, idx map[string]reflect.Value, probs *Problems) {
+// decodeSection sets the keys of one section from its mapping node; unknown
+// keys go to warns.
+func decodeSection(section string, n *yaml.Node, idx map[string]reflect.Value, probs, warns *Problems) {
 	if isNull(n) {
 		return
 	}
@@ -263,15 +280,16 @@ func decodeSection(section string, n *yaml.Node, idx map[string]reflect.Value, p
 		path := section + "." + p.key
 		fv, ok := idx[path]
 		if !ok {
-			reportUnknown(path, nil, probs)
+			reportUnknown(path, nil, warns)
 			continue
 		}
 		decodeValue(path, p.val, fv, probs)
 	}
 }
 
-// reportUnknown reports an unknown key, suggesting the closest known one. For an unknown
-// top-level key holding a mapping, each key inside is reported with its full path.
+// reportUnknown reports an unknown key (ignored, as Postal ignores it), suggesting the
+// closest known one. For an unknown top-level key holding a mapping, each key inside is
+// reported with its full path.
 func reportUnknown(path string, val *yaml.Node, probs *Problems) {
 	if !strings.Contains(path, ".") && val != nil && val.Kind == yaml.MappingNode && len(val.Content) > 0 {
 		var inner Problems
@@ -284,15 +302,19 @@ func reportUnknown(path string, val *yaml.Node, probs *Problems) {
 			return
 		}
 	}
+	if hint := legacyHint(path); hint != "" {
+		probs.add(path, "unknown key, ignored: %s", hint)
+		return
+	}
 	candidates := Keys()
 	if !strings.Contains(path, ".") {
 		candidates = append(sectionNames(), "version")
 	}
 	if s := suggest(path, candidates); s != "" {
-		probs.add(path, "unknown key (did you mean %s?)", s)
+		probs.add(path, "unknown key, ignored (did you mean %s?)", s)
 		return
 	}
-	probs.add(path, "unknown key")
+	probs.add(path, "unknown key, ignored")
 }
 
 // decodeValue sets field fv from node n, or adds a problem at path. Null keeps the default.
