@@ -33,6 +33,7 @@ func Load(path string, lookup func(string) (string, bool)) (*Config, error) {
 	c := Defaults()
 	var probs, warns Problems
 	var root string
+	legacyFrom := map[string]string{}
 	if path != "" {
 		abs, err := filepath.Abs(path)
 		if err != nil {
@@ -44,7 +45,7 @@ func Load(path string, lookup func(string) (string, bool)) (*Config, error) {
 		}
 		c.FilePath = abs
 		root = filepath.Dir(abs)
-		if stop := decodeFile(c, data, filepath.Base(abs), &probs, &warns); stop {
+		if stop := decodeFile(c, data, filepath.Base(abs), &probs, &warns, legacyFrom); stop {
 			return nil, probs.errOrNil()
 		}
 	} else {
@@ -61,6 +62,10 @@ func Load(path string, lookup func(string) (string, bool)) (*Config, error) {
 	normalizeLists(c)
 	expandRoot(c, root)
 	c.validateInto(&probs, fromEnv)
+	for path := range fromEnv {
+		delete(legacyFrom, path)
+	}
+	renameLegacy(&probs, legacyFrom)
 	if err := probs.errOrNil(); err != nil {
 		return nil, err
 	}
@@ -75,7 +80,7 @@ func Load(path string, lookup func(string) (string, bool)) (*Config, error) {
 // Keys Postal would ignore go to warns. A file whose version is 1, or that has
 // no version and uses keys only the version 1 layout has, is read as Postal
 // reads that layout.
-func decodeFile(c *Config, data []byte, name string, probs, warns *Problems) (stop bool) {
+func decodeFile(c *Config, data []byte, name string, probs, warns *Problems, legacyFrom map[string]string) (stop bool) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
@@ -132,7 +137,7 @@ func decodeFile(c *Config, data []byte, name string, probs, warns *Problems) (st
 	}
 	if c.Version == 1 || !hasVersion && looksLegacy(pairs) {
 		c.Version = 2
-		decodeLegacy(c, pairs, idx, probs, warns)
+		decodeLegacy(c, pairs, idx, probs, warns, legacyFrom)
 		return false
 	}
 	for _, p := range pairs {

@@ -201,8 +201,9 @@ func isV2Key(path string) bool {
 }
 
 // decodeLegacy sets c from a version 1 document's pairs, as Postal's legacy
-// source does; keys Postal does not map become warnings.
-func decodeLegacy(c *Config, pairs []pair, idx map[string]reflect.Value, probs, warns *Problems) {
+// source does; keys Postal does not map become warnings. legacyFrom records,
+// for each version 2 key set, the version 1 key it came from.
+func decodeLegacy(c *Config, pairs []pair, idx map[string]reflect.Value, probs, warns *Problems, legacyFrom map[string]string) {
 	warns.add("version", "this file uses Postal's legacy version 1 layout; its keys are read as Postal maps them (postalctl config show prints the version 2 equivalent)")
 	for _, p := range pairs {
 		switch {
@@ -211,8 +212,9 @@ func decodeLegacy(c *Config, pairs []pair, idx map[string]reflect.Value, probs, 
 			decodeSection(p.key, p.val, idx, probs, warns)
 		case p.key == "smtp_relays":
 			decodeLegacyRelays(p.val, idx["postal.smtp_relays"], probs, warns)
+			legacyFrom["postal.smtp_relays"] = "smtp_relays"
 		case p.val != nil && p.val.Kind == yaml.MappingNode:
-			decodeLegacyMapping(p.key, p.val, idx, probs, warns, 0)
+			decodeLegacyMapping(p.key, p.val, idx, probs, warns, legacyFrom, 0)
 		case isNull(p.val):
 		default:
 			warns.add(p.key, "ignored: not a key of Postal's version 1 layout")
@@ -223,15 +225,16 @@ func decodeLegacy(c *Config, pairs []pair, idx map[string]reflect.Value, probs, 
 	}
 }
 
-func decodeLegacyMapping(prefix string, m *yaml.Node, idx map[string]reflect.Value, probs, warns *Problems, depth int) {
+func decodeLegacyMapping(prefix string, m *yaml.Node, idx map[string]reflect.Value, probs, warns *Problems, legacyFrom map[string]string, depth int) {
 	for _, p := range mappingPairs(m, prefix, probs, 0) {
 		path := prefix + "." + p.key
 		if to, ok := legacyKeys[path]; ok {
 			decodeValue(path, p.val, idx[to], probs)
+			legacyFrom[to] = path
 			continue
 		}
 		if depth == 0 && p.val != nil && p.val.Kind == yaml.MappingNode && path == "logging.graylog" {
-			decodeLegacyMapping(path, p.val, idx, probs, warns, depth+1)
+			decodeLegacyMapping(path, p.val, idx, probs, warns, legacyFrom, depth+1)
 			continue
 		}
 		warns.add(path, "ignored: Postal does not read this key from a version 1 file")
@@ -320,4 +323,17 @@ func usedPostalDB(fromEnv map[string]string) bool {
 		}
 	}
 	return false
+}
+
+// renameLegacy rewrites the paths of rule violations found in a version 1
+// file to the keys the file used ("postal.web_protocol" -> "web.protocol"),
+// so the operator finds the line to fix. Problems set by the environment keep
+// their variable's name.
+func renameLegacy(probs *Problems, legacyFrom map[string]string) {
+	for i, pr := range probs.List {
+		base := stripIndex(pr.Path)
+		if from, ok := legacyFrom[base]; ok {
+			probs.List[i].Path = from + pr.Path[len(base):]
+		}
+	}
 }
