@@ -146,3 +146,22 @@ func TestLegacyKeysTargetRealKeys(t *testing.T) {
 		}
 	}
 }
+
+// An empty environment value for a number or boolean is unset, as Postal
+// reads it, with a warning; a bad one is still an error.
+func TestEmptyEnvironmentValuesAreUnset(t *testing.T) {
+	c := mustLoad(t, "", mapEnv(map[string]string{"SMTP_SERVER_DEFAULT_PORT": "", "SMTP_SERVER_TLS_ENABLED": " ", "POSTAL_WEB_HOSTNAME": "mail.example.com"}))
+	if c.SMTPServer.DefaultPort != 25 || c.SMTPServer.TLSEnabled || c.Postal.WebHostname != "mail.example.com" {
+		t.Fatalf("port %d tls %v host %q", c.SMTPServer.DefaultPort, c.SMTPServer.TLSEnabled, c.Postal.WebHostname)
+	}
+	want := []Problem{
+		{Path: "SMTP_SERVER_DEFAULT_PORT", Message: "empty, ignored as Postal ignores it (smtp_server.default_port keeps its value)"},
+		{Path: "SMTP_SERVER_TLS_ENABLED", Message: "empty, ignored as Postal ignores it (smtp_server.tls_enabled keeps its value)"},
+	}
+	if !slices.Equal(c.Warnings, want) {
+		t.Fatalf("warnings = %v, want %v", c.Warnings, want)
+	}
+	if _, err := Load("", mapEnv(map[string]string{"SMTP_SERVER_DEFAULT_PORT": "x"})); err == nil {
+		t.Fatal("a bad value loaded")
+	}
+}

@@ -55,7 +55,7 @@ func Load(path string, lookup func(string) (string, bool)) (*Config, error) {
 		}
 		root = wd
 	}
-	fromEnv := applyEnv(c, lookup, &probs)
+	fromEnv := applyEnv(c, lookup, &probs, &warns)
 	if usedPostalDB(fromEnv) {
 		c.postalDB = true
 	}
@@ -438,7 +438,9 @@ func parseInt(raw string) (int64, string) {
 
 // applyEnv applies environment overrides and returns, for each key set, the variable
 // that set it. A bad value is a problem at the variable's name and leaves the key as it was.
-func applyEnv(c *Config, lookup func(string) (string, bool), probs *Problems) map[string]string {
+// An empty value for a number or boolean keeps the key as it was, with a warning: Postal
+// reads an empty value as unset (compose files often carry FOO= lines).
+func applyEnv(c *Config, lookup func(string) (string, bool), probs, warns *Problems) map[string]string {
 	from := make(map[string]string)
 	for _, l := range leaves(c) {
 		if l.path == "version" {
@@ -447,6 +449,10 @@ func applyEnv(c *Config, lookup func(string) (string, bool), probs *Problems) ma
 		name := envName(l.path)
 		raw, ok := lookup(name)
 		if !ok {
+			continue
+		}
+		if k := l.v.Kind(); k != reflect.String && k != reflect.Slice && strings.TrimSpace(raw) == "" {
+			warns.add(name, "empty, ignored as Postal ignores it (%s keeps its value)", l.path)
 			continue
 		}
 		if msg := setFromText(l.v, raw); msg != "" {
