@@ -23,6 +23,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/postalgo/postal/ctl/cli"
+	"github.com/postalgo/postal/daemon/store"
 )
 
 // Options are the parsed arguments of `import-postal`.
@@ -124,6 +125,9 @@ func run(ctx context.Context, o *Options) error {
 		return fmt.Errorf("read Postal's database: %w", err)
 	}
 	rep, err := Apply(ctx, st, snap, fmt.Sprintf("%s at %s", src.MainDatabase, src.Main.Addr()), o.DryRun)
+	if errors.Is(err, store.ErrConflict) {
+		return fmt.Errorf("import (nothing was written): %w; something created here by hand has the same permalink, name, token or key: rename or remove it, then import again", err)
+	}
 	if err != nil {
 		return fmt.Errorf("import (nothing was written): %w", err)
 	}

@@ -199,3 +199,24 @@ func TestRefusesUnreachableOrForeignDatabase(t *testing.T) {
 		t.Fatalf("foreign schema: exit %d err %v, want %q", r.Code, r.RunErr, want)
 	}
 }
+
+// A record created here by hand in the way of an imported one stops the
+// import before anything is written, saying what to do.
+func TestConflictWritesNothing(t *testing.T) {
+	e := clitest.New(t, "sqlite", true)
+	p := postaltest.New(t)
+	p.Seed()
+	pointAt(e, p)
+	ctx := context.Background()
+	if _, err := e.Store.CreateOrganization(ctx, "Mine", "acme"); err != nil {
+		t.Fatal(err)
+	}
+	r := e.Run(t, newCmd, "import-postal")
+	if r.Code != 1 || !strings.Contains(r.RunErr.Error(), `import (nothing was written): organization "acme"`) ||
+		!strings.Contains(r.RunErr.Error(), "rename or remove it, then import again") {
+		t.Fatalf("conflict: exit %d err %v", r.Code, r.RunErr)
+	}
+	if pools, err := e.Store.IPPools(ctx); err != nil || len(pools) != 0 {
+		t.Fatalf("a failed import kept %d IP pools (%v)", len(pools), err)
+	}
+}
