@@ -947,6 +947,10 @@ func (r *reader) suppressions(ctx context.Context, src Source) error {
 		return nil
 	}
 	db, err := openDB(ctx, src.Message, "")
+	var unreachable *UnreachableError
+	if errors.As(err, &unreachable) {
+		unreachable.Database = src.MessagePrefix + "-server-* (message_db)"
+	}
 	if err != nil {
 		return err
 	}
