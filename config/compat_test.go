@@ -165,3 +165,16 @@ func TestEmptyEnvironmentValuesAreUnset(t *testing.T) {
 		t.Fatal("a bad value loaded")
 	}
 }
+
+// A file without a version is read in the legacy layout only when it uses a
+// key of that layout; otherwise its version 2 keys count.
+func TestVersionlessFileLayout(t *testing.T) {
+	c := mustLoad(t, writeConfig(t, "postal:\n  web_hostname: mail.example.com\nweb_server:\n  default_port: 5001\n"), noEnv)
+	if c.Postal.WebHostname != "mail.example.com" || c.WebServer.DefaultPort != 5001 || len(c.Warnings) != 0 {
+		t.Errorf("version-2 keys without a version: host %q port %d warnings %v", c.Postal.WebHostname, c.WebServer.DefaultPort, c.Warnings)
+	}
+	c = mustLoad(t, writeConfig(t, "web_server:\n  port: 5002\n"), noEnv)
+	if c.WebServer.DefaultPort != 5002 || len(c.Warnings) != 1 || c.Warnings[0].Path != "version" {
+		t.Errorf("legacy key without a version: port %d warnings %v", c.WebServer.DefaultPort, c.Warnings)
+	}
+}
