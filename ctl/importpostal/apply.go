@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/postalgo/postal/daemon/store"
 )
@@ -240,7 +241,22 @@ func (a *applier) importDomains(ctx context.Context) error {
 	for _, s := range a.snap.Servers {
 		serversOf[s.OrganizationID] = append(serversOf[s.OrganizationID], s.ID)
 	}
+	// Server domains first, so an organisation domain of the same name as
+	// one a server has already is not copied onto that server (the
+	// server's own one serves its routes and track domains).
+	own := map[int64]map[string]int64{} // Postal server id -> domain name -> local id
+	ordered := make([]Domain, 0, len(a.snap.Domains))
 	for _, d := range a.snap.Domains {
+		if d.OwnerType == "Server" {
+			ordered = append(ordered, d)
+		}
+	}
+	for _, d := range a.snap.Domains {
+		if d.OwnerType == "Organization" {
+			ordered = append(ordered, d)
+		}
+	}
+	for _, d := range ordered {
 		owners := []int64{d.OwnerID}
 		if d.OwnerType == "Organization" {
 			owners = serversOf[d.OwnerID]
@@ -251,6 +267,11 @@ func (a *applier) importDomains(ctx context.Context) error {
 		}
 		a.domains[d.ID] = map[int64]int64{}
 		for _, ps := range owners {
+			if id, dup := own[ps][strings.ToLower(d.Name)]; dup && d.OwnerType == "Organization" {
+				a.rep.warn("organisation domain %s: server %s has its own domain of that name; kept that one", d.Name, a.serverPath[ps])
+				a.domains[d.ID][a.servers[ps]] = id
+				continue
+			}
 			uuid := uuidOf(d.UUID, "domains", d.ID)
 			if d.OwnerType == "Organization" {
 				uuid = store.ImportUUID("postal-organization-domain", uuid, a.serverUUID[ps])
@@ -268,6 +289,12 @@ func (a *applier) importDomains(ctx context.Context) error {
 				return err
 			}
 			a.domains[d.ID][a.servers[ps]] = id
+			if d.OwnerType == "Server" {
+				if own[ps] == nil {
+					own[ps] = map[string]int64{}
+				}
+				own[ps][strings.ToLower(d.Name)] = id
+			}
 			a.rep.note("domains", a.serverPath[ps]+" "+d.Name, ch)
 		}
 	}

@@ -220,3 +220,24 @@ func TestConflictWritesNothing(t *testing.T) {
 		t.Fatalf("a failed import kept %d IP pools (%v)", len(pools), err)
 	}
 }
+
+// An organisation domain that one of its servers also has on its own is not
+// copied onto that server (which would break the server's unique names).
+func TestOrganisationDomainYieldsToServerDomain(t *testing.T) {
+	e := clitest.New(t, "sqlite", true)
+	p := postaltest.New(t)
+	fx := p.Seed()
+	pointAt(e, p)
+	p.Exec(`UPDATE domains SET name = ? WHERE id = 2`, fx.Domain)
+	rep := report(t, e.Run(t, newCmd, "--json", "import-postal"))
+	if c := rep.Counts["domains"]; c.Created != 1 {
+		t.Fatalf("domains = %+v, want only the server's own", c)
+	}
+	if !strings.Contains(strings.Join(rep.Warnings, "\n"), "organisation domain example.com: server acme/mail has its own domain of that name") {
+		t.Fatalf("warnings = %v", rep.Warnings)
+	}
+	// The route on the organisation domain lands on the server's domain.
+	if c := rep.Counts["routes"]; c.Created != 3 {
+		t.Fatalf("routes = %+v", c)
+	}
+}
