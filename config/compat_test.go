@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"gopkg.in/yaml.v3"
 )
 
 // TestAcceptedConfigsReportExactWarnings loads each testdata/warnings/<name>.yml, which
@@ -176,5 +178,27 @@ func TestVersionlessFileLayout(t *testing.T) {
 	c = mustLoad(t, writeConfig(t, "web_server:\n  port: 5002\n"), noEnv)
 	if c.WebServer.DefaultPort != 5002 || len(c.Warnings) != 1 || c.Warnings[0].Path != "version" {
 		t.Errorf("legacy key without a version: port %d warnings %v", c.WebServer.DefaultPort, c.Warnings)
+	}
+}
+
+// testdata/warnings/postal_all_keys.yml holds all 110 keys of Postal's schema
+// (its golden file, empty, says none of them is warned about).
+func TestPostalSchemaFileHasEveryKey(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("testdata", "warnings", "postal_all_keys.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, v := range doc {
+		if m, ok := v.(map[string]any); ok {
+			n += len(m)
+		}
+	}
+	if n != 110 {
+		t.Fatalf("%d keys, want Postal's 110", n)
 	}
 }

@@ -565,8 +565,8 @@ func Defaults() *Config {
 			NameField:                  "name",
 			Discovery:                  true,
 		},
-		MainDB: MainDB{Host: "127.0.0.1", Port: 3306, Username: "postal", Database: "postal", PoolSize: 5, Encoding: "utf8mb4"},
-		MessageDB: MessageDB{Host: "127.0.0.1", Port: 3306, Username: "postal", Encoding: "utf8mb4",
+		MainDB: MainDB{Host: "localhost", Port: 3306, Username: "postal", Database: "postal", PoolSize: 5, Encoding: "utf8mb4"},
+		MessageDB: MessageDB{Host: "localhost", Port: 3306, Username: "postal", Encoding: "utf8mb4",
 			DatabaseNamePrefix: "postal"},
 		Database: Database{
 			Driver:             "sqlite",
