@@ -79,6 +79,12 @@ type Config struct {
 	Rails Rails `yaml:"rails"`
 	// OIDC configures single sign-on for the web UI (section oidc).
 	OIDC OIDC `yaml:"oidc"`
+	// MainDB is Postal's MariaDB main database, read only by postalctl
+	// import-postal (section main_db).
+	MainDB MainDB `yaml:"main_db"`
+	// MessageDB is where Postal keeps its per-server message databases, read
+	// only by postalctl import-postal (section message_db).
+	MessageDB MessageDB `yaml:"message_db"`
 	// Database selects and configures the SQL database (section database; ours).
 	Database Database `yaml:"database"`
 	// Redis configures the Redis connection (section redis; ours).
@@ -92,6 +98,13 @@ type Config struct {
 
 	// FilePath is the absolute path of the file the configuration came from, "" if none.
 	FilePath string `yaml:"-"`
+	// Warnings lists what Load accepted but an operator should know: keys Postal
+	// ignores (with a did-you-mean), the legacy layout. Strict turns them into errors.
+	Warnings []Problem `yaml:"-"`
+
+	// postalDB is set when main_db or message_db came from the file or the
+	// environment (see HasPostalDatabase).
+	postalDB bool
 }
 
 // Postal is the postal section.
@@ -606,6 +619,9 @@ func Defaults() *Config {
 			NameField:                  "name",
 			Discovery:                  true,
 		},
+		MainDB: MainDB{Host: "localhost", Port: 3306, Username: "postal", Database: "postal", PoolSize: 5, Encoding: "utf8mb4"},
+		MessageDB: MessageDB{Host: "localhost", Port: 3306, Username: "postal", Encoding: "utf8mb4",
+			DatabaseNamePrefix: "postal"},
 		Database: Database{
 			Driver:             "sqlite",
 			Path:               ConfigFileRoot + "/postal.sqlite",

@@ -31,8 +31,9 @@ func Load(path string, lookup func(string) (string, bool)) (*Config, error) {
 		lookup = func(string) (string, bool) { return "", false }
 	}
 	c := Defaults()
-	var probs Problems
+	var probs, warns Problems
 	var root string
+	legacyFrom := map[string]string{}
 	if path != "" {
 		abs, err := filepath.Abs(path)
 		if err != nil {
@@ -44,7 +45,7 @@ func Load(path string, lookup func(string) (string, bool)) (*Config, error) {
 		}
 		c.FilePath = abs
 		root = filepath.Dir(abs)
-		if stop := decodeFile(c, data, filepath.Base(abs), &probs); stop {
+		if stop := decodeFile(c, data, filepath.Base(abs), &probs, &warns, legacyFrom); stop {
 			return nil, probs.errOrNil()
 		}
 	} else {
@@ -54,20 +55,32 @@ func Load(path string, lookup func(string) (string, bool)) (*Config, error) {
 		}
 		root = wd
 	}
-	fromEnv := applyEnv(c, lookup, &probs)
+	fromEnv := applyEnv(c, lookup, &probs, &warns)
+	if usedPostalDB(fromEnv) {
+		c.postalDB = true
+	}
 	normalizeLists(c)
 	expandRoot(c, root)
 	c.validateInto(&probs, fromEnv)
+	for path := range fromEnv {
+		delete(legacyFrom, path)
+	}
+	renameLegacy(&probs, legacyFrom)
 	if err := probs.errOrNil(); err != nil {
 		return nil, err
 	}
+	sortProblems(warns.List)
+	c.Warnings = warns.List
 	return c, nil
 }
 
 // decodeFile sets c from the YAML in data, adding every problem to probs; name labels
 // problems with the file as a whole. It reports true when nothing else should be checked
 // (a syntax error, a document that is not a mapping, or another layout version).
-func decodeFile(c *Config, data []byte, name string, probs *Problems) (stop bool) {
+// Keys Postal would ignore go to warns. A file whose version is 1, or that has
+// no version and uses keys only the version 1 layout has, is read as Postal
+// reads that layout.
+func decodeFile(c *Config, data []byte, name string, probs, warns *Problems, legacyFrom map[string]string) (stop bool) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
@@ -107,28 +120,36 @@ func decodeFile(c *Config, data []byte, name string, probs *Problems) (stop bool
 		sections[s] = true
 	}
 	pairs := mappingPairs(top, "", probs, 0)
+	hasVersion := false
 	for _, p := range pairs {
 		if p.key != "version" {
 			continue
 		}
+		hasVersion = true
 		var vp Problems
 		decodeValue("version", p.val, idx["version"], &vp)
 		probs.List = append(probs.List, vp.List...)
-		if len(vp.List) == 0 && c.Version != 2 {
+		if len(vp.List) == 0 && c.Version != 1 && c.Version != 2 {
 			probs.List = probs.List[:0]
-			probs.add("version", "%d is not supported; use the version 2 layout", c.Version)
+			probs.add("version", "%d is not supported; use 2 (or 1, Postal's legacy layout)", c.Version)
 			return true
 		}
+	}
+	if c.Version == 1 || !hasVersion && looksLegacy(pairs) {
+		c.Version = 2
+		decodeLegacy(c, pairs, idx, probs, warns, legacyFrom)
+		return false
 	}
 	for _, p := range pairs {
 		switch {
 		case p.key == "version":
 		case sections[p.key]:
-			decodeSection(p.key, p.val, idx, probs)
-		case p.key == "main_db" || p.key == "message_db":
-			probs.add(p.key, "MariaDB is not used; set database.driver (sqlite or postgres) and database.url or database.path instead")
+			decodeSection(p.key, p.val, idx, probs, warns)
+			if p.key == "main_db" || p.key == "message_db" {
+				c.postalDB = true
+			}
 		default:
-			reportUnknown(p.key, p.val, probs)
+			reportUnknown(p.key, p.val, warns)
 		}
 	}
 	return false
@@ -250,8 +271,9 @@ func describe(n *yaml.Node) string {
 	return "a document"
 }
 
-// decodeSection sets the keys of one section from its mapping node.
-func decodeSection(section string, n *yaml.Node, idx map[string]reflect.Value, probs *Problems) {
+// decodeSection sets the keys of one section from its mapping node; unknown
+// keys go to warns.
+func decodeSection(section string, n *yaml.Node, idx map[string]reflect.Value, probs, warns *Problems) {
 	if isNull(n) {
 		return
 	}
@@ -263,15 +285,16 @@ func decodeSection(section string, n *yaml.Node, idx map[string]reflect.Value, p
 		path := section + "." + p.key
 		fv, ok := idx[path]
 		if !ok {
-			reportUnknown(path, nil, probs)
+			reportUnknown(path, nil, warns)
 			continue
 		}
 		decodeValue(path, p.val, fv, probs)
 	}
 }
 
-// reportUnknown reports an unknown key, suggesting the closest known one. For an unknown
-// top-level key holding a mapping, each key inside is reported with its full path.
+// reportUnknown reports an unknown key (ignored, as Postal ignores it), suggesting the
+// closest known one. For an unknown top-level key holding a mapping, each key inside is
+// reported with its full path.
 func reportUnknown(path string, val *yaml.Node, probs *Problems) {
 	if !strings.Contains(path, ".") && val != nil && val.Kind == yaml.MappingNode && len(val.Content) > 0 {
 		var inner Problems
@@ -284,15 +307,19 @@ func reportUnknown(path string, val *yaml.Node, probs *Problems) {
 			return
 		}
 	}
+	if hint := legacyHint(path); hint != "" {
+		probs.add(path, "unknown key, ignored: %s", hint)
+		return
+	}
 	candidates := Keys()
 	if !strings.Contains(path, ".") {
 		candidates = append(sectionNames(), "version")
 	}
 	if s := suggest(path, candidates); s != "" {
-		probs.add(path, "unknown key (did you mean %s?)", s)
+		probs.add(path, "unknown key, ignored (did you mean %s?)", s)
 		return
 	}
-	probs.add(path, "unknown key")
+	probs.add(path, "unknown key, ignored")
 }
 
 // decodeValue sets field fv from node n, or adds a problem at path. Null keeps the default.
@@ -411,7 +438,9 @@ func parseInt(raw string) (int64, string) {
 
 // applyEnv applies environment overrides and returns, for each key set, the variable
 // that set it. A bad value is a problem at the variable's name and leaves the key as it was.
-func applyEnv(c *Config, lookup func(string) (string, bool), probs *Problems) map[string]string {
+// An empty value for a number or boolean keeps the key as it was, with a warning: Postal
+// reads an empty value as unset (compose files often carry FOO= lines).
+func applyEnv(c *Config, lookup func(string) (string, bool), probs, warns *Problems) map[string]string {
 	from := make(map[string]string)
 	for _, l := range leaves(c) {
 		if l.path == "version" {
@@ -420,6 +449,10 @@ func applyEnv(c *Config, lookup func(string) (string, bool), probs *Problems) ma
 		name := envName(l.path)
 		raw, ok := lookup(name)
 		if !ok {
+			continue
+		}
+		if k := l.v.Kind(); k != reflect.String && k != reflect.Slice && strings.TrimSpace(raw) == "" {
+			warns.add(name, "empty, ignored as Postal ignores it (%s keeps its value)", l.path)
 			continue
 		}
 		if msg := setFromText(l.v, raw); msg != "" {

@@ -25,7 +25,7 @@ func (c *Config) Redacted() *Config {
 	}
 	for _, s := range []*string{
 		&r.SMTP.Password, &r.Rails.SecretKey, &r.OIDC.Secret, &r.Rspamd.Password,
-		&r.Redis.Password, &r.Logging.SentryDSN,
+		&r.Redis.Password, &r.Logging.SentryDSN, &r.MainDB.Password, &r.MessageDB.Password,
 	} {
 		if *s != "" {
 			*s = RedactedText

@@ -126,7 +126,7 @@ func Template(o TemplateOptions) ([]byte, error) {
 
 	c := Defaults()
 	var probs Problems
-	decodeFile(c, []byte(text), "template", &probs)
+	decodeFile(c, []byte(text), "template", &probs, &probs, map[string]string{})
 	c.validateInto(&probs, nil)
 	if err := probs.errOrNil(); err != nil {
 		return nil, fmt.Errorf("template does not load: %w", err)

@@ -7,6 +7,7 @@ import (
 	"github.com/postalgo/postal/ctl/configcmd"
 	"github.com/postalgo/postal/ctl/credential"
 	"github.com/postalgo/postal/ctl/domain"
+	"github.com/postalgo/postal/ctl/importpostal"
 	"github.com/postalgo/postal/ctl/ipaddress"
 	"github.com/postalgo/postal/ctl/ippool"
 	"github.com/postalgo/postal/ctl/iprule"
@@ -45,6 +46,8 @@ func commands(f *cli.Factory) []*cobra.Command {
 		iprule.NewCmd(f),
 		trackdomain.NewCmd(f),
 		suppression.NewCmd(f),
+		// Moving from Postal.
+		importpostal.NewCmd(f, nil),
 		// Operations: health, queue, messages, the live console.
 		status.NewCmd(f, nil),
 		queuecmd.NewCmd(f),

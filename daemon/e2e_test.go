@@ -251,7 +251,7 @@ func TestRefusesToStart(t *testing.T) {
 		{"signing key world-readable", func(t *testing.T, in install) { os.Chmod(filepath.Join(in.dir, "signing.key"), 0o644) },
 			2, "readable by everyone"},
 		{"invalid config", func(t *testing.T, in install) {
-			os.WriteFile(in.config, []byte("version: 2\nsmtp_server:\n  default_port: 0\nworker:\n  thread: 3\n"), 0o600)
+			os.WriteFile(in.config, []byte("version: 2\nsmtp_server:\n  default_port: 0\nworker:\n  threads: 0\n  thread: 3\n"), 0o600)
 		}, 2, "has 2 problem(s)"},
 	}
 	for _, tt := range tests {

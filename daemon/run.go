@@ -47,7 +47,12 @@ type deps struct {
 	// listen overrides the main listener of a single-role process
 	// (PORT/BIND_ADDRESS); empty fields keep the configured values.
 	listenPort, listenBind string
-	grace                  time.Duration
+	// healthPort and healthBind are HEALTH_SERVER_PORT and
+	// HEALTH_SERVER_BIND_ADDRESS (0 and "" when unset): they move the health
+	// listener of any process, as in Postal.
+	healthPort int
+	healthBind string
+	grace      time.Duration
 	// intake is shared by the roles that accept mail (see intakeFor).
 	intake *intake.Intake
 	// services run until every role has drained.
@@ -83,6 +88,16 @@ func Run(ctx context.Context, o Options) error {
 	}
 	log := newLogger(cfg.Logging, o.env.Stderr, o.env.StderrTerminal)
 	log.Info("postald starting", "version", Version, "roles", strings.Join(o.Roles, ","), "config", displayPath(path))
+	for _, w := range cfg.Warnings {
+		log.Warn("configuration warning", "key", w.Path, "warning", w.Message)
+	}
+	if note := cfg.PostalDatabaseNote(); note != "" {
+		log.Info(note)
+	}
+	healthBind, healthPort, err := healthOverride(lookup)
+	if err != nil {
+		return &usageError{err}
+	}
 
 	targets, _ := lookup("WAIT_FOR_TARGETS")
 	timeout, _ := lookup("WAIT_FOR_TIMEOUT")
@@ -119,7 +134,7 @@ func Run(ctx context.Context, o Options) error {
 	d := &deps{
 		cfg: cfg, log: log, store: st, redis: rdb, keys: keys, registry: reg, signing: key, roles: o.Roles,
 		owner: fmt.Sprintf("%s:%d:%s", host, os.Getpid(), store.RandomToken(3)),
-		grace: o.Grace,
+		grace: o.Grace, healthBind: healthBind, healthPort: healthPort,
 	}
 	d.queue = queue.New(queue.Options{Client: rdb, Keys: keys, MaxDeliveries: int64(cfg.Worker.MaxDeliveries), Log: log, Registerer: reg})
 	d.monitor = health.New(health.Options{Log: log, Gatherer: reg})
@@ -295,7 +310,32 @@ func healthAddr(d *deps) string {
 			}
 		}
 	}
+	if d.healthBind != "" {
+		bind = d.healthBind
+	}
+	if d.healthPort != 0 {
+		port = d.healthPort
+	}
 	return net.JoinHostPort(bind, strconv.Itoa(port))
+}
+
+// healthOverride reads HEALTH_SERVER_PORT and HEALTH_SERVER_BIND_ADDRESS,
+// which Postal's processes honour so several of them (workers, say) can run
+// on one host with distinct health ports. Unset gives 0 and "".
+func healthOverride(lookup func(string) (string, bool)) (bind string, port int, err error) {
+	if v, ok := lookup("HEALTH_SERVER_PORT"); ok && strings.TrimSpace(v) != "" {
+		port, err = strconv.Atoi(strings.TrimSpace(v))
+		if err != nil || port < 1 || port > 65535 {
+			return "", 0, fmt.Errorf("HEALTH_SERVER_PORT: %q is not a port (1-65535)", v)
+		}
+	}
+	if v, ok := lookup("HEALTH_SERVER_BIND_ADDRESS"); ok && strings.TrimSpace(v) != "" {
+		bind = strings.TrimSpace(v)
+		if net.ParseIP(bind) == nil {
+			return "", 0, fmt.Errorf("HEALTH_SERVER_BIND_ADDRESS: %q is not an IP address", v)
+		}
+	}
+	return bind, port, nil
 }
 
 func startHealthServer(d *deps) (*http.Server, error) {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure the services the tests need are running on this machine:
-# Redis on 127.0.0.1:6379 and PostgreSQL on 127.0.0.1:5432 with a postgres
-# superuser reachable over TCP. Installs them from Debian's packages when
+# Redis on 127.0.0.1:6379, PostgreSQL on 127.0.0.1:5432 with a postgres
+# superuser reachable over TCP, and MariaDB on 127.0.0.1:3306 with a user
+# that may create databases (the import-postal tests build Postal-shaped ones). Installs them from Debian's packages when
 # missing. Prints the environment the tests should use (eval it).
 set -euo pipefail
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -35,5 +36,25 @@ if ! psql "$url" -Atc 'select 1' >/dev/null 2>&1; then
   url="postgres://postgres:postgres@127.0.0.1:5432/postgres?sslmode=disable"
   psql "$url" -Atc 'select 1' >/dev/null || { echo "ci-services: cannot log in to PostgreSQL as postgres" >&2; exit 1; }
 fi
+if ! port_open 3306; then
+  command -v mariadbd >/dev/null 2>&1 || command -v mysqld >/dev/null 2>&1 || apt_install mariadb-server
+  as_root mkdir -p /run/mysqld
+  as_root chown mysql:mysql /run/mysqld 2>/dev/null || true
+  if command -v service >/dev/null 2>&1 && as_root service mariadb start >&2 2>/dev/null; then :; else
+    as_root sh -c 'mysqld_safe --bind-address=127.0.0.1 --port=3306 >/dev/null 2>&1 &'
+  fi
+  for _ in $(seq 300); do port_open 3306 && break; sleep 0.1; done
+fi
+port_open 3306 || { echo "ci-services: MariaDB did not start" >&2; exit 1; }
+# root logs in over the unix socket; the tests connect over TCP, so make a
+# TCP user for them (no password, local only) when root over TCP is refused.
+mysql_url="mysql://root@127.0.0.1:3306/"
+if ! mysql --protocol=tcp -h127.0.0.1 -uroot -e 'select 1' >/dev/null 2>&1; then
+  as_root mysql -uroot -e "CREATE USER IF NOT EXISTS 'postal_test'@'127.0.0.1';
+    GRANT ALL PRIVILEGES ON *.* TO 'postal_test'@'127.0.0.1'; FLUSH PRIVILEGES;" >&2
+  mysql_url="mysql://postal_test@127.0.0.1:3306/"
+fi
+
 echo "export POSTAL_TEST_POSTGRES_URL='$url'"
+echo "export POSTAL_TEST_MYSQL_URL='$mysql_url'"
 echo "export POSTAL_TEST_REDIS_URL='redis://127.0.0.1:6379/0'"

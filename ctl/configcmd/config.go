@@ -22,20 +22,28 @@ func NewCmd(f *cli.Factory) *cobra.Command {
 }
 
 // ValidateOptions are validate's flags.
-type ValidateOptions struct{ Factory *cli.Factory }
+type ValidateOptions struct {
+	Factory *cli.Factory
+	// Strict makes warnings (keys Postal ignores, the legacy layout) errors.
+	Strict bool
+}
 
-// ValidateResult is validate's --json output.
+// ValidateResult is validate's --json output. Warnings are what loads but
+// deserves attention; with --strict they are also in Problems. Notes are
+// facts worth knowing (where Postal's MariaDB and postald's own data live).
 type ValidateResult struct {
 	Path     string           `json:"path"`
 	Valid    bool             `json:"valid"`
 	Problems []config.Problem `json:"problems"`
+	Warnings []config.Problem `json:"warnings"`
+	Notes    []string         `json:"notes"`
 }
 
 func newValidateCmd(f *cli.Factory, runF func(context.Context, *ValidateOptions) error) *cobra.Command {
 	o := &ValidateOptions{Factory: f}
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "validate",
-		Short: "Check postal.yml and the environment; list every problem",
+		Short: "Check postal.yml and the environment; list every problem (and every warning)",
 		Args:  cli.ExactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if runF != nil {
@@ -44,6 +52,8 @@ func newValidateCmd(f *cli.Factory, runF func(context.Context, *ValidateOptions)
 			return runValidate(o)
 		},
 	}
+	cmd.Flags().BoolVar(&o.Strict, "strict", false, "treat warnings (keys Postal ignores, the legacy layout) as errors")
+	return cmd
 }
 
 func runValidate(o *ValidateOptions) error {
@@ -52,8 +62,8 @@ func runValidate(o *ValidateOptions) error {
 	if err != nil {
 		return err
 	}
-	res := ValidateResult{Path: path, Valid: true, Problems: []config.Problem{}}
-	_, err = config.Load(path, f.Lookup)
+	res := ValidateResult{Path: path, Valid: true, Problems: []config.Problem{}, Warnings: []config.Problem{}, Notes: []string{}}
+	cfg, err := config.Load(path, f.Lookup)
 	var p *config.Problems
 	switch {
 	case errors.As(err, &p):
@@ -61,6 +71,18 @@ func runValidate(o *ValidateOptions) error {
 		res.Problems = p.List
 	case err != nil:
 		return &cli.ConfigError{Err: err}
+	default:
+		res.Warnings = append(res.Warnings, cfg.Warnings...)
+		if note := cfg.PostalDatabaseNote(); note != "" {
+			res.Notes = append(res.Notes, note)
+		}
+		if o.Strict {
+			if serr := cfg.Strict(); serr != nil {
+				res.Valid = false
+				res.Problems = append(res.Problems, cfg.Warnings...)
+				err = serr
+			}
+		}
 	}
 	if f.JSON {
 		if err := cli.WriteJSON(f.IO.Out, res); err != nil {
@@ -73,6 +95,12 @@ func runValidate(o *ValidateOptions) error {
 	}
 	if !res.Valid {
 		return &cli.ConfigError{Err: err}
+	}
+	for _, w := range res.Warnings {
+		fmt.Fprintf(f.IO.ErrOut, "warning: %s: %s\n", w.Path, w.Message)
+	}
+	for _, n := range res.Notes {
+		fmt.Fprintf(f.IO.Out, "note: %s\n", n)
 	}
 	fmt.Fprintf(f.IO.Out, "%s is valid\n", displayPath(path))
 	return nil
@@ -103,9 +131,28 @@ func runShow(o *ShowOptions) error {
 	}
 	red := cfg.Redacted()
 	if o.Factory.JSON {
-		return cli.WriteJSON(o.Factory.IO.Out, red)
+		byKey, err := keyedByYAMLNames(red)
+		if err != nil {
+			return err
+		}
+		return cli.WriteJSON(o.Factory.IO.Out, byKey)
 	}
 	return writeYAML(o.Factory.IO.Out, red)
+}
+
+// keyedByYAMLNames turns the configuration into nested maps keyed by the
+// names postal.yml uses (web_server.default_port, not WebServer.DefaultPort),
+// so --json output and the file speak the same language.
+func keyedByYAMLNames(c *config.Config) (map[string]any, error) {
+	data, err := yaml.Marshal(c)
+	if err != nil {
+		return nil, fmt.Errorf("render configuration: %w", err)
+	}
+	var out map[string]any
+	if err := yaml.Unmarshal(data, &out); err != nil {
+		return nil, fmt.Errorf("render configuration: %w", err)
+	}
+	return out, nil
 }
 
 func writeYAML(w io.Writer, v any) error {

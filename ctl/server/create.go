@@ -66,11 +66,17 @@ func runCreate(ctx context.Context, o *CreateOptions) error {
 	if name == "" {
 		name = perm
 	}
+	cfg, err := o.Factory.Config()
+	if err != nil {
+		return err
+	}
 	st, err := o.Factory.Store(ctx)
 	if err != nil {
 		return err
 	}
-	srv, err := st.CreateServer(ctx, org, store.NewServer{Name: name, Permalink: perm, Mode: mode})
+	spam, spamFail := float64(cfg.Postal.DefaultSpamThreshold), float64(cfg.Postal.DefaultSpamFailureThreshold)
+	srv, err := st.CreateServer(ctx, org, store.NewServer{Name: name, Permalink: perm, Mode: mode,
+		SpamThreshold: &spam, SpamFailureThreshold: &spamFail})
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return fmt.Errorf("organization %s not found; create it with `postalctl org create %s`", org, org)

@@ -92,3 +92,25 @@ func TestCompleteServers(t *testing.T) {
 		})
 	}
 }
+
+// New servers take postal.default_spam_threshold and
+// default_spam_failure_threshold, as Postal copies them.
+func TestCreateUsesDefaultSpamThresholds(t *testing.T) {
+	e := clitest.New(t, "sqlite", true)
+	ctx := context.Background()
+	if _, err := e.Store.CreateOrganization(ctx, "Acme", "acme"); err != nil {
+		t.Fatal(err)
+	}
+	e.Env["POSTAL_DEFAULT_SPAM_THRESHOLD"] = "7"
+	e.Env["POSTAL_DEFAULT_SPAM_FAILURE_THRESHOLD"] = "30"
+	if r := e.Run(t, server.NewCmd, "server", "create", "acme/mail"); r.Code != 0 {
+		t.Fatalf("create: %+v", r)
+	}
+	srv, err := e.Store.Server(ctx, "acme/mail")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if srv.SpamThreshold != 7 || srv.SpamFailureThreshold != 30 {
+		t.Fatalf("thresholds = %v/%v, want 7/30", srv.SpamThreshold, srv.SpamFailureThreshold)
+	}
+}

@@ -212,6 +212,12 @@ type NewServer struct {
 	Name      string
 	Permalink string
 	Mode      string // ModeLive (default) or ModeDevelopment
+	// SpamThreshold and SpamFailureThreshold, when set, are the new server's
+	// thresholds (postal.default_spam_threshold and
+	// postal.default_spam_failure_threshold, as Postal copies them); nil keeps
+	// the schema's defaults (5 and 20).
+	SpamThreshold        *float64
+	SpamFailureThreshold *float64
 }
 
 // CreateServer inserts a server under the organisation with permalink org.
@@ -228,10 +234,19 @@ func (s *Store) CreateServer(ctx context.Context, org string, ns NewServer) (*Se
 		return nil, fmt.Errorf("server mode %q is not Live or Development", mode)
 	}
 	now := s.now()
+	spam, spamFail := 5.0, 20.0
+	if ns.SpamThreshold != nil {
+		spam = *ns.SpamThreshold
+	}
+	if ns.SpamFailureThreshold != nil {
+		spamFail = *ns.SpamFailureThreshold
+	}
 	var id int64
-	err = s.queryRow(ctx, `INSERT INTO servers (uuid, organization_id, name, permalink, mode, token, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-		newUUID(), o.ID, ns.Name, ns.Permalink, mode, strings.ToLower(RandomToken(3)), now.UnixMicro(), now.UnixMicro()).Scan(&id)
+	err = s.queryRow(ctx, `INSERT INTO servers (uuid, organization_id, name, permalink, mode, token, spam_threshold,
+		spam_failure_threshold, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		newUUID(), o.ID, ns.Name, ns.Permalink, mode, strings.ToLower(RandomToken(3)), spam, spamFail,
+		now.UnixMicro(), now.UnixMicro()).Scan(&id)
 	if isUniqueViolation(err) {
 		return nil, fmt.Errorf("server %s/%s: %w", org, ns.Permalink, ErrConflict)
 	}
