@@ -12,6 +12,7 @@ import (
 	"github.com/postalgo/postal/daemon/dsn"
 	"github.com/postalgo/postal/daemon/outbound"
 	"github.com/postalgo/postal/daemon/store"
+	"github.com/postalgo/postal/daemon/webhook"
 )
 
 // BounceStore is what bounce processing needs of the database.
@@ -150,8 +151,8 @@ func (h *BounceHandler) Handle(ctx context.Context, batch []*store.QueuedMessage
 				Output: diagnostic(rep, orig.RcptTo)})
 			linked = append(linked, fmt.Sprintf("<msg:%d>", orig.ID))
 			fx.Webhooks = append(fx.Webhooks, h.events.Requests(ctx, now, outbound.Event{ServerID: m.ServerID,
-				Name: outbound.EventMessageBounced, Payload: outbound.BouncedPayload{
-					OriginalMessage: outbound.NewMessagePayload(orig), Bounce: outbound.NewMessagePayload(m)}})...)
+				Name: webhook.EventMessageBounced, Payload: webhook.Bounced{
+					OriginalMessage: outbound.MessagePayload(orig), Bounce: outbound.MessagePayload(m)}})...)
 		}
 		d := "This has been detected as a bounce message for " + strings.Join(linked, ", ") + "."
 		outs[i] = store.Processed(q, d).With(fx)

@@ -8,9 +8,9 @@ import (
 	"time"
 
 	"github.com/postalgo/postal/daemon/dsn"
-	"github.com/postalgo/postal/daemon/outbound"
 	"github.com/postalgo/postal/daemon/store"
 	"github.com/postalgo/postal/daemon/store/storetest"
+	"github.com/postalgo/postal/daemon/webhook"
 )
 
 type env struct {
@@ -51,7 +51,7 @@ func TestBounceHandler(t *testing.T) {
 		ctx := context.Background()
 		e := &env{t: t, s: s, fx: storetest.NewFixture(t, s, "example.com", ""), now: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
 		if _, err := s.CreateWebhook(ctx, e.fx.Server.ID, store.NewWebhook{Name: "b", URL: "https://hooks.test/b",
-			Events: []string{outbound.EventMessageBounced}, Enabled: true}); err != nil {
+			Events: []string{webhook.EventMessageBounced}, Enabled: true}); err != nil {
 			t.Fatal(err)
 		}
 		h, err := NewBounceHandler(BounceOptions{Store: s, Now: func() time.Time { return e.now }})
@@ -111,10 +111,10 @@ func TestBounceHandler(t *testing.T) {
 				t.Fatalf("webhook requests to dispatch = %v, want 1", res.Webhooks)
 			}
 			reqs, err := s.WebhookRequests(ctx, res.Webhooks)
-			if err != nil || len(reqs) != 1 || reqs[0].Event != outbound.EventMessageBounced {
+			if err != nil || len(reqs) != 1 || reqs[0].Event != webhook.EventMessageBounced {
 				t.Fatalf("requests %+v, %v", reqs, err)
 			}
-			var p outbound.BouncedPayload
+			var p webhook.Bounced
 			if err := json.Unmarshal([]byte(reqs[0].Payload), &p); err != nil {
 				t.Fatal(err)
 			}

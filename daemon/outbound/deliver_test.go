@@ -20,6 +20,7 @@ import (
 	"github.com/postalgo/postal/daemon/queue"
 	"github.com/postalgo/postal/daemon/resolver"
 	"github.com/postalgo/postal/daemon/store"
+	"github.com/postalgo/postal/daemon/webhook"
 )
 
 func TestOutcomeFollowsTheRemoteReply(t *testing.T) {
@@ -597,7 +598,7 @@ func TestWebhookEventsAreStoredAndDispatched(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := e.s.CreateWebhook(ctx, e.fx.Server.ID, store.NewWebhook{Name: "held", URL: "https://hooks.test/held",
-		Events: []string{EventMessageHeld}, Enabled: true}); err != nil {
+		Events: []string{webhook.EventMessageHeld}, Enabled: true}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.s.CreateWebhook(ctx, e.fx.Server.ID, store.NewWebhook{Name: "off", URL: "https://hooks.test/off",
@@ -618,10 +619,10 @@ func TestWebhookEventsAreStoredAndDispatched(t *testing.T) {
 		t.Fatalf("requests %v, %v", reqs, err)
 	}
 	r := reqs[0]
-	if r.Event != EventMessageSent || r.WebhookID != all.ID || r.URL != all.URL || r.ServerID != e.fx.Server.ID {
+	if r.Event != webhook.EventMessageSent || r.WebhookID != all.ID || r.URL != all.URL || r.ServerID != e.fx.Server.ID {
 		t.Errorf("request = %+v", r)
 	}
-	var p DeliveryPayload
+	var p webhook.Delivery
 	if err := json.Unmarshal([]byte(r.Payload), &p); err != nil {
 		t.Fatal(err)
 	}
@@ -652,7 +653,7 @@ func TestWebhookEventsAreStoredAndDispatched(t *testing.T) {
 	}
 	reqs, _ = e.s.WebhookRequests(ctx, []int64{ds[0].Job.ID, ds[1].Job.ID})
 	for _, r := range reqs {
-		if r.Event != EventMessageHeld {
+		if r.Event != webhook.EventMessageHeld {
 			t.Errorf("event %s, want MessageHeld", r.Event)
 		}
 	}
@@ -715,7 +716,7 @@ func TestSendLimitHoldsUntilTheWindowAllowsAndFiresEachCrossingOnce(t *testing.T
 		for _, r := range reqs {
 			out[r.Event]++
 			if strings.HasPrefix(r.Event, "SendLimit") {
-				var p SendLimitPayload
+				var p webhook.SendLimit
 				if err := json.Unmarshal([]byte(r.Payload), &p); err != nil || p.Limit != 2 || p.Server.UUID != e.fx.Server.UUID {
 					t.Errorf("%s payload %s: %v", r.Event, r.Payload, err)
 				}
@@ -727,11 +728,11 @@ func TestSendLimitHoldsUntilTheWindowAllowsAndFiresEachCrossingOnce(t *testing.T
 	if out := e.handle(first)[0]; out.Status() != store.StatusSent {
 		t.Fatalf("first: %s", out.Status())
 	}
-	if got := events(); got[EventSendLimitApproaching]+got[EventSendLimitExceeded] != 0 {
+	if got := events(); got[webhook.EventSendLimitApproaching]+got[webhook.EventSendLimitExceeded] != 0 {
 		t.Fatalf("events after 1 of 2: %v", got)
 	}
 	e.handle(e.queueMessage("ok1@dest.test"))
-	if got := events(); got[EventSendLimitApproaching] != 1 || got[EventSendLimitExceeded] != 1 {
+	if got := events(); got[webhook.EventSendLimitApproaching] != 1 || got[webhook.EventSendLimitExceeded] != 1 {
 		t.Fatalf("events after 2 of 2: %v, want one of each", got)
 	}
 	held := e.queueMessage("ok2@dest.test")
@@ -740,7 +741,7 @@ func TestSendLimitHoldsUntilTheWindowAllowsAndFiresEachCrossingOnce(t *testing.T
 	if out.Status() != store.StatusHeld || !out.Retries() || !out.RetryAfter().Equal(oldest.Add(time.Hour)) {
 		t.Fatalf("third: %s retry=%v at %v, want Held and released at %v", out.Status(), out.Retries(), out.RetryAfter(), oldest.Add(time.Hour))
 	}
-	if got := events(); got[EventSendLimitApproaching]+got[EventSendLimitExceeded] != 0 || got[EventMessageHeld] != 1 {
+	if got := events(); got[webhook.EventSendLimitApproaching]+got[webhook.EventSendLimitExceeded] != 0 || got[webhook.EventMessageHeld] != 1 {
 		t.Fatalf("events after the hold: %v, want MessageHeld only (crossings fire once)", got)
 	}
 	rows, err := e.s.QueuedByIDs(ctx, []int64{held.ID})
@@ -769,7 +770,7 @@ func TestDeliveryFailedEventQuotesTheRecordedDetails(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t, envOptions{})
 	if _, err := e.s.CreateWebhook(ctx, e.fx.Server.ID, store.NewWebhook{Name: "f", URL: "https://hooks.test/f",
-		Events: []string{EventMessageDeliveryFailed}, Enabled: true}); err != nil {
+		Events: []string{webhook.EventMessageDeliveryFailed}, Enabled: true}); err != nil {
 		t.Fatal(err)
 	}
 	row := e.queueMessage("perm@dest.test")
@@ -782,7 +783,7 @@ func TestDeliveryFailedEventQuotesTheRecordedDetails(t *testing.T) {
 	if err != nil || len(reqs) != 1 {
 		t.Fatalf("requests %v, %v", reqs, err)
 	}
-	var p DeliveryPayload
+	var p webhook.Delivery
 	if err := json.Unmarshal([]byte(reqs[0].Payload), &p); err != nil {
 		t.Fatal(err)
 	}

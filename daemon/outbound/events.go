@@ -4,108 +4,47 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/postalgo/postal/daemon/store"
+	"github.com/postalgo/postal/daemon/untrusted"
+	"github.com/postalgo/postal/daemon/webhook"
 )
-
-// Webhook event names, as Postal names them.
-const (
-	EventMessageSent           = "MessageSent"
-	EventMessageDelayed        = "MessageDelayed"
-	EventMessageDeliveryFailed = "MessageDeliveryFailed"
-	EventMessageHeld           = "MessageHeld"
-	EventMessageBounced        = "MessageBounced"
-	EventSendLimitApproaching  = "SendLimitApproaching"
-	EventSendLimitExceeded     = "SendLimitExceeded"
-)
-
-// ServerPayload is Postal's server object in webhook payloads.
-type ServerPayload struct {
-	UUID         string `json:"uuid"`
-	Name         string `json:"name"`
-	Permalink    string `json:"permalink"`
-	Organization string `json:"organization"`
-}
-
-// NewServerPayload returns s as Postal describes a server in webhooks.
-func NewServerPayload(s *store.Server) ServerPayload {
-	return ServerPayload{UUID: s.UUID, Name: s.Name, Permalink: s.Permalink, Organization: s.OrganizationPermalink}
-}
-
-// SendLimitPayload is the payload of SendLimitApproaching and
-// SendLimitExceeded: the server's outgoing volume over the last 60 minutes
-// and its send limit.
-type SendLimitPayload struct {
-	Server ServerPayload `json:"server"`
-	Volume int64         `json:"volume"`
-	Limit  int64         `json:"limit"`
-}
 
 // deliveryEvent maps a delivery status to its webhook event ("" for none).
 func deliveryEvent(status string) string {
 	switch status {
 	case store.StatusSent:
-		return EventMessageSent
+		return webhook.EventMessageSent
 	case store.StatusSoftFail:
-		return EventMessageDelayed
+		return webhook.EventMessageDelayed
 	case store.StatusHardFail:
-		return EventMessageDeliveryFailed
+		return webhook.EventMessageDeliveryFailed
 	case store.StatusHeld:
-		return EventMessageHeld
+		return webhook.EventMessageHeld
 	}
 	return ""
 }
 
-// MessagePayload is Postal's message object in webhook payloads.
-type MessagePayload struct {
-	ID         int64   `json:"id"`
-	Token      string  `json:"token"`
-	Direction  string  `json:"direction"`
-	MessageID  string  `json:"message_id"`
-	To         string  `json:"to"`
-	From       string  `json:"from"`
-	Subject    string  `json:"subject"`
-	Timestamp  float64 `json:"timestamp"`
-	SpamStatus string  `json:"spam_status"`
-	Tag        *string `json:"tag"`
+// ServerPayload returns s as Postal describes a server in webhooks.
+func ServerPayload(s *store.Server) webhook.Server {
+	return webhook.Server{UUID: s.UUID, Name: s.Name, Permalink: s.Permalink, Organization: s.OrganizationPermalink}
 }
 
-// DeliveryPayload is the payload of MessageSent, MessageDelayed,
-// MessageDeliveryFailed and MessageHeld.
-type DeliveryPayload struct {
-	Message     MessagePayload `json:"message"`
-	Status      string         `json:"status"`
-	Details     string         `json:"details"`
-	Output      string         `json:"output"`
-	SentWithSSL bool           `json:"sent_with_ssl"`
-	Timestamp   float64        `json:"timestamp"`
-	Time        *float64       `json:"time"`
-}
-
-// BouncedPayload is the payload of MessageBounced.
-type BouncedPayload struct {
-	OriginalMessage MessagePayload `json:"original_message"`
-	Bounce          MessagePayload `json:"bounce"`
-}
-
-// NewMessagePayload returns m as Postal describes a message in webhooks.
+// MessagePayload returns m as Postal describes a message in webhooks.
 // Messages are not inspected for spam yet, so spam_status is "NotChecked".
-func NewMessagePayload(m *store.Message) MessagePayload {
-	p := MessagePayload{ID: m.ID, Token: m.Token, Direction: m.Scope, MessageID: m.MessageID, To: m.RcptTo,
-		From: m.MailFrom, Subject: m.Subject, Timestamp: unixSeconds(m.Timestamp), SpamStatus: "NotChecked"}
-	if m.Tag != "" {
-		tag := m.Tag
-		p.Tag = &tag
-	}
-	return p
+func MessagePayload(m *store.Message) webhook.Message {
+	return webhook.Message{ID: m.ID, Token: m.Token, Direction: m.Scope, MessageID: m.MessageID, To: m.RcptTo,
+		From: m.MailFrom, Subject: m.Subject, Timestamp: webhook.Seconds(m.Timestamp), SpamStatus: "NotChecked",
+		Tag: webhook.OptionalString(m.Tag)}
 }
 
-func newDeliveryPayload(m *store.Message, d *store.NewDelivery, now time.Time) DeliveryPayload {
-	p := DeliveryPayload{Message: NewMessagePayload(m), Status: d.Status, Details: d.Details,
-		Output: truncateUTF8(d.Output, 512), SentWithSSL: d.SentWithSSL, Timestamp: unixSeconds(now)}
+// deliveryPayload is the payload of d's event; output is capped as the
+// store caps it, so the webhook quotes what was recorded.
+func deliveryPayload(m *store.Message, d *store.NewDelivery, now time.Time) webhook.Delivery {
+	ssl := d.SentWithSSL
+	p := webhook.Delivery{Message: MessagePayload(m), Status: d.Status, Details: d.Details,
+		Output: untrusted.Lines(d.Output, 512), SentWithSSL: &ssl, Timestamp: webhook.Seconds(now)}
 	if d.Time != 0 {
 		t := d.Time
 		p.Time = &t
@@ -113,27 +52,10 @@ func newDeliveryPayload(m *store.Message, d *store.NewDelivery, now time.Time) D
 	return p
 }
 
-func unixSeconds(t time.Time) float64 {
-	return float64(t.UnixMicro()) / 1e6
-}
-
-// truncateUTF8 cuts s to at most n bytes without splitting a character and
-// replaces invalid bytes, as Postal scrubs output.
-func truncateUTF8(s string, n int) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
-}
-
 // Event is one webhook event of a server.
 type Event struct {
 	ServerID int64
-	// Name is the event's name (EventMessageSent, ...).
+	// Name is the event's name (webhook.EventMessageSent, ...).
 	Name string
 	// Payload is encoded as the request's JSON payload.
 	Payload any
@@ -173,7 +95,7 @@ func (e *Events) Requests(ctx context.Context, now time.Time, evs ...Event) []st
 		}
 		var body []byte
 		for _, h := range hooks {
-			if !h.Enabled || !subscribed(h, ev.Name) {
+			if !webhook.Subscribed(h.Enabled, h.AllEvents, h.Events, ev.Name) {
 				continue
 			}
 			if body == nil {
@@ -187,17 +109,4 @@ func (e *Events) Requests(ctx context.Context, now time.Time, evs ...Event) []st
 		}
 	}
 	return reqs
-}
-
-// subscribed reports whether h wants event.
-func subscribed(h *store.Webhook, event string) bool {
-	if h.AllEvents {
-		return true
-	}
-	for _, e := range h.Events {
-		if e == event {
-			return true
-		}
-	}
-	return false
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/postalgo/postal/daemon/resolver"
 	"github.com/postalgo/postal/daemon/smtpclient"
 	"github.com/postalgo/postal/daemon/store"
+	"github.com/postalgo/postal/daemon/webhook"
 )
 
 // Store is what outgoing delivery needs of the database.
@@ -630,13 +631,13 @@ func (p *Processor) finish(ctx context.Context, jobs []*job, suppressed map[int6
 		}
 		if name := deliveryEvent(d.Status); name != "" {
 			j.fx.Webhooks = append(j.fx.Webhooks, p.events.Requests(ctx, now,
-				Event{ServerID: j.msg.ServerID, Name: name, Payload: newDeliveryPayload(j.msg, d, now)})...)
+				Event{ServerID: j.msg.ServerID, Name: name, Payload: deliveryPayload(j.msg, d, now)})...)
 		}
 		if j.limit != nil && j.server != nil {
 			sl := *j.limit
-			payload := SendLimitPayload{Server: NewServerPayload(j.server), Volume: sl.Volume, Limit: sl.Limit}
-			sl.Approaching = p.events.Requests(ctx, now, Event{ServerID: sl.ServerID, Name: EventSendLimitApproaching, Payload: payload})
-			sl.Exceeded = p.events.Requests(ctx, now, Event{ServerID: sl.ServerID, Name: EventSendLimitExceeded, Payload: payload})
+			payload := webhook.SendLimit{Server: ServerPayload(j.server), Volume: sl.Volume, Limit: sl.Limit}
+			sl.Approaching = p.events.Requests(ctx, now, Event{ServerID: sl.ServerID, Name: webhook.EventSendLimitApproaching, Payload: payload})
+			sl.Exceeded = p.events.Requests(ctx, now, Event{ServerID: sl.ServerID, Name: webhook.EventSendLimitExceeded, Payload: payload})
 			j.fx.SendLimit = &sl
 		}
 		label := "unknown"

@@ -48,8 +48,7 @@ func Known(name string) bool {
 }
 
 // Message is Postal's message object in payloads (Message#webhook_hash),
-// keys in Postal's order. Its JSON is identical to the outbound package's
-// MessagePayload.
+// keys in Postal's order.
 type Message struct {
 	ID         int64   `json:"id"`
 	Token      string  `json:"token"`
@@ -65,8 +64,7 @@ type Message struct {
 
 // Delivery is the payload of MessageSent, MessageDelayed,
 // MessageDeliveryFailed and MessageHeld. SentWithSSL is null for rows
-// created without a send attempt (Postal's Held and some HardFail rows);
-// a non-nil value encodes exactly as outbound's bool field does.
+// created without a send attempt (Postal's Held and some HardFail rows).
 type Delivery struct {
 	Message     Message  `json:"message"`
 	Status      string   `json:"status"`

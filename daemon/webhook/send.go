@@ -14,7 +14,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
-	"unicode/utf8"
+
+	"github.com/postalgo/postal/daemon/untrusted"
 )
 
 // Limits of one attempt.
@@ -127,7 +128,7 @@ type Result struct {
 	Status   int
 	Duration time.Duration
 	// Excerpt is the start of the response body, or the error text when no
-	// answer arrived; see Excerpt.
+	// answer arrived: valid UTF-8 of at most ExcerptMax bytes (package untrusted).
 	Excerpt string
 }
 
@@ -252,17 +253,17 @@ func Destination(u string) string {
 func (c *Client) Send(ctx context.Context, r Request) Result {
 	start := c.o.Now()
 	if err := CheckURL(r.URL); err != nil {
-		return Result{Outcome: OutcomeInvalid, Excerpt: Excerpt([]byte(err.Error()), ExcerptMax)}
+		return Result{Outcome: OutcomeInvalid, Excerpt: excerpt([]byte(err.Error()), ExcerptMax)}
 	}
 	body, err := Body(r)
 	if err != nil {
-		return Result{Outcome: OutcomeInvalid, Excerpt: Excerpt([]byte(err.Error()), ExcerptMax)}
+		return Result{Outcome: OutcomeInvalid, Excerpt: excerpt([]byte(err.Error()), ExcerptMax)}
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.URL, bytes.NewReader(body))
 	if err != nil {
-		return Result{Outcome: OutcomeInvalid, Excerpt: Excerpt([]byte(err.Error()), ExcerptMax)}
+		return Result{Outcome: OutcomeInvalid, Excerpt: excerpt([]byte(err.Error()), ExcerptMax)}
 	}
 	for k, v := range SignatureHeaders(c.o.Signer, body) {
 		req.Header[k] = v
@@ -271,7 +272,7 @@ func (c *Client) Send(ctx context.Context, r Request) Result {
 	req.Header.Set("User-Agent", c.o.UserAgent)
 	resp, err := c.http.Do(req)
 	if err != nil {
-		res := Result{Outcome: classify(ctx, err), Excerpt: Excerpt([]byte(failureText(ctx, err, c.o.Timeout)), ExcerptMax)}
+		res := Result{Outcome: classify(ctx, err), Excerpt: excerpt([]byte(failureText(ctx, err, c.o.Timeout)), ExcerptMax)}
 		res.Duration = c.o.Now().Sub(start)
 		return res
 	}
@@ -281,7 +282,7 @@ func (c *Client) Send(ctx context.Context, r Request) Result {
 		// Let a short remainder be read so the connection is reused.
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, drainMax))
 	}
-	res := Result{Status: resp.StatusCode, Excerpt: Excerpt(head, ExcerptMax), Duration: c.o.Now().Sub(start)}
+	res := Result{Status: resp.StatusCode, Excerpt: excerpt(head, ExcerptMax), Duration: c.o.Now().Sub(start)}
 	switch {
 	case resp.StatusCode >= 200 && resp.StatusCode < 300:
 		res.Outcome = OutcomeOK
@@ -338,35 +339,12 @@ func failureText(ctx context.Context, err error, timeout time.Duration) string {
 	return err.Error()
 }
 
-// Excerpt returns at most max bytes of b as valid UTF-8 without NUL bytes:
-// invalid sequences become U+FFFD, NULs are dropped, and the cut never
-// splits a character. It runs in linear time.
-//
-// It is a local sanitiser; the project's shared one replaces it once merged.
-func Excerpt(b []byte, max int) string {
-	if max <= 0 {
-		return ""
-	}
-	var sb strings.Builder
-	sb.Grow(min(len(b), max))
-	for len(b) > 0 {
-		r, size := utf8.DecodeRune(b)
-		b = b[size:]
-		if r == 0 {
-			continue
-		}
-		n := utf8.RuneLen(r) // 3 for RuneError
-		if sb.Len()+n > max {
-			break
-		}
-		sb.WriteRune(r)
-	}
-	return sb.String()
-}
+// excerpt returns at most max bytes of b as the response excerpt: valid
+// UTF-8 with line feeds kept, controls replaced, cut on a character
+// boundary (package untrusted).
+func excerpt(b []byte, max int) string { return untrusted.Lines(string(b), max) }
 
-func truncate(s string, n int) string {
-	return Excerpt([]byte(s), n)
-}
+func truncate(s string, n int) string { return untrusted.Text(s, n) }
 
 // MaxAttempts is how many attempts a request gets before it is given up.
 const MaxAttempts = 6
