@@ -171,7 +171,6 @@ func TestSendClassifiesAnswers(t *testing.T) {
 	}
 }
 
-
 func TestRetrySchedule(t *testing.T) {
 	var got []time.Duration
 	for n := 1; ; n++ {
