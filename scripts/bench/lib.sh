@@ -10,6 +10,7 @@ BENCH_C=${BENCH_C:-20}             # smtp-source sessions
 BENCH_SIZE=${BENCH_SIZE:-2048}     # message size in bytes
 BENCH_DKIM_BITS=${BENCH_DKIM_BITS:-2048}  # postald's DKIM key size (1024 is Postal's)
 BENCH_RUNS=${BENCH_RUNS:-1}        # postald/Postfix pairs; more than one prints the median ratio
+BENCH_WEBHOOK=${BENCH_WEBHOOK:-0}  # 1: postald's server has an all-events webhook to a local receiver
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 WORK=$(mktemp -d /tmp/postal-bench.XXXXXX)
 chmod 755 "$WORK"
@@ -145,7 +146,7 @@ start_postald() {
   d=$(mktemp -d "$WORK/postal.XXXXXX")
   PD_DIR=$d
   mkdir -p "$d"
-  ( cd "$ROOT" && go build -o "$WORK/bin/" ./cmd/postald ./cmd/postalctl )
+  ( cd "$ROOT" && go build -o "$WORK/bin/" ./cmd/postald ./cmd/postalctl ./scripts/bench/hookrecv )
   PD_SMTP=$(free_port); PD_WEB=$(free_port); PD_HEALTH=$(free_port)
   "$WORK/bin/postalctl" init --dir "$d" --smtp-port "$PD_SMTP" --web-port "$PD_WEB" >/dev/null
   export POSTAL_CONFIG_FILE_PATH="$d/postal.yml"
@@ -161,12 +162,38 @@ start_postald() {
   $ctl server create acme/mail >/dev/null
   $ctl domain add acme/mail example.com --verified --dkim-bits "$BENCH_DKIM_BITS" >/dev/null
   $ctl credential create acme/mail --type smtp-ip local --key 127.0.0.1/32 >/dev/null
+  if [ "$BENCH_WEBHOOK" = 1 ]; then
+    HOOK_PORT=$(free_port)
+    "$WORK/bin/hookrecv" "127.0.0.1:$HOOK_PORT" &
+    HOOK_PID=$!
+    PIDS+=($HOOK_PID)
+    wait_port "$HOOK_PORT"
+    $ctl webhook add acme/mail "http://127.0.0.1:$HOOK_PORT/" --all-events >/dev/null
+  fi
   # BENCH_CPUPROFILE=FILE: pprof CPU profile of postald for the run.
   "$WORK/bin/postald" --role "$1" ${BENCH_CPUPROFILE:+--cpuprofile "$BENCH_CPUPROFILE"} 2>"$d/postald.log" &
   PD_PID=$!
   PIDS+=($PD_PID)
   wait_port "$PD_SMTP"
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PD_HEALTH/ready" >/dev/null && break; sleep 0.1; done
+}
+# wait_hooks N TIMEOUT_S: waits until the receiver has N webhooks, then until
+# postald has nothing left of them (webhooks stream, pending entries, inflight
+# markers, webhook_requests rows); prints the time the last webhook arrived.
+wait_hooks() {
+  local n=$1 limit=${2:-600} start c at k; start=$(now)
+  while c=$(curl -sf "http://127.0.0.1:$HOOK_PORT/count"); [ "${c:-0}" -lt "$n" ]; do
+    if [ "$(echo "$(now) - $start > $limit" | bc)" = 1 ]; then echo "bench: receiver has ${c:-0} of $n webhooks after ${limit}s" >&2; return 1; fi
+    sleep 0.05
+  done
+  at=$(now)
+  k="{$REDIS_KEY_PREFIX}"
+  for _ in $(seq 200); do
+    HOOK_LEFT="stream $(redis-cli xlen "$k:stream:webhooks"), inflight $(redis-cli hlen "$k:inflight"), rows $(sqlite3 "$PD_DIR/postal.sqlite" 'select count(*) from webhook_requests' 2>/dev/null || echo '?')"
+    [ "$HOOK_LEFT" = "stream 0, inflight 0, rows 0" ] && break
+    sleep 0.1
+  done
+  echo "$at"
 }
 stop_postald() {
   # CPU seconds postald used (user + system), for the per-message cost.
@@ -224,8 +251,12 @@ postald_half() {
   if [[ ",$roles," == *",all,"* || ",$roles," == *",worker,"* ]]; then
     done_at=$(wait_sink "$sink/postald" "$BENCH_N" 600)
     PD_E2E=$(rate "$s" "$done_at")
+    if [ "$BENCH_WEBHOOK" = 1 ]; then
+      PD_HOOKS=$(rate "$s" "$(wait_hooks "$BENCH_N" 600)")
+    fi
   fi
   stop_postald
+  [ -n "${HOOK_PID:-}" ] && { kill "$HOOK_PID" 2>/dev/null; wait "$HOOK_PID" 2>/dev/null || true; HOOK_PID=; }
   stop_sink
 }
 

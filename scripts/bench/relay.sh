@@ -3,7 +3,10 @@
 # measured until the sink holds them all; postald signs every message with
 # DKIM (2048-bit RSA; BENCH_DKIM_BITS=1024 for Postal's key size). The same load goes through a private Postfix relay in
 # the same run. Prints both rates and their ratio; BENCH_RUNS=N repeats the
-# pair and ends with the median ratio. Usage: sudo scripts/bench/relay.sh
+# pair and ends with the median ratio; BENCH_WEBHOOK=1 gives postald's server an
+# all-events webhook to a local receiver (one MessageSent per message) and
+# reports when the last arrived and what was left of them afterwards.
+# Usage: sudo scripts/bench/relay.sh
 source "$(dirname "$0")/lib.sh"
 ratios=()
 for i in $(seq "$BENCH_RUNS"); do
@@ -13,6 +16,7 @@ for i in $(seq "$BENCH_RUNS"); do
     "$PD_E2E" "$PF_E2E" "$r" "$BENCH_DKIM_BITS"
   printf 'accept  postald %6s msg/s   postfix %6s msg/s   ratio %sx\n' \
     "$PD_ACCEPT" "$PF_ACCEPT" "$(ratio "$PD_ACCEPT" "$PF_ACCEPT")"
+  [ "$BENCH_WEBHOOK" = 1 ] && printf 'webhook postald %6s MessageSent/s received (end to end); left afterwards: %s\n' "$PD_HOOKS" "$HOOK_LEFT"
   printf 'cpu     postald %s s for %s messages (%s ms/msg)\n' "$PD_CPU" "$BENCH_N" "$(echo "scale=3; $PD_CPU * 1000 / $BENCH_N" | bc 2>/dev/null || echo -)"
 done
 summary relay "${ratios[@]}"
