@@ -179,21 +179,21 @@ start_postald() {
 }
 # wait_hooks N TIMEOUT_S: waits until the receiver has N webhooks, then until
 # postald has nothing left of them (webhooks stream, pending entries, inflight
-# markers, webhook_requests rows); prints the time the last webhook arrived.
+# markers, webhook_requests rows). Sets HOOK_AT (when the last webhook
+# arrived) and HOOK_LEFT (what postald still held of them).
 wait_hooks() {
-  local n=$1 limit=${2:-600} start c at k; start=$(now)
+  local n=$1 limit=${2:-600} start c k; start=$(now)
   while c=$(curl -sf "http://127.0.0.1:$HOOK_PORT/count"); [ "${c:-0}" -lt "$n" ]; do
     if [ "$(echo "$(now) - $start > $limit" | bc)" = 1 ]; then echo "bench: receiver has ${c:-0} of $n webhooks after ${limit}s" >&2; return 1; fi
     sleep 0.05
   done
-  at=$(now)
+  HOOK_AT=$(now)
   k="{$REDIS_KEY_PREFIX}"
   for _ in $(seq 200); do
     HOOK_LEFT="stream $(redis-cli xlen "$k:stream:webhooks"), inflight $(redis-cli hlen "$k:inflight"), rows $(sqlite3 "$PD_DIR/postal.sqlite" 'select count(*) from webhook_requests' 2>/dev/null || echo '?')"
     [ "$HOOK_LEFT" = "stream 0, inflight 0, rows 0" ] && break
     sleep 0.1
   done
-  echo "$at"
 }
 stop_postald() {
   # CPU seconds postald used (user + system), for the per-message cost.
@@ -252,7 +252,8 @@ postald_half() {
     done_at=$(wait_sink "$sink/postald" "$BENCH_N" 600)
     PD_E2E=$(rate "$s" "$done_at")
     if [ "$BENCH_WEBHOOK" = 1 ]; then
-      PD_HOOKS=$(rate "$s" "$(wait_hooks "$BENCH_N" 600)")
+      wait_hooks "$BENCH_N" 600
+      PD_HOOKS=$(rate "$s" "$HOOK_AT")
     fi
   fi
   stop_postald
