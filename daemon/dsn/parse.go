@@ -226,7 +226,8 @@ func address(v string) string {
 	}
 	addr = strings.TrimSpace(addr)
 	if strings.EqualFold(strings.TrimSpace(typ), "utf-8") {
-		addr = decodeUTF8Xtext(addr)
+		// An escaped space at either end decodes to one: trim again.
+		addr = strings.TrimSpace(decodeUTF8Xtext(addr))
 	}
 	if strings.HasPrefix(addr, "<") && strings.HasSuffix(addr, ">") {
 		addr = addr[1 : len(addr)-1]
