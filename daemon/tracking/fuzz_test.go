@@ -2,6 +2,8 @@ package tracking
 
 import (
 	"bytes"
+	"io"
+	"mime/quotedprintable"
 	"os"
 	"path/filepath"
 	"testing"
@@ -38,6 +40,23 @@ func FuzzRewrite(f *testing.F) {
 		again, _ := Rewrite(in, o, tokensFor(urls))
 		if !bytes.Equal(again, out) {
 			t.Fatal("not deterministic")
+		}
+	})
+}
+
+// FuzzDecodeQP checks the quoted-printable decoder against the standard
+// library's on every input the library accepts.
+func FuzzDecodeQP(f *testing.F) {
+	for _, s := range []string{"a=3Db=\r\nc", "x  \r\ny\t\n", "=E9t=C3=A9", "bad=ZZ", "=\n=", "a=20\r\n"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		want, err := io.ReadAll(quotedprintable.NewReader(bytes.NewReader(in)))
+		if err != nil {
+			return
+		}
+		if got := decodeQP(in); !bytes.Equal(got, want) {
+			t.Fatalf("decodeQP(%q) = %q, library says %q", in, got, want)
 		}
 	})
 }

@@ -256,11 +256,7 @@ func (w *walker) text(e []byte, h mailheader.Header, mt string, params map[strin
 	case "", "7bit", "8bit", "binary":
 		decoded = raw
 	case "quoted-printable":
-		d, err := io.ReadAll(quotedprintable.NewReader(bytes.NewReader(raw)))
-		if err != nil {
-			return e, false
-		}
-		decoded = d
+		decoded = decodeQP(raw)
 	case "base64":
 		d, err := decodeBase64(raw)
 		if err != nil {
@@ -310,6 +306,75 @@ func (w *walker) text(e []byte, h mailheader.Header, mt string, params map[strin
 	qp.Write(out)
 	qp.Close()
 	return b.Bytes(), true
+}
+
+// decodeQP decodes quoted-printable leniently, in one pass: =XX becomes
+// its byte, "=" before a line break joins the lines, white space before a
+// line break is dropped (RFC 2045 6.7 rule 3), and a malformed "=" is kept
+// as it is.
+func decodeQP(raw []byte) []byte {
+	out := make([]byte, 0, len(raw))
+	lineStart := 0 // in out: where trailing white space may be dropped
+	for i := 0; i < len(raw); i++ {
+		c := raw[i]
+		switch {
+		case c == '=' && softBreak(raw[i+1:]) >= 0:
+			i += softBreak(raw[i+1:])
+			lineStart = len(out)
+		case c == '=' && i+2 < len(raw) && unhex(raw[i+1]) >= 0 && unhex(raw[i+2]) >= 0:
+			out = append(out, byte(unhex(raw[i+1])<<4|unhex(raw[i+2])))
+			i += 2
+			lineStart = len(out)
+		case c == '\n':
+			hadCR := len(out) > lineStart && out[len(out)-1] == '\r'
+			for len(out) > lineStart && isQPSpace(out[len(out)-1]) {
+				out = out[:len(out)-1]
+			}
+			if hadCR {
+				out = append(out, '\r')
+			}
+			out = append(out, '\n')
+			lineStart = len(out)
+		default:
+			out = append(out, c)
+		}
+	}
+	for len(out) > lineStart && isQPSpace(out[len(out)-1]) {
+		out = out[:len(out)-1]
+	}
+	return out
+}
+
+// isQPSpace is the white space dropped at the end of a line.
+func isQPSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' }
+
+// softBreak returns how many bytes after an "=" belong to a soft line
+// break (spaces and tabs, then a line break or the end), or -1. Each byte
+// is looked at by at most one "=": the scan stops at the first other byte.
+func softBreak(s []byte) int {
+	j := 0
+	for j < len(s) && isQPSpace(s[j]) {
+		j++
+	}
+	switch {
+	case j == len(s):
+		return j
+	case s[j] == '\n':
+		return j + 1
+	}
+	return -1
+}
+
+func unhex(c byte) int {
+	switch {
+	case c >= '0' && c <= '9':
+		return int(c - '0')
+	case c >= 'A' && c <= 'F':
+		return int(c-'A') + 10
+	case c >= 'a' && c <= 'f':
+		return int(c-'a') + 10
+	}
+	return -1
 }
 
 // onlySpaceToEOL reports whether s holds only spaces and tabs before its
