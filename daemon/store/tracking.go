@@ -66,17 +66,30 @@ func urlHash(u string) string {
 }
 
 // EnsureLinks returns the link token of each URL of message messageID
-// (URL -> token), creating the links that do not exist yet in one
-// transaction. It is idempotent: a retry, or two workers racing, get the
-// same token for the same message and URL. URLs longer than 8192 bytes are
-// left out of the result.
-func (s *Store) EnsureLinks(ctx context.Context, messageID int64, urls []string) (map[string]string, error) {
-	out := make(map[string]string, len(urls))
-	if len(urls) == 0 {
-		return out, nil
+// (URL -> token), creating those that do not exist yet, and records that
+// the message was tracked (parsed, with links and images as its counts),
+// all in one transaction. It is idempotent: a retry, or two workers racing,
+// get the same token for the same message and URL; when the message is
+// already marked and every URL has its link (a retry) nothing is written.
+// URLs longer than 8192 bytes are left out of the result.
+func (s *Store) EnsureLinks(ctx context.Context, messageID int64, urls []string, links, images int) (map[string]string, error) {
+	have, parsed, err := s.links(ctx, s.db, messageID)
+	if err != nil {
+		return nil, fmt.Errorf("links of message %d: %w", messageID, err)
+	}
+	missing := false
+	for _, u := range urls {
+		if _, ok := have[u]; !ok && len(u) <= maxLinkURL {
+			missing = true
+			break
+		}
+	}
+	if !missing && parsed {
+		return have, nil
 	}
 	now := s.now().UnixMicro()
-	err := s.inTx(ctx, func(t tx) error {
+	var out map[string]string
+	err = s.inTx(ctx, func(t tx) error {
 		stmt, err := t.PrepareContext(ctx, t.d.rebind(`INSERT INTO links (message_id, token, hash, url, timestamp)
 			VALUES (?, ?, ?, ?, ?) ON CONFLICT (message_id, hash) DO NOTHING`))
 		if err != nil {
@@ -84,26 +97,19 @@ func (s *Store) EnsureLinks(ctx context.Context, messageID int64, urls []string)
 		}
 		defer stmt.Close()
 		for _, u := range urls {
-			if len(u) > maxLinkURL {
+			if _, ok := have[u]; ok || len(u) > maxLinkURL {
 				continue
 			}
 			if _, err := stmt.ExecContext(ctx, messageID, newLinkToken(), urlHash(u), truncate(u, maxLinkURL), now); err != nil {
 				return fmt.Errorf("insert link: %w", err)
 			}
 		}
-		rows, err := t.query(ctx, `SELECT url, token FROM links WHERE message_id = ?`, messageID)
-		if err != nil {
-			return err
+		if _, err := t.exec(ctx, `UPDATE messages SET parsed = TRUE, tracked_links = ?, tracked_images = ? WHERE id = ?`,
+			links, images, messageID); err != nil {
+			return fmt.Errorf("mark tracked: %w", err)
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var u, tok string
-			if err := rows.Scan(&u, &tok); err != nil {
-				return err
-			}
-			out[u] = tok
-		}
-		return rows.Err()
+		out, _, err = s.links(ctx, t.Tx, messageID)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("links of message %d: %w", messageID, err)
@@ -111,13 +117,32 @@ func (s *Store) EnsureLinks(ctx context.Context, messageID int64, urls []string)
 	return out, nil
 }
 
-// MarkTracked records that message id was rewritten for tracking (Postal's
-// parsed flag) with its counts of links and pixels.
-func (s *Store) MarkTracked(ctx context.Context, id int64, links, images int) error {
-	if _, err := s.exec(ctx, `UPDATE messages SET parsed = TRUE, tracked_links = ?, tracked_images = ? WHERE id = ?`, links, images, id); err != nil {
-		return fmt.Errorf("mark message %d tracked: %w", id, err)
+// links reads a message's links (URL -> token) and its parsed flag.
+func (s *Store) links(ctx context.Context, q interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}, messageID int64) (map[string]string, bool, error) {
+	var parsed bool
+	if err := q.QueryRowContext(ctx, s.dialect.rebind(`SELECT parsed FROM messages WHERE id = ?`), messageID).Scan(&parsed); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, false, fmt.Errorf("message %d: %w", messageID, ErrNotFound)
+		}
+		return nil, false, err
 	}
-	return nil
+	rows, err := q.QueryContext(ctx, s.dialect.rebind(`SELECT url, token FROM links WHERE message_id = ?`), messageID)
+	if err != nil {
+		return nil, false, err
+	}
+	defer rows.Close()
+	out := map[string]string{}
+	for rows.Next() {
+		var u, tok string
+		if err := rows.Scan(&u, &tok); err != nil {
+			return nil, false, err
+		}
+		out[u] = tok
+	}
+	return out, parsed, rows.Err()
 }
 
 // Link is a tracked link of a message.

@@ -46,16 +46,16 @@ func TestTracking(t *testing.T) {
 		msgID, msgToken := acc[0][0].MessageID, acc[0][0].Token
 
 		// Links are idempotent per message and URL.
-		first, err := s.EnsureLinks(ctx, msgID, []string{"https://a.test/1", "https://a.test/2"})
+		first, err := s.EnsureLinks(ctx, msgID, []string{"https://a.test/1", "https://a.test/2"}, 2, 1)
 		if err != nil || len(first) != 2 || len(first["https://a.test/1"]) != 16 {
 			t.Fatalf("links = %v, %v", first, err)
 		}
-		again, err := s.EnsureLinks(ctx, msgID, []string{"https://a.test/2", "https://a.test/1"})
+		again, err := s.EnsureLinks(ctx, msgID, []string{"https://a.test/2", "https://a.test/1"}, 2, 1)
 		if err != nil || again["https://a.test/1"] != first["https://a.test/1"] || again["https://a.test/2"] != first["https://a.test/2"] {
 			t.Fatalf("second EnsureLinks = %v, want %v (%v)", again, first, err)
 		}
-		if err := s.MarkTracked(ctx, msgID, 2, 1); err != nil {
-			t.Fatal(err)
+		if _, err := s.EnsureLinks(ctx, 1<<40, nil, 0, 0); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("links of an unknown message: %v", err)
 		}
 
 		// Hooks: one subscribed to clicks only, one disabled.

@@ -20,6 +20,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
+	"time"
 
 	"github.com/postalgo/postal/daemon/store"
 	"github.com/postalgo/postal/daemon/tracking"
@@ -29,14 +31,30 @@ import (
 type Store interface {
 	ActiveTrackDomain(ctx context.Context, serverID, domainID int64) (*store.TrackDomain, error)
 	ServerByID(ctx context.Context, id int64) (*store.Server, error)
-	EnsureLinks(ctx context.Context, messageID int64, urls []string) (map[string]string, error)
-	MarkTracked(ctx context.Context, id int64, links, images int) error
+	EnsureLinks(ctx context.Context, messageID int64, urls []string, links, images int) (map[string]string, error)
 }
+
+// cacheTTL bounds the age of a cached track domain decision.
+const cacheTTL = 5 * time.Second
+
+// maxCached bounds the cache; past it, it is emptied.
+const maxCached = 4096
 
 // Tracker rewrites outgoing messages for open and click tracking.
 type Tracker struct {
 	st  Store
 	log *slog.Logger
+	now func() time.Time
+
+	mu    sync.Mutex
+	cache map[[2]int64]cached
+}
+
+// cached is the tracking setup of one server and domain (td nil: none).
+type cached struct {
+	td          *store.TrackDomain
+	serverToken string
+	at          time.Time
 }
 
 // NewTracker returns a Tracker over st.
@@ -44,7 +62,51 @@ func NewTracker(st Store, log *slog.Logger) *Tracker {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Tracker{st: st, log: log}
+	return &Tracker{st: st, log: log, now: time.Now, cache: map[[2]int64]cached{}}
+}
+
+// setup returns the active track domain of msg's server and domain (nil
+// when none) and the server's token, cached for 5 s.
+func (t *Tracker) setup(ctx context.Context, msg *store.Message) (cached, error) {
+	key := [2]int64{msg.ServerID, msg.DomainID}
+	now := t.now()
+	t.mu.Lock()
+	c, ok := t.cache[key]
+	t.mu.Unlock()
+	if ok && now.Sub(c.at) < cacheTTL {
+		return c, nil
+	}
+	c = cached{at: now}
+	td, err := t.st.ActiveTrackDomain(ctx, msg.ServerID, msg.DomainID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return cached{}, fmt.Errorf("track domain: %w", err)
+	case td.TrackClicks || td.TrackLoads:
+		srv, err := t.st.ServerByID(ctx, msg.ServerID)
+		if err != nil {
+			return cached{}, fmt.Errorf("server: %w", err)
+		}
+		c.td, c.serverToken = td, srv.Token
+	}
+	t.mu.Lock()
+	if len(t.cache) >= maxCached {
+		clear(t.cache)
+	}
+	t.cache[key] = c
+	t.mu.Unlock()
+	return c, nil
+}
+
+// Tracks reports whether msg may be rewritten (its copy then differs from
+// other recipients'). It answers true when unsure (the store failing), so
+// the caller never shares bytes Track would change.
+func (t *Tracker) Tracks(ctx context.Context, msg *store.Message) bool {
+	if msg.Scope != store.ScopeOutgoing || msg.Bounce || msg.DomainID == 0 {
+		return false
+	}
+	c, err := t.setup(ctx, msg)
+	return err != nil || c.td != nil
 }
 
 // Track returns raw rewritten for tracking when msg is an outgoing,
@@ -60,35 +122,27 @@ func (t *Tracker) Track(ctx context.Context, msg *store.Message, raw []byte) ([]
 	if skip || msg.Scope != store.ScopeOutgoing || msg.Bounce || msg.DomainID == 0 {
 		return raw, nil
 	}
-	td, err := t.st.ActiveTrackDomain(ctx, msg.ServerID, msg.DomainID)
-	if errors.Is(err, store.ErrNotFound) {
-		return raw, nil
-	}
+	c, err := t.setup(ctx, msg)
 	if err != nil {
-		return nil, fmt.Errorf("track domain: %w", err)
+		return nil, err
 	}
-	if !td.TrackClicks && !td.TrackLoads {
+	td := c.td
+	if td == nil {
 		return raw, nil
-	}
-	srv, err := t.st.ServerByID(ctx, msg.ServerID)
-	if err != nil {
-		return nil, fmt.Errorf("server: %w", err)
 	}
 	o := tracking.Options{
-		Scheme: "http", Host: td.FullName(), ServerToken: srv.Token, MessageToken: msg.Token,
+		Scheme: "http", Host: td.FullName(), ServerToken: c.serverToken, MessageToken: msg.Token,
 		TrackClicks: td.TrackClicks, TrackLoads: td.TrackLoads, Excluded: td.ExcludedClickDomains,
 	}
 	if td.SSLEnabled {
 		o.Scheme = "https"
 	}
-	tokens, err := t.st.EnsureLinks(ctx, msg.ID, tracking.URLs(raw, o))
+	want := tracking.Collect(raw, o)
+	tokens, err := t.st.EnsureLinks(ctx, msg.ID, want.URLs, want.Links, want.Images)
 	if err != nil {
 		return nil, err
 	}
 	out, res := tracking.Rewrite(raw, o, tokens)
-	if err := t.st.MarkTracked(ctx, msg.ID, res.Links, res.Images); err != nil {
-		return nil, err
-	}
 	t.log.Debug("message tracked", "message_id", msg.ID, "server", msg.ServerID, "links", res.Links, "images", res.Images)
 	return out, nil
 }

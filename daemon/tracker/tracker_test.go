@@ -80,9 +80,9 @@ func TestTrackIsDeterministicAcrossRetries(t *testing.T) {
 		if err != nil || !mt.Parsed || mt.TrackedLinks != 2 || mt.TrackedImages != 1 {
 			t.Fatalf("tracking = %+v, %v", mt, err)
 		}
-		links, err := s.EnsureLinks(ctx, f.msg.ID, nil)
-		if err != nil || len(links) != 0 {
-			t.Fatalf("EnsureLinks(nil) = %v, %v", links, err)
+		links, err := s.EnsureLinks(ctx, f.msg.ID, nil, 0, 0)
+		if err != nil || len(links) != 1 {
+			t.Fatalf("links = %v, %v; want the one URL's", links, err)
 		}
 	})
 }
@@ -103,6 +103,13 @@ func TestTrackSkipsWhenNotActiveOrAsked(t *testing.T) {
 		out, err = tr.Track(ctx, f.msg, []byte(skip))
 		if err != nil || bytes.Contains(out, []byte("click.example.com")) || bytes.Contains(out, []byte("X-AMP")) {
 			t.Fatalf("X-AMP: skip: %v\n%s", err, out)
+		}
+		if tr.Tracks(ctx, f.msg) {
+			t.Error("Tracks is true within the cache's 5 s of seeing no track domain")
+		}
+		tr = tracker.NewTracker(s, nil) // the cached "none" is up to 5 s old
+		if !tr.Tracks(ctx, f.msg) {
+			t.Error("Tracks is false for a DNS OK track domain")
 		}
 		out, err = tr.Track(ctx, f.msg, []byte(html))
 		if err != nil || !bytes.Contains(out, []byte("click.example.com")) {
@@ -142,7 +149,7 @@ func TestHandler(t *testing.T) {
 		if _, err := tracker.NewTracker(s, nil).Track(ctx, f.msg, []byte(html)); err != nil {
 			t.Fatal(err)
 		}
-		links, err := s.EnsureLinks(ctx, f.msg.ID, []string{"https://shop.test/a"})
+		links, err := s.EnsureLinks(ctx, f.msg.ID, []string{"https://shop.test/a"}, 2, 1)
 		if err != nil {
 			t.Fatal(err)
 		}

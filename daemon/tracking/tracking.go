@@ -108,9 +108,13 @@ func SkipRequested(msg []byte) bool {
 func StripSkip(msg []byte) []byte { return mailheader.Parse(msg).Without("X-AMP") }
 
 // URLs returns the distinct URLs whose links Rewrite would track in msg.
-func URLs(msg []byte, o Options) []string {
+func URLs(msg []byte, o Options) []string { return Collect(msg, o).URLs }
+
+// Collect returns what Rewrite would do given a token for every URL: the
+// URLs to hold tokens for, and the counts of links and pixels.
+func Collect(msg []byte, o Options) Result {
 	_, r := rewrite(msg, o, nil, true)
-	return r.URLs
+	return r
 }
 
 // Rewrite returns msg with links and pixels rewritten under o, taking link
