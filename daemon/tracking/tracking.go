@@ -298,13 +298,17 @@ func (w *walker) text(e []byte, h mailheader.Header, mt string, params map[strin
 		return e, changed
 	}
 	// Re-render: the old header without its type and encoding, then ours.
+	params["charset"] = "utf-8"
+	ctype := mime.FormatMediaType(mt, params)
+	if ctype == "" {
+		return e, false
+	}
 	var b bytes.Buffer
 	b.Grow(len(e) + len(out)/3 + 128)
 	hdr := mailheader.Parse(e[:h.End()])
 	b.Write(mailheader.Parse(hdr.Without("Content-Type")).Without("Content-Transfer-Encoding"))
-	params["charset"] = "utf-8"
 	b.WriteString("Content-Type: ")
-	b.WriteString(mime.FormatMediaType(mt, params))
+	b.WriteString(ctype)
 	b.WriteString("\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n")
 	qp := quotedprintable.NewWriter(&b)
 	qp.Write(out)
