@@ -19,6 +19,7 @@ import (
 // no track domain for the sender, and with a verified track domain (links
 // stored, body rewritten, per message). "-shared" cases are one submission
 // with 50 recipients: without a Tracker it is signed once for all.
+// "-postgres" cases run on PostgreSQL.
 func BenchmarkHandleTracking(b *testing.B) {
 	lib, err := libcrypto.Open()
 	if err != nil {
@@ -27,13 +28,17 @@ func BenchmarkHandleTracking(b *testing.B) {
 	for _, c := range []struct {
 		name            string
 		tracker, domain bool
-		shared          bool
+		shared, pg      bool
 	}{
-		{"off", false, false, false}, {"on-no-track-domain", true, false, false}, {"on-tracked", true, true, false},
-		{"off-shared", false, false, true}, {"on-no-track-domain-shared", true, false, true},
+		{"off", false, false, false, false}, {"on-no-track-domain", true, false, false, false}, {"on-tracked", true, true, false, false},
+		{"off-shared", false, false, true, false}, {"on-no-track-domain-shared", true, false, true, false},
+		{"off-postgres", false, false, false, true}, {"on-tracked-postgres", true, true, false, true},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			s := storetest.SQLite(b)
+			if c.pg {
+				s = storetest.Postgres(b)
+			}
 			e := newEnv(b, envOptions{store: s, keyBits: 2048, tune: func(o *Options) {
 				o.Keys = lib
 				if c.tracker {
