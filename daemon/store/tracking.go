@@ -65,6 +65,14 @@ func urlHash(u string) string {
 	return hex.EncodeToString(h[:])
 }
 
+// LinkRequest asks for the links of one message: its URLs and the counts
+// recorded with its parsed flag.
+type LinkRequest struct {
+	MessageID     int64
+	URLs          []string
+	Links, Images int
+}
+
 // EnsureLinks returns the link token of each URL of message messageID
 // (URL -> token), creating those that do not exist yet, and records that
 // the message was tracked (parsed, with links and images as its counts),
@@ -73,46 +81,72 @@ func urlHash(u string) string {
 // already marked and every URL has its link (a retry) nothing is written.
 // URLs longer than 8192 bytes are left out of the result.
 func (s *Store) EnsureLinks(ctx context.Context, messageID int64, urls []string, links, images int) (map[string]string, error) {
+	have, done, err := s.ExistingLinks(ctx, messageID, urls)
+	if err != nil || done {
+		return have, err
+	}
+	out, err := s.EnsureLinksBatch(ctx, []LinkRequest{{MessageID: messageID, URLs: urls, Links: links, Images: images}})
+	if err != nil {
+		return nil, err
+	}
+	return out[0], nil
+}
+
+// ExistingLinks returns a message's links (URL -> token) and whether it is
+// already marked tracked with a link for every URL of urls (then nothing
+// needs writing). An unknown message wraps ErrNotFound.
+func (s *Store) ExistingLinks(ctx context.Context, messageID int64, urls []string) (map[string]string, bool, error) {
 	have, parsed, err := s.links(ctx, s.db, messageID)
 	if err != nil {
-		return nil, fmt.Errorf("links of message %d: %w", messageID, err)
+		return nil, false, fmt.Errorf("links of message %d: %w", messageID, err)
 	}
-	missing := false
+	if !parsed {
+		return have, false, nil
+	}
 	for _, u := range urls {
 		if _, ok := have[u]; !ok && len(u) <= maxLinkURL {
-			missing = true
-			break
+			return have, false, nil
 		}
 	}
-	if !missing && parsed {
-		return have, nil
-	}
+	return have, true, nil
+}
+
+// EnsureLinksBatch does what EnsureLinks does for several messages in one
+// transaction (one commit for a batch of concurrent senders), returning
+// each request's URL -> token map in order. On error nothing was stored.
+func (s *Store) EnsureLinksBatch(ctx context.Context, reqs []LinkRequest) ([]map[string]string, error) {
 	now := s.now().UnixMicro()
-	var out map[string]string
-	err = s.inTx(ctx, func(t tx) error {
+	out := make([]map[string]string, len(reqs))
+	err := s.inTx(ctx, func(t tx) error {
 		stmt, err := t.PrepareContext(ctx, t.d.rebind(`INSERT INTO links (message_id, token, hash, url, timestamp)
 			VALUES (?, ?, ?, ?, ?) ON CONFLICT (message_id, hash) DO NOTHING`))
 		if err != nil {
 			return fmt.Errorf("prepare: %w", err)
 		}
 		defer stmt.Close()
-		for _, u := range urls {
-			if _, ok := have[u]; ok || len(u) > maxLinkURL {
-				continue
+		for _, r := range reqs {
+			for _, u := range r.URLs {
+				if len(u) > maxLinkURL {
+					continue
+				}
+				if _, err := stmt.ExecContext(ctx, r.MessageID, newLinkToken(), urlHash(u), truncate(u, maxLinkURL), now); err != nil {
+					return fmt.Errorf("insert link: %w", err)
+				}
 			}
-			if _, err := stmt.ExecContext(ctx, messageID, newLinkToken(), urlHash(u), truncate(u, maxLinkURL), now); err != nil {
-				return fmt.Errorf("insert link: %w", err)
+			if _, err := t.exec(ctx, `UPDATE messages SET parsed = TRUE, tracked_links = ?, tracked_images = ? WHERE id = ?`,
+				r.Links, r.Images, r.MessageID); err != nil {
+				return fmt.Errorf("mark tracked: %w", err)
 			}
 		}
-		if _, err := t.exec(ctx, `UPDATE messages SET parsed = TRUE, tracked_links = ?, tracked_images = ? WHERE id = ?`,
-			links, images, messageID); err != nil {
-			return fmt.Errorf("mark tracked: %w", err)
+		for i, r := range reqs {
+			if out[i], _, err = s.links(ctx, t.Tx, r.MessageID); err != nil {
+				return err
+			}
 		}
-		out, _, err = s.links(ctx, t.Tx, messageID)
-		return err
+		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("links of message %d: %w", messageID, err)
+		return nil, fmt.Errorf("links of %d messages: %w", len(reqs), err)
 	}
 	return out, nil
 }

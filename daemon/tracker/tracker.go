@@ -31,7 +31,8 @@ import (
 type Store interface {
 	ActiveTrackDomain(ctx context.Context, serverID, domainID int64) (*store.TrackDomain, error)
 	ServerByID(ctx context.Context, id int64) (*store.Server, error)
-	EnsureLinks(ctx context.Context, messageID int64, urls []string, links, images int) (map[string]string, error)
+	ExistingLinks(ctx context.Context, messageID int64, urls []string) (map[string]string, bool, error)
+	EnsureLinksBatch(ctx context.Context, reqs []store.LinkRequest) ([]map[string]string, error)
 }
 
 // cacheTTL bounds the age of a cached track domain decision.
@@ -48,6 +49,20 @@ type Tracker struct {
 
 	mu    sync.Mutex
 	cache map[[2]int64]cached
+
+	// Group commit of link creation: concurrent Track calls queue their
+	// requests; one of them (the flusher) commits all that are waiting in
+	// one transaction, round after round, until none are left.
+	lmu      sync.Mutex
+	pending  []*linkCall
+	flushing bool
+}
+
+type linkCall struct {
+	req    store.LinkRequest
+	tokens map[string]string
+	err    error
+	done   chan struct{}
 }
 
 // cached is the tracking setup of one server and domain (td nil: none).
@@ -138,11 +153,67 @@ func (t *Tracker) Track(ctx context.Context, msg *store.Message, raw []byte) ([]
 		o.Scheme = "https"
 	}
 	want := tracking.Collect(raw, o)
-	tokens, err := t.st.EnsureLinks(ctx, msg.ID, want.URLs, want.Links, want.Images)
+	tokens, done, err := t.st.ExistingLinks(ctx, msg.ID, want.URLs)
 	if err != nil {
 		return nil, err
+	}
+	if !done {
+		if tokens, err = t.ensureLinks(ctx, store.LinkRequest{MessageID: msg.ID, URLs: want.URLs, Links: want.Links, Images: want.Images}); err != nil {
+			return nil, err
+		}
 	}
 	out, res := tracking.Rewrite(raw, o, tokens)
 	t.log.Debug("message tracked", "message_id", msg.ID, "server", msg.ServerID, "links", res.Links, "images", res.Images)
 	return out, nil
+}
+
+// maxLinkBatch caps the messages whose links one transaction creates.
+const maxLinkBatch = 64
+
+// ensureLinks creates req's links, committed together with those of other
+// messages being tracked at the same moment (one commit, not one each).
+func (t *Tracker) ensureLinks(ctx context.Context, req store.LinkRequest) (map[string]string, error) {
+	c := &linkCall{req: req, done: make(chan struct{})}
+	t.lmu.Lock()
+	t.pending = append(t.pending, c)
+	if t.flushing {
+		t.lmu.Unlock()
+		select {
+		case <-c.done:
+			return c.tokens, c.err
+		case <-ctx.Done():
+			// The flusher still completes c; the caller retries later.
+			return nil, ctx.Err()
+		}
+	}
+	t.flushing = true
+	for {
+		n := min(len(t.pending), maxLinkBatch)
+		batch := t.pending[:n:n]
+		t.pending = t.pending[n:]
+		t.lmu.Unlock()
+		reqs := make([]store.LinkRequest, len(batch))
+		for i, b := range batch {
+			reqs[i] = b.req
+		}
+		// The batch is committed whatever happens to this caller's ctx:
+		// other callers wait on it.
+		res, err := t.st.EnsureLinksBatch(context.WithoutCancel(ctx), reqs)
+		for i, b := range batch {
+			if err != nil {
+				b.err = err
+			} else {
+				b.tokens = res[i]
+			}
+			close(b.done)
+		}
+		t.lmu.Lock()
+		if len(t.pending) == 0 {
+			t.flushing = false
+			t.lmu.Unlock()
+			break
+		}
+	}
+	<-c.done
+	return c.tokens, c.err
 }

@@ -3,11 +3,13 @@ package tracker_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"image/png"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -242,6 +244,57 @@ func TestClientIPThroughTrustedProxies(t *testing.T) {
 			mt, err := s.TrackingOf(ctx, f.msg.ID)
 			if err != nil || w.Code != 200 || mt.Loads[0].IP != c.want {
 				t.Errorf("remote %s xff %q: load IP %+v, want %s (%v)", c.remote, c.xff, mt.Loads, c.want, err)
+			}
+		}
+	})
+}
+
+// Concurrent Track calls share link commits yet each message gets its own
+// links, and a retry of each sends the same bytes.
+func TestConcurrentTrackGroupCommit(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		f := newFixture(t, s, html, true)
+		var msgs []*store.Message
+		for i := range 20 {
+			raw := strings.Replace(html, "https://shop.test/a", fmt.Sprintf("https://shop.test/%d", i), 1)
+			acc, err := s.InsertSubmissions(ctx, []store.Submission{{Raw: []byte(raw), Messages: []store.NewMessage{
+				{ServerID: f.fx.Server.ID, Scope: store.ScopeOutgoing, RcptTo: "b@dest.test", MailFrom: "a@example.com", DomainID: f.fx.Domain.ID}}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := s.Message(ctx, acc[0][0].MessageID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			msgs = append(msgs, m)
+		}
+		tr := tracker.NewTracker(s, nil)
+		outs := make([][]byte, len(msgs))
+		errs := make([]error, len(msgs))
+		var wg sync.WaitGroup
+		for i, m := range msgs {
+			wg.Go(func() {
+				raw := strings.Replace(html, "https://shop.test/a", fmt.Sprintf("https://shop.test/%d", i), 1)
+				outs[i], errs[i] = tr.Track(ctx, m, []byte(raw))
+			})
+		}
+		wg.Wait()
+		for i, m := range msgs {
+			if errs[i] != nil {
+				t.Fatalf("message %d: %v", i, errs[i])
+			}
+			links, err := s.EnsureLinks(ctx, m.ID, nil, 0, 0)
+			if err != nil || len(links) != 2 {
+				t.Fatalf("message %d links = %v, %v", i, links, err)
+			}
+			if tok := links[fmt.Sprintf("https://shop.test/%d", i)]; tok == "" || !bytes.Contains(outs[i], []byte("/"+tok+"'")) {
+				t.Fatalf("message %d: token %q not in\n%s", i, tok, outs[i])
+			}
+			raw := strings.Replace(html, "https://shop.test/a", fmt.Sprintf("https://shop.test/%d", i), 1)
+			again, err := tr.Track(ctx, m, []byte(raw))
+			if err != nil || !bytes.Equal(again, outs[i]) {
+				t.Fatalf("message %d retry differs (%v)", i, err)
 			}
 		}
 	})
