@@ -249,9 +249,9 @@ func TestClientIPThroughTrustedProxies(t *testing.T) {
 	})
 }
 
-// Concurrent Track calls share link commits yet each message gets its own
+// Concurrent Track calls each get their own message's
 // links, and a retry of each sends the same bytes.
-func TestConcurrentTrackGroupCommit(t *testing.T) {
+func TestConcurrentTrack(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, s *store.Store) {
 		ctx := context.Background()
 		f := newFixture(t, s, html, true)
