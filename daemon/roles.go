@@ -23,6 +23,7 @@ import (
 	"github.com/postalgo/postal/daemon/smtpserver"
 	"github.com/postalgo/postal/daemon/status"
 	"github.com/postalgo/postal/daemon/store"
+	"github.com/postalgo/postal/daemon/tracker"
 	"github.com/postalgo/postal/daemon/webhook"
 	"github.com/postalgo/postal/daemon/webhookworker"
 	"github.com/postalgo/postal/daemon/webserver"
@@ -71,9 +72,11 @@ func buildRoles(_ context.Context, d *deps) ([]role, error) {
 			if err != nil {
 				return nil, err
 			}
+			th := tracker.NewHandler(tracker.HandlerOptions{Store: d.store, Webhooks: d.queue,
+				TrustedProxies: trustedProxies(d), Log: log.With("component", "tracking")})
 			ws, err := webserver.New(webserver.Options{
 				Addr:   listenAddr(d, d.cfg.WebServer.DefaultBindAddress, d.cfg.WebServer.DefaultPort),
-				Health: d.monitor, JWKS: d.signing.JWKS(), API: h, Log: log, Grace: d.grace,
+				Health: d.monitor, JWKS: d.signing.JWKS(), API: h, Tracking: th, Log: log, Grace: d.grace,
 			})
 			if err != nil {
 				return nil, err
@@ -130,14 +133,7 @@ func buildAPI(d *deps, log *slog.Logger) (*api.Handler, error) {
 		}
 		limiter = w
 	}
-	var proxies []netip.Prefix
-	for _, p := range d.cfg.Postal.TrustedProxies {
-		if pr, err := netip.ParsePrefix(p); err == nil {
-			proxies = append(proxies, pr.Masked())
-		} else if a, err := netip.ParseAddr(p); err == nil {
-			proxies = append(proxies, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
-		}
-	}
+	proxies := trustedProxies(d)
 	h, err := api.New(api.Options{
 		Store: d.store, Intake: d.intakeFor(), Limiter: limiter, RetryAfter: c.APIRateLimitWindow.Duration(),
 		WebHostname: d.cfg.Postal.WebHostname, ReturnPathDomain: d.cfg.DNS.ReturnPathDomain, TrustedProxies: proxies,
@@ -149,12 +145,26 @@ func buildAPI(d *deps, log *slog.Logger) (*api.Handler, error) {
 	return h, nil
 }
 
+// trustedProxies parses postal.trusted_proxies (validated by config).
+func trustedProxies(d *deps) []netip.Prefix {
+	var proxies []netip.Prefix
+	for _, p := range d.cfg.Postal.TrustedProxies {
+		if pr, err := netip.ParsePrefix(p); err == nil {
+			proxies = append(proxies, pr.Masked())
+		} else if a, err := netip.ParseAddr(p); err == nil {
+			proxies = append(proxies, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+		}
+	}
+	return proxies
+}
+
 func buildWorker(d *deps) (role, error) {
 	log := d.log.With("role", RoleWorker)
 	proc, err := outbound.New(outbound.Options{
 		Postal: d.cfg.Postal, DNS: d.cfg.DNS, SMTPClient: d.cfg.SMTPClient, Store: d.store,
 		Log: log.With("component", "outbound"), Registerer: d.registry,
 		Keys:           dkimKeys(d.cfg.Worker, log),
+		Tracker:        tracker.NewTracker(d.store, log.With("component", "tracking")),
 		MaxHeaderBytes: d.cfg.SMTPServer.MaxHeaderBytes, MaxHeaderLines: d.cfg.SMTPServer.MaxHeaderLines,
 	})
 	if err != nil {

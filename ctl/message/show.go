@@ -27,6 +27,10 @@ type Details struct {
 	Deliveries []*store.Delivery `json:"deliveries"`
 	// Queued is the message's queued row; null when it is not queued.
 	Queued *store.QueuedMessage `json:"queued"`
+	// Tracking is what open and click tracking recorded: whether the
+	// message was rewritten, first load, last click, loads and clicks
+	// (newest first, at most 1000 of each).
+	Tracking *store.MessageTracking `json:"tracking"`
 	// Raw is the stored body, only with --raw.
 	Raw *string `json:"raw,omitempty"`
 }
@@ -63,6 +67,9 @@ func runShow(ctx context.Context, o *ShowOptions) error {
 		return err
 	} else if ds != nil {
 		out.Deliveries = ds
+	}
+	if out.Tracking, err = st.TrackingOf(ctx, m.ID); err != nil {
+		return err
 	}
 	q, err := st.QueuedForMessage(ctx, m.ID)
 	switch {
@@ -127,7 +134,20 @@ func printDetails(w io.Writer, d Details) {
 	} else {
 		fmt.Fprintln(w, "Queued:\tno")
 	}
+	if tr := d.Tracking; tr != nil && (tr.Parsed || len(tr.Loads) > 0 || len(tr.Clicks) > 0) {
+		fmt.Fprintf(w, "Tracking:\t%d links, %d pixels, %d loads, %d clicks\n", tr.TrackedLinks, tr.TrackedImages, len(tr.Loads), len(tr.Clicks))
+	}
 	fmt.Fprintln(w)
+	if d.Tracking != nil && (len(d.Tracking.Loads) > 0 || len(d.Tracking.Clicks) > 0) {
+		fmt.Fprintln(w, "TIME\tACTIVITY\tIP\tUSER AGENT")
+		for _, l := range d.Tracking.Loads {
+			fmt.Fprintf(w, "%s\tload\t%s\t%s\n", cli.FormatTime(l.Timestamp), dashIfEmpty(l.IP), dashIfEmpty(l.UserAgent))
+		}
+		for _, c := range d.Tracking.Clicks {
+			fmt.Fprintf(w, "%s\tclick %s\t%s\t%s\n", cli.FormatTime(c.Timestamp), c.URL, dashIfEmpty(c.IP), dashIfEmpty(c.UserAgent))
+		}
+		fmt.Fprintln(w)
+	}
 	if len(d.Deliveries) == 0 {
 		fmt.Fprintln(w, "No deliveries yet.")
 		return

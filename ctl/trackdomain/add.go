@@ -22,6 +22,9 @@ type AddOptions struct {
 	NoTrackClicks bool
 	NoTrackLoads  bool
 	Excluded      []string
+	// Verified turns tracking on without waiting for the CNAME check
+	// (DNS managed elsewhere).
+	Verified bool
 }
 
 // Added is the --json output of `track-domain add`: the track domain and
@@ -54,6 +57,7 @@ func newAddCmd(f *cli.Factory, runF func(context.Context, *AddOptions) error) *c
 	cmd.Flags().BoolVar(&o.NoSSL, "no-ssl", false, "serve tracking over plain HTTP")
 	cmd.Flags().BoolVar(&o.NoTrackClicks, "no-track-clicks", false, "do not rewrite links")
 	cmd.Flags().BoolVar(&o.NoTrackLoads, "no-track-loads", false, "do not add an open-tracking image")
+	cmd.Flags().BoolVar(&o.Verified, "verified", false, "track now, whatever the CNAME check says (DNS managed elsewhere)")
 	cmd.Flags().StringSliceVar(&o.Excluded, "exclude-click-domains", nil, "domains whose links are never rewritten")
 	return cmd
 }
@@ -85,6 +89,12 @@ func runAdd(ctx context.Context, o *AddOptions) error {
 	}
 	if err != nil {
 		return err
+	}
+	if o.Verified {
+		if err := st.SetTrackDomainVerified(ctx, srv.ID, t.UUID, true); err != nil {
+			return err
+		}
+		t.Verified = true
 	}
 	var out Added
 	out.TrackDomain = t

@@ -19,7 +19,7 @@ import (
 // NewCmd returns the track-domain command with its verbs.
 func NewCmd(f *cli.Factory) *cobra.Command {
 	cmd := &cobra.Command{Use: "track-domain", Short: "Manage a server's open and click tracking domains"}
-	cmd.AddCommand(newAddCmd(f, nil), newListCmd(f, nil), newRemoveCmd(f, nil))
+	cmd.AddCommand(newAddCmd(f, nil), newListCmd(f, nil), newRemoveCmd(f, nil), newSetCmd(f, nil), newCheckCmd(f, nil))
 	return cmd
 }
 

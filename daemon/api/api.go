@@ -46,6 +46,7 @@ type Store interface {
 	ReserveIdempotencyKey(ctx context.Context, serverID int64, key, endpoint, requestHash string) (*store.Idempotency, bool, error)
 	CompleteIdempotencyKey(ctx context.Context, id int64) error
 	ReleaseIdempotencyKey(ctx context.Context, id int64) error
+	TrackingOf(ctx context.Context, id int64) (*store.MessageTracking, error)
 }
 
 // Submitter makes a submission durable (daemon/intake).

@@ -124,11 +124,31 @@ func (rq *request) message() (any, error) {
 		case "raw_message":
 			data = append(data, field{e, rubyBase64(parsed.raw)})
 		case "activity_entries":
-			// Opens and clicks are not recorded yet: Postal's shape, empty.
-			data = append(data, field{e, object{{"loads", []any{}}, {"clicks", []any{}}}})
+			tr, err := rq.h.o.Store.TrackingOf(rq.r.Context(), m.ID)
+			if err != nil {
+				return nil, err
+			}
+			data = append(data, field{e, activity(tr)})
 		}
 	}
 	return data, nil
+}
+
+// activity is Postal's activity_entries: loads and clicks, oldest first,
+// timestamps in ISO 8601 UTC with milliseconds.
+func activity(tr *store.MessageTracking) object {
+	iso := func(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
+	loads := make([]object, 0, len(tr.Loads))
+	for i := len(tr.Loads) - 1; i >= 0; i-- {
+		l := tr.Loads[i]
+		loads = append(loads, object{{"ip_address", l.IP}, {"user_agent", l.UserAgent}, {"timestamp", iso(l.Timestamp)}})
+	}
+	clicks := make([]object, 0, len(tr.Clicks))
+	for i := len(tr.Clicks) - 1; i >= 0; i-- {
+		c := tr.Clicks[i]
+		clicks = append(clicks, object{{"url", c.URL}, {"ip_address", c.IP}, {"user_agent", c.UserAgent}, {"timestamp", iso(c.Timestamp)}})
+	}
+	return object{{"loads", loads}, {"clicks", clicks}}
 }
 
 // raw returns the stored message, or an empty one ("\r\n\r\n", as Postal

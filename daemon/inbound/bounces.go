@@ -152,7 +152,7 @@ func (h *BounceHandler) Handle(ctx context.Context, batch []*store.QueuedMessage
 			linked = append(linked, fmt.Sprintf("<msg:%d>", orig.ID))
 			fx.Webhooks = append(fx.Webhooks, h.events.Requests(ctx, now, outbound.Event{ServerID: m.ServerID,
 				Name: webhook.EventMessageBounced, Payload: webhook.Bounced{
-					OriginalMessage: outbound.MessagePayload(orig), Bounce: outbound.MessagePayload(m)}})...)
+					OriginalMessage: orig.WebhookPayload(), Bounce: m.WebhookPayload()}})...)
 		}
 		d := "This has been detected as a bounce message for " + strings.Join(linked, ", ") + "."
 		outs[i] = store.Processed(q, d).With(fx)

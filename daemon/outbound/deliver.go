@@ -173,7 +173,7 @@ func (p *Processor) deliver(ctx context.Context, jobs []*job, now time.Time) {
 			routes[d] = p.resolve(ctx, d, now)
 		}
 	}
-	bodies := p.newBodies(jobs)
+	bodies := p.newBodies(ctx, jobs)
 	dead := &deadSet{keys: map[string]string{}}
 	sem := make(chan struct{}, p.conc)
 	var wg sync.WaitGroup

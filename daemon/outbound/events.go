@@ -31,19 +31,11 @@ func ServerPayload(s *store.Server) webhook.Server {
 	return webhook.Server{UUID: s.UUID, Name: s.Name, Permalink: s.Permalink, Organization: s.OrganizationPermalink}
 }
 
-// MessagePayload returns m as Postal describes a message in webhooks.
-// Messages are not inspected for spam yet, so spam_status is "NotChecked".
-func MessagePayload(m *store.Message) webhook.Message {
-	return webhook.Message{ID: m.ID, Token: m.Token, Direction: m.Scope, MessageID: m.MessageID, To: m.RcptTo,
-		From: m.MailFrom, Subject: m.Subject, Timestamp: webhook.Seconds(m.Timestamp), SpamStatus: "NotChecked",
-		Tag: webhook.OptionalString(m.Tag)}
-}
-
 // deliveryPayload is the payload of d's event; output is capped as the
 // store caps it, so the webhook quotes what was recorded.
 func deliveryPayload(m *store.Message, d *store.NewDelivery, now time.Time) webhook.Delivery {
 	ssl := d.SentWithSSL
-	p := webhook.Delivery{Message: MessagePayload(m), Status: d.Status, Details: d.Details,
+	p := webhook.Delivery{Message: m.WebhookPayload(), Status: d.Status, Details: d.Details,
 		Output: untrusted.Lines(d.Output, 512), SentWithSSL: &ssl, Timestamp: webhook.Seconds(now)}
 	if d.Time != 0 {
 		t := d.Time

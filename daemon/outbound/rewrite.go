@@ -56,23 +56,36 @@ type body struct {
 }
 
 // bodies holds one batch's prepared bytes; each is prepared once, by the
-// first goroutine that needs it.
+// first goroutine that needs it. keys holds each job's key, decided once.
 type bodies struct {
-	m map[bodyKey]*body
+	m    map[bodyKey]*body
+	keys map[*job]bodyKey
 }
 
-func (p *Processor) bodyKey(j *job) bodyKey {
+// trackChecker is a Tracker that can tell which messages it may rewrite,
+// so the others share their signed bytes (daemon/tracker.Tracker).
+type trackChecker interface {
+	Tracks(ctx context.Context, msg *store.Message) bool
+}
+
+func (p *Processor) bodyKey(ctx context.Context, j *job) bodyKey {
 	k := bodyKey{raw: j.msg.RawMessageID, from: p.returnPath(j), domain: j.msg.DomainID}
-	if p.o.Tracker != nil || k.raw == 0 {
+	tracked := p.o.Tracker != nil
+	if tc, ok := p.o.Tracker.(trackChecker); ok {
+		tracked = tc.Tracks(ctx, j.msg)
+	}
+	if tracked || k.raw == 0 {
 		k.msg = j.msg.ID
 	}
 	return k
 }
 
-func (p *Processor) newBodies(jobs []*job) *bodies {
-	b := &bodies{m: make(map[bodyKey]*body, len(jobs))}
+func (p *Processor) newBodies(ctx context.Context, jobs []*job) *bodies {
+	b := &bodies{m: make(map[bodyKey]*body, len(jobs)), keys: make(map[*job]bodyKey, len(jobs))}
 	for _, j := range jobs {
-		if k := p.bodyKey(j); b.m[k] == nil {
+		k := p.bodyKey(ctx, j)
+		b.keys[j] = k
+		if b.m[k] == nil {
 			b.m[k] = &body{}
 		}
 	}
@@ -82,7 +95,7 @@ func (p *Processor) newBodies(jobs []*job) *bodies {
 // get returns the bytes to send for j (its own X-Postal-MsgID on top of the
 // shared signed bytes) and its envelope sender.
 func (b *bodies) get(ctx context.Context, p *Processor, j *job) ([]byte, string, error) {
-	k := p.bodyKey(j)
+	k := b.keys[j]
 	e := b.m[k]
 	e.once.Do(func() { e.data, e.err = p.prepare(ctx, j, k.from) })
 	if e.err != nil {

@@ -18,15 +18,18 @@ type TrackDomain struct {
 	DomainID int64  `json:"domain_id"`
 	Domain   string `json:"domain"`
 	// Name is the label in front of Domain, e.g. "click".
-	Name                 string    `json:"name"`
-	SSLEnabled           bool      `json:"ssl_enabled"`
-	TrackClicks          bool      `json:"track_clicks"`
-	TrackLoads           bool      `json:"track_loads"`
-	ExcludedClickDomains []string  `json:"excluded_click_domains"`
-	DNS                  DNSCheck  `json:"dns"`
-	DNSCheckedAt         time.Time `json:"dns_checked_at,omitzero"`
-	CreatedAt            time.Time `json:"created_at"`
-	UpdatedAt            time.Time `json:"updated_at"`
+	Name                 string   `json:"name"`
+	SSLEnabled           bool     `json:"ssl_enabled"`
+	TrackClicks          bool     `json:"track_clicks"`
+	TrackLoads           bool     `json:"track_loads"`
+	ExcludedClickDomains []string `json:"excluded_click_domains"`
+	// Verified: the operator vouches for DNS managed elsewhere; tracking
+	// is on whatever the CNAME check says.
+	Verified     bool      `json:"verified"`
+	DNS          DNSCheck  `json:"dns"`
+	DNSCheckedAt time.Time `json:"dns_checked_at,omitzero"`
+	CreatedAt    time.Time `json:"created_at"`
+	UpdatedAt    time.Time `json:"updated_at"`
 }
 
 // FullName is the tracking host name, Name.Domain.
@@ -100,7 +103,7 @@ func (s *Store) TrackDomainsDueForDNSCheck(ctx context.Context, checkedBefore ti
 
 func (s *Store) trackDomains(ctx context.Context, where string, args ...any) ([]*TrackDomain, error) {
 	q := `SELECT t.id, t.uuid, t.server_id, t.domain_id, d.name, t.name, t.ssl_enabled, t.track_clicks, t.track_loads,
-		t.excluded_click_domains, t.dns_status, t.dns_error, t.dns_checked_at, t.created_at, t.updated_at
+		t.excluded_click_domains, t.verified, t.dns_status, t.dns_error, t.dns_checked_at, t.created_at, t.updated_at
 		FROM track_domains t JOIN domains d ON d.id = t.domain_id WHERE ` + where
 	if !strings.Contains(where, "ORDER BY") {
 		q += ` ORDER BY d.name, t.name`
@@ -119,7 +122,7 @@ func (s *Store) trackDomains(ctx context.Context, where string, args ...any) ([]
 			created, updated      int64
 		)
 		if err := rows.Scan(&t.ID, &t.UUID, &t.ServerID, &t.DomainID, &t.Domain, &t.Name, &t.SSLEnabled, &t.TrackClicks,
-			&t.TrackLoads, &excluded, &st, &stError, &checked, &created, &updated); err != nil {
+			&t.TrackLoads, &excluded, &t.Verified, &st, &stError, &checked, &created, &updated); err != nil {
 			return nil, fmt.Errorf("list track domains: %w", err)
 		}
 		t.ExcludedClickDomains = splitLines(excluded.String)

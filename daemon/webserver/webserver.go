@@ -31,6 +31,11 @@ type Options struct {
 	Grace time.Duration
 	// API, when set, mounts the HTTP API v1 (daemon/api) on the mux.
 	API interface{ Register(mux *http.ServeMux) }
+	// Tracking, when set, serves open and click tracking requests (those
+	// its Wrap recognises, daemon/tracker) ahead of every other route.
+	Tracking interface {
+		Wrap(next http.Handler) http.Handler
+	}
 }
 
 // Server is the web-server role.
@@ -69,8 +74,12 @@ func New(o Options) (*Server, error) {
 		w.Header().Set("Cache-Control", "public, max-age=300")
 		_, _ = w.Write(jwks)
 	})
+	var handler http.Handler = mux
+	if o.Tracking != nil {
+		handler = o.Tracking.Wrap(mux)
+	}
 	s := &Server{o: o, ln: ln, srv: &http.Server{
-		Handler:           mux,
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		WriteTimeout:      60 * time.Second,
