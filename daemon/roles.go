@@ -166,7 +166,7 @@ func buildWorker(d *deps) (role, error) {
 		_ = proc.Close()
 		return role{}, fmt.Errorf("worker: endpoints: %w", err)
 	}
-	incoming, err := inbound.New(inbound.Options{Store: d.store, HTTP: endpoints, Log: log,
+	incoming, err := inbound.New(inbound.Options{Store: d.store, HTTP: endpoints, SMTP: proc, Log: log,
 		MaxAttempts:      d.cfg.Postal.DefaultMaximumDeliveryAttempts,
 		HoldExpiry:       time.Duration(d.cfg.Postal.DefaultMaximumHoldExpiryDays) * 24 * time.Hour,
 		ReturnPathDomain: d.cfg.DNS.ReturnPathDomain, WebHostname: d.cfg.Postal.WebHostname})

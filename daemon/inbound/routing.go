@@ -10,6 +10,7 @@ import (
 
 	"github.com/postalgo/postal/daemon/endpoint"
 	"github.com/postalgo/postal/daemon/outbound"
+	"github.com/postalgo/postal/daemon/smtpclient"
 	"github.com/postalgo/postal/daemon/store"
 )
 
@@ -20,7 +21,16 @@ type Store interface {
 	ServerByID(ctx context.Context, id int64) (*store.Server, error)
 	RouteByID(ctx context.Context, id int64) (*store.Route, error)
 	HTTPEndpointByID(ctx context.Context, id int64) (*store.HTTPEndpoint, error)
+	SMTPEndpointByID(ctx context.Context, id int64) (*store.SMTPEndpoint, error)
+	AddressEndpointByID(ctx context.Context, id int64) (*store.AddressEndpoint, error)
 	ManualQueued(ctx context.Context, ids []int64) (map[int64]bool, error)
+}
+
+// Forwarder relays a message unchanged to an SMTP endpoint (dest set) or
+// to the mail servers of rcpt's domain (dest nil); *outbound.Processor is
+// one.
+type Forwarder interface {
+	Forward(ctx context.Context, dest *smtpclient.Destination, from, rcpt string, raw []byte) outbound.Forwarded
 }
 
 // HTTPSender makes one attempt of a message to an HTTP endpoint
@@ -34,7 +44,10 @@ type Options struct {
 	// Store and HTTP are required.
 	Store Store
 	HTTP  HTTPSender
-	Log   *slog.Logger
+	// SMTP delivers to SMTP and address endpoints; without it such mail
+	// waits (retried every Retry).
+	SMTP Forwarder
+	Log  *slog.Logger
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 	// MaxAttempts is postal.default_maximum_delivery_attempts (default 18).
@@ -46,8 +59,8 @@ type Options struct {
 	// WebHostname names the postmaster of a server's bounces when the
 	// route has no domain.
 	WebHostname string
-	// Retry is when mail for an endpoint kind not delivered yet (SMTP,
-	// address) is looked at again; default 1 h.
+	// Retry is when mail for SMTP or address endpoints is looked at again
+	// when there is no SMTP forwarder; default 1 h.
 	Retry time.Duration
 }
 
@@ -239,10 +252,73 @@ func (h *Handler) route(ctx context.Context, w *work, dead map[int64]endpoint.Re
 	switch r.EndpointType {
 	case store.EndpointHTTP:
 		return h.deliverHTTP(ctx, w, dead, now)
-	case "":
-		return h.finish(ctx, w, store.HardFail(q, store.NewDelivery{Details: detailsNoRoute}), false, now)
+	case store.EndpointSMTP, store.EndpointAddress:
+		if h.o.SMTP == nil {
+			return store.Retry(q, now.Add(h.o.Retry), "waiting: this process has no SMTP forwarder for "+r.EndpointType)
+		}
+		return h.deliverSMTP(ctx, w, now)
 	}
-	return store.Retry(q, now.Add(h.o.Retry), "waiting for "+r.EndpointType+" delivery, which this version does not do yet")
+	return h.finish(ctx, w, store.HardFail(q, store.NewDelivery{Details: detailsNoRoute}), false, now)
+}
+
+// deliverSMTP relays the raw message to the route's SMTP endpoint (its
+// host, port and TLS mode) or address endpoint (by MX), with the envelope
+// sender <server token>@<return path domain>.
+func (h *Handler) deliverSMTP(ctx context.Context, w *work, now time.Time) store.Outcome {
+	q := w.q
+	if w.raw == nil {
+		return h.finish(ctx, w, store.HardFail(q, store.NewDelivery{Details: "Raw message has been removed. Cannot send message."}), false, now)
+	}
+	from := w.server.Token + "@" + h.o.ReturnPathDomain
+	var dest *smtpclient.Destination
+	rcpt := w.m.RcptTo
+	if w.route.EndpointType == store.EndpointSMTP {
+		ep, err := h.o.Store.SMTPEndpointByID(ctx, w.route.EndpointID)
+		if errors.Is(err, store.ErrNotFound) {
+			return h.finish(ctx, w, store.HardFail(q, store.NewDelivery{Details: detailsNoRoute}), false, now)
+		}
+		if err != nil {
+			return internalRetry(q, now, err)
+		}
+		mode, err := smtpclient.ParseSSLMode(ep.SSLMode)
+		if err != nil {
+			return h.finish(ctx, w, store.HardFail(q, store.NewDelivery{Details: "SMTP endpoint: " + err.Error()}), true, now)
+		}
+		port := ep.Port
+		if port == 0 {
+			port = 25
+		}
+		dest = &smtpclient.Destination{Host: ep.Hostname, Port: port, SSLMode: mode}
+	} else {
+		ep, err := h.o.Store.AddressEndpointByID(ctx, w.route.EndpointID)
+		if errors.Is(err, store.ErrNotFound) {
+			return h.finish(ctx, w, store.HardFail(q, store.NewDelivery{Details: detailsNoRoute}), false, now)
+		}
+		if err != nil {
+			return internalRetry(q, now, err)
+		}
+		rcpt = ep.Address
+	}
+	f := h.o.SMTP.Forward(ctx, dest, from, rcpt, w.raw)
+	switch {
+	case f.Sent:
+		return h.finish(ctx, w, store.Sent(q, f.Delivery), false, now)
+	case f.Permanent:
+		return h.finish(ctx, w, store.HardFail(q, f.Delivery), true, now)
+	}
+	return h.softFail(ctx, w, f.Delivery, now)
+}
+
+// softFail retries q on the message schedule, or hard-fails it (with a
+// bounce) when this was the last allowed attempt.
+func (h *Handler) softFail(ctx context.Context, w *work, d store.NewDelivery, now time.Time) store.Outcome {
+	q := w.q
+	if q.Attempts+1 >= h.o.MaxAttempts {
+		d.Details = strings.TrimSuffix(d.Details, ".") +
+			fmt.Sprintf(". Maximum number of delivery attempts (%d) has been reached.", q.Attempts+1)
+		return h.finish(ctx, w, store.HardFail(q, d), true, now)
+	}
+	return h.finish(ctx, w, store.SoftFail(q, now.Add(outbound.RetryDelay(q.Attempts)), d), false, now)
 }
 
 // deliverHTTP makes one attempt at the route's HTTP endpoint and maps the
@@ -277,12 +353,7 @@ func (h *Handler) deliverHTTP(ctx context.Context, w *work, dead map[int64]endpo
 	case endpoint.Sent:
 		return h.finish(ctx, w, store.Sent(q, d), false, now)
 	case endpoint.Retry:
-		if q.Attempts+1 >= h.o.MaxAttempts {
-			d.Details = strings.TrimSuffix(d.Details, ".") +
-				fmt.Sprintf(". Maximum number of delivery attempts (%d) has been reached.", q.Attempts+1)
-			return h.finish(ctx, w, store.HardFail(q, d), true, now)
-		}
-		return h.finish(ctx, w, store.SoftFail(q, now.Add(outbound.RetryDelay(q.Attempts)), d), false, now)
+		return h.softFail(ctx, w, d, now)
 	case endpoint.FailNoBounce:
 		return h.finish(ctx, w, store.HardFail(q, d), false, now)
 	}
