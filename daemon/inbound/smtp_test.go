@@ -128,7 +128,9 @@ type loopback struct{}
 func (loopback) MX(_ context.Context, domain string) ([]resolver.MX, error) {
 	return []resolver.MX{{Host: "mx." + domain, Preference: 10}}, nil
 }
-func (loopback) IPs(context.Context, string) ([]net.IP, error) { return []net.IP{net.IPv4(127, 0, 0, 1)}, nil }
+func (loopback) IPs(context.Context, string) ([]net.IP, error) {
+	return []net.IP{net.IPv4(127, 0, 0, 1)}, nil
+}
 
 func TestSMTPAndAddressEndpoints(t *testing.T) {
 	cert := selfSigned(t)
