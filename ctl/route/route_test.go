@@ -49,3 +49,47 @@ func TestRouteCommands(t *testing.T) {
 		}
 	})
 }
+
+func TestRouteAddEndpointOptions(t *testing.T) {
+	clitest.Each(t, func(t *testing.T, e *clitest.Env) {
+		ctx := context.Background()
+		if _, err := e.Store.CreateOrganization(ctx, "Acme", "acme"); err != nil {
+			t.Fatal(err)
+		}
+		srv, err := e.Store.CreateServer(ctx, "acme", store.NewServer{Name: "Mail", Permalink: "mail"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.Store.CreateDomain(ctx, srv.ID, store.NewDomain{Name: "example.com", VerificationToken: "t", DKIMIdentifierString: "ABCDEF"}); err != nil {
+			t.Fatal(err)
+		}
+		e.Steps(t, route.NewCmd, []clitest.Step{
+			{Args: []string{"route", "add", "acme/mail", "raw@example.com", "--endpoint", "http:https://app.example.net/raw",
+				"--format", "raw", "--encoding", "form", "--strip-replies", "--no-attachments", "--timeout", "30"}, Out: "endpoint HTTP"},
+			{Args: []string{"route", "add", "acme/mail", "tls@example.com", "--endpoint", "smtp:mx.example.net:465", "--ssl-mode", "tls"}, Out: "endpoint SMTP"},
+			{Args: []string{"route", "add", "acme/mail", "x@example.com", "--endpoint", "smtp:mx.example.net:25", "--format", "raw"}, Code: 2, ErrText: "need an http: endpoint"},
+			{Args: []string{"route", "add", "acme/mail", "x@example.com", "--endpoint", "http:https://a.example.net/", "--ssl-mode", "tls"}, Code: 2, ErrText: "--ssl-mode needs an smtp: endpoint"},
+			{Args: []string{"route", "add", "acme/mail", "x@example.com", "--endpoint", "http:https://a.example.net/", "--timeout", "90"}, Code: 2, ErrText: "want 5 to 60 seconds"},
+			{Args: []string{"route", "add", "acme/mail", "x@example.com", "--endpoint", "smtp:mx.example.net:25", "--ssl-mode", "STARTLS"}, Code: 2, ErrText: "want none, auto, starttls or tls"},
+		})
+		routes, err := e.Store.Routes(ctx, srv.ID)
+		if err != nil || len(routes) != 2 {
+			t.Fatalf("routes = %v, %v", routes, err)
+		}
+		for _, r := range routes {
+			switch r.EndpointType {
+			case store.EndpointHTTP:
+				h, err := e.Store.HTTPEndpointByID(ctx, r.EndpointID)
+				if err != nil || h.Format != store.FormatRawMessage || h.Encoding != store.EncodingFormData || !h.StripReplies ||
+					h.IncludeAttachments || h.Timeout != 30 {
+					t.Errorf("http endpoint %+v, %v", h, err)
+				}
+			case store.EndpointSMTP:
+				s, err := e.Store.SMTPEndpointByID(ctx, r.EndpointID)
+				if err != nil || s.SSLMode != store.SSLModeTLS {
+					t.Errorf("smtp endpoint %+v, %v", s, err)
+				}
+			}
+		}
+	})
+}
