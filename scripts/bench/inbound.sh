@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Inbound throughput: smtp-source sends BENCH_N messages (BENCH_SIZE bytes,
+# BENCH_C sessions, no AUTH) to a route address of postald --role all whose
+# HTTP endpoint is scripts/bench/hookrecv (200 to every POST). Prints the
+# acceptance rate (until smtp-source finished) and the end-to-end rate (until
+# the receiver had every message). No Postfix pair: Postfix has no HTTP
+# endpoints to compare with.
+# Usage: sudo scripts/bench/inbound.sh
+BENCH_INBOUND=1
+source "$(dirname "$0")/lib.sh"
+sink=$(mktemp -d /dev/shm/postal-bench-sink.XXXXXX); chmod 755 "$sink"
+start_sink "$sink/postald"
+start_postald all
+start=$(now)
+smtp-source -s "$BENCH_C" -l "$BENCH_SIZE" -m "$BENCH_N" -f sender@far.test -t in@example.com "127.0.0.1:$PD_SMTP"
+accepted=$(now)
+limit=600
+while c=$(curl -sf "http://127.0.0.1:$HOOK_PORT/count"); [ "${c:-0}" -lt "$BENCH_N" ]; do
+  if [ "$(echo "$(now) - $start > $limit" | bc)" = 1 ]; then echo "bench: receiver has ${c:-0} of $BENCH_N after ${limit}s" >&2; exit 1; fi
+  sleep 0.05
+done
+done_at=$(now)
+stop_postald
+rm -rf "$sink"
+printf 'inbound postald accept %6s msg/s   to HTTP endpoint %6s msg/s   (%s msgs, %s B, %s sessions; CPU %s s)\n' \
+  "$(rate "$start" "$accepted")" "$(rate "$start" "$done_at")" "$BENCH_N" "$BENCH_SIZE" "$BENCH_C" "$PD_CPU"
