@@ -63,6 +63,12 @@ func (r *Route) Address() string { return r.Name + "@" + r.Domain }
 // NewEndpoint describes an endpoint created with a route: an HTTP URL, an
 // SMTP host and port, or an e-mail address, per Type.
 type NewEndpoint struct {
+	// UUID, when set, names an existing endpoint of the route's server
+	// (see CreateEndpoint) instead of creating one; the other fields are
+	// then ignored.
+	UUID string
+	// Name defaults to the URL or host name (unused for addresses).
+	Name     string
 	Type     string
 	URL      string
 	Hostname string
@@ -135,7 +141,13 @@ func (s *Store) CreateRoute(ctx context.Context, serverID int64, nr NewRoute) (*
 		}
 		var epType any
 		var epID any
-		if ep := nr.Endpoint; ep != nil {
+		if ep := nr.Endpoint; ep != nil && ep.UUID != "" {
+			kind, eid, err := findEndpoint(ctx, t, serverID, ep.UUID)
+			if err != nil {
+				return err
+			}
+			epType, epID = kind, eid
+		} else if ep != nil {
 			eid, err := insertEndpoint(ctx, t, serverID, *ep, now)
 			if err != nil {
 				return err
@@ -186,7 +198,7 @@ func insertEndpoint(ctx context.Context, t tx, serverID int64, ep NewEndpoint, n
 		}
 		err = t.queryRow(ctx, `INSERT INTO http_endpoints (uuid, server_id, name, url, encoding, format, strip_replies,
 			include_attachments, timeout, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-			newUUID(), serverID, ep.URL, ep.URL, ep.Encoding, ep.Format, ep.StripReplies, !ep.ExcludeAttachments,
+			newUUID(), serverID, nameOr(ep.Name, ep.URL), ep.URL, ep.Encoding, ep.Format, ep.StripReplies, !ep.ExcludeAttachments,
 			ep.Timeout, now, now).Scan(&id)
 	case EndpointSMTP:
 		if ep.Hostname == "" || ep.Port <= 0 || ep.Port > 65535 {
@@ -201,7 +213,7 @@ func insertEndpoint(ctx context.Context, t tx, serverID int64, ep NewEndpoint, n
 			return 0, fmt.Errorf("SMTP endpoint: ssl mode %q is not None, Auto, STARTTLS or TLS", ep.SSLMode)
 		}
 		err = t.queryRow(ctx, `INSERT INTO smtp_endpoints (uuid, server_id, name, hostname, port, ssl_mode, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`, newUUID(), serverID, ep.Hostname, ep.Hostname, ep.Port, ep.SSLMode,
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`, newUUID(), serverID, nameOr(ep.Name, ep.Hostname), ep.Hostname, ep.Port, ep.SSLMode,
 			now, now).Scan(&id)
 	case EndpointAddress:
 		if ep.Address == "" {

@@ -63,3 +63,49 @@ func TestEndpointsByID(t *testing.T) {
 		}
 	})
 }
+
+func TestEndpointLifecycle(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		fx := storetest.NewFixture(t, s, "example.com", "")
+		h, err := s.CreateEndpoint(ctx, fx.Server.ID, store.NewEndpoint{Type: store.EndpointHTTP, Name: "app",
+			URL: "https://app.test/in", Format: store.FormatRawMessage, StripReplies: true})
+		if err != nil || h.Name != "app" || h.Target != "https://app.test/in" || h.Options != "RawMessage BodyAsJSON timeout=5 strip_replies" {
+			t.Fatalf("create http = %+v, %v", h, err)
+		}
+		sm, err := s.CreateEndpoint(ctx, fx.Server.ID, store.NewEndpoint{Type: store.EndpointSMTP, Hostname: "mx.app.test", Port: 25})
+		if err != nil || sm.Target != "mx.app.test:25" || sm.Options != "ssl_mode=Auto" {
+			t.Fatalf("create smtp = %+v, %v", sm, err)
+		}
+		// Two routes share the HTTP endpoint by its UUID.
+		for _, n := range []string{"a", "b"} {
+			r, err := s.CreateRoute(ctx, fx.Server.ID, store.NewRoute{DomainID: fx.Domain.ID, Name: n, Mode: store.RouteModeEndpoint,
+				Endpoint: &store.NewEndpoint{UUID: h.UUID}})
+			if err != nil || r.EndpointType != store.EndpointHTTP || r.EndpointID != h.ID || r.Endpoint != "https://app.test/in" {
+				t.Fatalf("route %s = %+v, %v", n, r, err)
+			}
+		}
+		if _, err := s.CreateRoute(ctx, fx.Server.ID, store.NewRoute{DomainID: fx.Domain.ID, Name: "c", Mode: store.RouteModeEndpoint,
+			Endpoint: &store.NewEndpoint{UUID: "no-such-uuid"}}); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("unknown endpoint uuid: %v", err)
+		}
+		list, err := s.Endpoints(ctx, fx.Server.ID)
+		if err != nil || len(list) != 2 || list[0].Routes != 2 || list[1].Routes != 0 {
+			t.Fatalf("endpoints = %+v, %v", list, err)
+		}
+		// Deleting it switches its routes to Reject, as Postal does.
+		n, err := s.DeleteEndpoint(ctx, fx.Server.ID, h.UUID)
+		if err != nil || n != 2 {
+			t.Fatalf("delete = %d, %v", n, err)
+		}
+		routes, _ := s.Routes(ctx, fx.Server.ID)
+		for _, r := range routes {
+			if r.Mode != store.RouteModeReject || r.EndpointType != "" {
+				t.Errorf("route after delete = %+v", r)
+			}
+		}
+		if _, err := s.DeleteEndpoint(ctx, fx.Server.ID, h.UUID); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("second delete: %v", err)
+		}
+	})
+}
