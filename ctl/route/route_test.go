@@ -32,7 +32,7 @@ func TestRouteCommands(t *testing.T) {
 			{Args: []string{"route", "add", "acme/mail", "x@example.com", "--endpoint", "http:not a url"}, Code: 2, ErrText: `is not an http(s) URL`},
 			{Args: []string{"route", "add", "acme/mail", "x@example.com", "--endpoint", "address:not-an-address"}, Code: 2, ErrText: `"not-an-address" is not an e-mail address`},
 			{Args: []string{"route", "add", "acme/mail", "x@example.com", "--endpoint", "smtp:mx.example.net:70000"}, Code: 2, ErrText: "port from 1 to 65535"},
-			{Args: []string{"route", "add", "acme/mail", "x@example.com", "--endpoint", "ftp:x"}, Code: 2, ErrText: "want http:URL, smtp:HOST:PORT or address:ADDRESS"},
+			{Args: []string{"route", "add", "acme/mail", "x@example.com", "--endpoint", "ftp:x"}, Code: 2, ErrText: "want http:URL, smtp:HOST:PORT, address:ADDRESS or an endpoint UUID"},
 			{Args: []string{"route", "add", "acme/mail", "x@example.com", "--mode", "teleport"}, Code: 2, ErrText: `--mode "teleport"`},
 			{Args: []string{"route", "add", "acme/mail", "x@example.com", "--mode", "hold", "--endpoint", "address:a@b.com"}, Code: 2, ErrText: "--endpoint is only used with --mode endpoint"},
 			{Args: []string{"route", "add", "acme/mail", "x@example.com"}, Code: 2, ErrText: "give --mode"},
