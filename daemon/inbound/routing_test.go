@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -286,6 +287,29 @@ func TestRoutingModesAndHTTPResults(t *testing.T) {
 			if d := lastDelivery(m.ID); m.Status != store.StatusHardFail ||
 				!strings.Contains(d.Details, "Maximum number of delivery attempts (3) has been reached.") {
 				t.Errorf("status %s details %q", m.Status, d.Details)
+			}
+		})
+		t.Run("an unlinked bounce goes to the return-path route's endpoint", func(t *testing.T) {
+			rt, err := s.CreateReturnPathRoute(ctx, e.fx.Server.ID, srv.URL+"/rp")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.CreateReturnPathRoute(ctx, e.fx.Server.ID, srv.URL+"/rp2"); !errors.Is(err, store.ErrConflict) {
+				t.Errorf("second return-path route: %v", err)
+			}
+			q := e.store([]byte("Subject: Out of office\r\n\r\nBack Monday.\r\n"), store.NewMessage{Scope: store.ScopeIncoming,
+				RcptTo: e.fx.Server.Token + "@rp.postal.test", MailFrom: "auto@far.test", Bounce: true, RouteID: rt.ID,
+				QueueDomain: "rp.postal.test"})
+			c := run(q)
+			if m := e.message(q.MessageID); m.Status != store.StatusSent || len(c.Queued) != 0 {
+				t.Errorf("status %s queued %v", m.Status, c.Queued)
+			}
+			var p map[string]any
+			rcv.mu.Lock()
+			_ = json.Unmarshal(rcv.bodies["/rp"], &p)
+			rcv.mu.Unlock()
+			if p["bounce"] != true || p["subject"] != "Out of office" {
+				t.Errorf("payload %v", p)
 			}
 		})
 		t.Run("development mode holds", func(t *testing.T) {
