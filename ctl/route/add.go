@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -51,6 +52,9 @@ func newAddCmd(f *cli.Factory, runF func(context.Context, *AddOptions) error) *c
 }
 
 func runAdd(ctx context.Context, o *AddOptions) error {
+	if o.Address == store.ReturnPathRouteName {
+		return runAddReturnPath(ctx, o)
+	}
 	name, domain, err := parseAddress(o.Address)
 	if err != nil {
 		return err
@@ -102,5 +106,31 @@ func runAdd(ctx context.Context, o *AddOptions) error {
 	}
 	return o.Factory.Render(r, func(w io.Writer) {
 		fmt.Fprintf(w, "Added route %s (%s) on %s: mode %s, spam %s, endpoint %s.\n", r.Address(), r.UUID, o.Path, r.Mode, r.SpamMode, describe(r))
+	})
+}
+
+// runAddReturnPath creates the server's __returnpath__ route: bounces that
+// match no sent message go to its HTTP endpoint, as in Postal.
+func runAddReturnPath(ctx context.Context, o *AddOptions) error {
+	ep, err := endpoint.Parse(o.Endpoint)
+	if err != nil {
+		return err
+	}
+	if ep.Type != store.EndpointHTTP || (o.Mode != "" && !strings.EqualFold(o.Mode, store.RouteModeEndpoint)) {
+		return cli.Usagef("the __returnpath__ route needs --endpoint http:URL")
+	}
+	st, srv, err := server.Find(ctx, o.Factory, o.Path)
+	if err != nil {
+		return err
+	}
+	r, err := st.CreateReturnPathRoute(ctx, srv.ID, ep.URL)
+	if errors.Is(err, store.ErrConflict) {
+		return fmt.Errorf("%s already has a __returnpath__ route; list routes with `postalctl route ls %s`", o.Path, o.Path)
+	}
+	if err != nil {
+		return err
+	}
+	return o.Factory.Render(r, func(w io.Writer) {
+		fmt.Fprintf(w, "Added route __returnpath__ (%s) on %s: unmatched bounces go to %s.\n", r.UUID, o.Path, r.Endpoint)
 	})
 }

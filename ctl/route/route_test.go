@@ -71,12 +71,18 @@ func TestRouteAddEndpointOptions(t *testing.T) {
 			{Args: []string{"route", "add", "acme/mail", "x@example.com", "--endpoint", "http:https://a.example.net/", "--ssl-mode", "tls"}, Code: 2, ErrText: "--ssl-mode needs an smtp: endpoint"},
 			{Args: []string{"route", "add", "acme/mail", "x@example.com", "--endpoint", "http:https://a.example.net/", "--timeout", "90"}, Code: 2, ErrText: "want 5 to 60 seconds"},
 			{Args: []string{"route", "add", "acme/mail", "x@example.com", "--endpoint", "smtp:mx.example.net:25", "--ssl-mode", "STARTLS"}, Code: 2, ErrText: "want none, auto, starttls or tls"},
+			{Args: []string{"route", "add", "acme/mail", "__returnpath__", "--endpoint", "address:a@example.net"}, Code: 2, ErrText: "needs --endpoint http:URL"},
+			{Args: []string{"route", "add", "acme/mail", "__returnpath__", "--endpoint", "http:https://app.example.net/rp"}, Out: "unmatched bounces go to https://app.example.net/rp"},
+			{Args: []string{"route", "add", "acme/mail", "__returnpath__", "--endpoint", "http:https://app.example.net/rp"}, Code: 1, ErrText: "already has a __returnpath__ route"},
 		})
 		routes, err := e.Store.Routes(ctx, srv.ID)
-		if err != nil || len(routes) != 2 {
+		if err != nil || len(routes) != 3 {
 			t.Fatalf("routes = %v, %v", routes, err)
 		}
 		for _, r := range routes {
+			if r.Name == store.ReturnPathRouteName {
+				continue
+			}
 			switch r.EndpointType {
 			case store.EndpointHTTP:
 				h, err := e.Store.HTTPEndpointByID(ctx, r.EndpointID)
