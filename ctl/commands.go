@@ -7,6 +7,7 @@ import (
 	"github.com/postalgo/postal/ctl/configcmd"
 	"github.com/postalgo/postal/ctl/credential"
 	"github.com/postalgo/postal/ctl/domain"
+	"github.com/postalgo/postal/ctl/endpoint"
 	"github.com/postalgo/postal/ctl/importpostal"
 	"github.com/postalgo/postal/ctl/ipaddress"
 	"github.com/postalgo/postal/ctl/ippool"
@@ -40,6 +41,7 @@ func commands(f *cli.Factory) []*cobra.Command {
 		domain.NewCmd(f),
 		credential.NewCmd(f),
 		route.NewCmd(f),
+		endpoint.NewCmd(f),
 		webhook.NewCmd(f),
 		ippool.NewCmd(f),
 		ipaddress.NewCmd(f),

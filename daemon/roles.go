@@ -12,6 +12,7 @@ import (
 	"github.com/postalgo/postal/daemon/api"
 	"github.com/postalgo/postal/daemon/cron"
 	"github.com/postalgo/postal/daemon/dnscheck"
+	"github.com/postalgo/postal/daemon/endpoint"
 	"github.com/postalgo/postal/daemon/inbound"
 	"github.com/postalgo/postal/daemon/intake"
 	"github.com/postalgo/postal/daemon/lease"
@@ -170,15 +171,23 @@ func buildWorker(d *deps) (role, error) {
 	if err != nil {
 		return role{}, fmt.Errorf("worker: outbound: %w", err)
 	}
-	bounces, err := inbound.NewBounceHandler(inbound.BounceOptions{Store: d.store, Log: log.With("component", "bounces")})
+	endpoints, err := endpoint.New(endpoint.Options{Signer: webhookSigner(d, log), UserAgent: "Postal/" + Version})
 	if err != nil {
 		_ = proc.Close()
-		return role{}, fmt.Errorf("worker: bounces: %w", err)
+		return role{}, fmt.Errorf("worker: endpoints: %w", err)
+	}
+	incoming, err := inbound.New(inbound.Options{Store: d.store, HTTP: endpoints, SMTP: proc, Log: log,
+		MaxAttempts:      d.cfg.Postal.DefaultMaximumDeliveryAttempts,
+		HoldExpiry:       time.Duration(d.cfg.Postal.DefaultMaximumHoldExpiryDays) * 24 * time.Hour,
+		ReturnPathDomain: d.cfg.DNS.ReturnPathDomain, WebHostname: d.cfg.Postal.WebHostname})
+	if err != nil {
+		_ = proc.Close()
+		return role{}, fmt.Errorf("worker: inbound: %w", err)
 	}
 	w, err := worker.New(worker.Options{
 		Config: d.cfg.Worker, Postal: d.cfg.Postal, Store: d.store, Queue: d.queue, Owner: d.owner, Grace: d.grace,
 		Dispatcher: d.intakeFor(), Liveness: status.NewBoard(d.redis, d.keys),
-		Handlers: map[queue.Kind]worker.Handler{queue.Outgoing: proc, queue.Incoming: bounces},
+		Handlers: map[queue.Kind]worker.Handler{queue.Outgoing: proc, queue.Incoming: incoming},
 		Log:      log, Registerer: d.registry,
 	})
 	if err != nil {
@@ -187,6 +196,7 @@ func buildWorker(d *deps) (role, error) {
 	}
 	return role{RoleWorker, func(ctx context.Context) error {
 		defer proc.Close()
+		defer endpoints.Close()
 		return w.Run(ctx)
 	}}, nil
 }

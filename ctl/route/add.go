@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/postalgo/postal/ctl/cli"
+	"github.com/postalgo/postal/ctl/endpoint"
 	"github.com/postalgo/postal/ctl/server"
 	"github.com/postalgo/postal/daemon/store"
 )
@@ -21,6 +23,8 @@ type AddOptions struct {
 	Mode     string
 	SpamMode string
 	Endpoint string
+	// EndpointFlags are the endpoint options (--format, --ssl-mode...).
+	EndpointFlags endpoint.Flags
 }
 
 func newAddCmd(f *cli.Factory, runF func(context.Context, *AddOptions) error) *cobra.Command {
@@ -42,11 +46,15 @@ func newAddCmd(f *cli.Factory, runF func(context.Context, *AddOptions) error) *c
 	}
 	cmd.Flags().StringVar(&o.Mode, "mode", "", "endpoint, accept, hold, bounce or reject (default: endpoint when --endpoint is given)")
 	cmd.Flags().StringVar(&o.SpamMode, "spam-mode", "mark", "mark, quarantine or fail")
-	cmd.Flags().StringVar(&o.Endpoint, "endpoint", "", "http:URL, smtp:HOST:PORT or address:ADDRESS")
+	cmd.Flags().StringVar(&o.Endpoint, "endpoint", "", "http:URL, smtp:HOST:PORT, address:ADDRESS or the UUID of an endpoint (postalctl endpoint ls)")
+	endpoint.AddFlags(cmd, &o.EndpointFlags)
 	return cmd
 }
 
 func runAdd(ctx context.Context, o *AddOptions) error {
+	if o.Address == store.ReturnPathRouteName {
+		return runAddReturnPath(ctx, o)
+	}
 	name, domain, err := parseAddress(o.Address)
 	if err != nil {
 		return err
@@ -71,9 +79,12 @@ func runAdd(ctx context.Context, o *AddOptions) error {
 	case mode != store.RouteModeEndpoint && o.Endpoint != "":
 		return cli.Usagef("--endpoint is only used with --mode endpoint")
 	case o.Endpoint != "":
-		if ep, err = ParseEndpoint(o.Endpoint); err != nil {
+		if ep, err = endpoint.Parse(o.Endpoint); err != nil {
 			return err
 		}
+	}
+	if err := o.EndpointFlags.Apply(ep); err != nil {
+		return err
 	}
 	st, srv, err := server.Find(ctx, o.Factory, o.Path)
 	if err != nil {
@@ -95,5 +106,31 @@ func runAdd(ctx context.Context, o *AddOptions) error {
 	}
 	return o.Factory.Render(r, func(w io.Writer) {
 		fmt.Fprintf(w, "Added route %s (%s) on %s: mode %s, spam %s, endpoint %s.\n", r.Address(), r.UUID, o.Path, r.Mode, r.SpamMode, describe(r))
+	})
+}
+
+// runAddReturnPath creates the server's __returnpath__ route: bounces that
+// match no sent message go to its HTTP endpoint, as in Postal.
+func runAddReturnPath(ctx context.Context, o *AddOptions) error {
+	ep, err := endpoint.Parse(o.Endpoint)
+	if err != nil {
+		return err
+	}
+	if ep.Type != store.EndpointHTTP || (o.Mode != "" && !strings.EqualFold(o.Mode, store.RouteModeEndpoint)) {
+		return cli.Usagef("the __returnpath__ route needs --endpoint http:URL")
+	}
+	st, srv, err := server.Find(ctx, o.Factory, o.Path)
+	if err != nil {
+		return err
+	}
+	r, err := st.CreateReturnPathRoute(ctx, srv.ID, ep.URL)
+	if errors.Is(err, store.ErrConflict) {
+		return fmt.Errorf("%s already has a __returnpath__ route; list routes with `postalctl route ls %s`", o.Path, o.Path)
+	}
+	if err != nil {
+		return err
+	}
+	return o.Factory.Render(r, func(w io.Writer) {
+		fmt.Fprintf(w, "Added route __returnpath__ (%s) on %s: unmatched bounces go to %s.\n", r.UUID, o.Path, r.Endpoint)
 	})
 }

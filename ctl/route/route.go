@@ -8,9 +8,6 @@ package route
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/url"
-	"strconv"
 	"strings"
 
 	"github.com/go-playground/validator/v10"
@@ -46,36 +43,6 @@ func ParseSpamMode(m string) (string, error) {
 		}
 	}
 	return "", cli.Usagef("--spam-mode %q: want mark, quarantine or fail", m)
-}
-
-// ParseEndpoint reads http:URL, smtp:HOST:PORT or address:ADDRESS.
-func ParseEndpoint(s string) (*store.NewEndpoint, error) {
-	v := validator.New()
-	kind, rest, _ := strings.Cut(s, ":")
-	switch strings.ToLower(kind) {
-	case "http":
-		u, err := url.Parse(rest)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || v.Var(rest, "url") != nil {
-			return nil, cli.Usagef("--endpoint %q: %q is not an http(s) URL", s, rest)
-		}
-		return &store.NewEndpoint{Type: store.EndpointHTTP, URL: rest}, nil
-	case "smtp":
-		host, portText, err := net.SplitHostPort(rest)
-		port, perr := strconv.Atoi(portText)
-		if err != nil || perr != nil || port < 1 || port > 65535 {
-			return nil, cli.Usagef("--endpoint %q: want smtp:HOST:PORT with a port from 1 to 65535", s)
-		}
-		if v.Var(host, "hostname_rfc1123") != nil && v.Var(host, "ip") != nil {
-			return nil, cli.Usagef("--endpoint %q: %q is not a host name or IP address", s, host)
-		}
-		return &store.NewEndpoint{Type: store.EndpointSMTP, Hostname: strings.ToLower(host), Port: port}, nil
-	case "address":
-		if v.Var(rest, "required,email") != nil {
-			return nil, cli.Usagef("--endpoint %q: %q is not an e-mail address", s, rest)
-		}
-		return &store.NewEndpoint{Type: store.EndpointAddress, Address: rest}, nil
-	}
-	return nil, cli.Usagef("--endpoint %q: want http:URL, smtp:HOST:PORT or address:ADDRESS", s)
 }
 
 // parseAddress splits NAME@DOMAIN; NAME may be "*" for any local part.

@@ -128,36 +128,45 @@ func (h *BounceHandler) Handle(ctx context.Context, batch []*store.QueuedMessage
 			outs[i] = h.waitForRouting(q, now)
 			continue
 		}
-		originals, rep, err := h.originals(ctx, m, raws[m.RawMessageID])
-		if err != nil {
-			h.log.Error("linking bounce failed; retrying it later", "err", err, "message_id", m.ID)
-			outs[i] = internalRetry(q, now, err)
-			continue
+		if o, ok := h.handleBounce(ctx, q, m, raws[m.RawMessageID], now); ok {
+			outs[i] = o
+		} else {
+			outs[i] = h.waitForRouting(q, now)
 		}
-		if len(originals) == 0 {
-			if m.RouteID != 0 {
-				outs[i] = h.waitForRouting(q, now)
-				continue
-			}
-			d := "This message was a bounce but we couldn't link it with any outgoing message and there was no route for it."
-			outs[i] = store.HardFail(q, store.NewDelivery{Details: d})
-			continue
-		}
-		var fx store.Effects
-		var linked []string
-		for _, orig := range originals {
-			details := fmt.Sprintf("We've received a bounce message for this e-mail. See <msg:%d> for details.", m.ID)
-			fx.Links = append(fx.Links, store.BounceLink{OriginalID: orig.ID, BounceID: m.ID, Details: details,
-				Output: diagnostic(rep, orig.RcptTo)})
-			linked = append(linked, fmt.Sprintf("<msg:%d>", orig.ID))
-			fx.Webhooks = append(fx.Webhooks, h.events.Requests(ctx, now, outbound.Event{ServerID: m.ServerID,
-				Name: webhook.EventMessageBounced, Payload: webhook.Bounced{
-					OriginalMessage: orig.WebhookPayload(), Bounce: m.WebhookPayload()}})...)
-		}
-		d := "This has been detected as a bounce message for " + strings.Join(linked, ", ") + "."
-		outs[i] = store.Processed(q, d).With(fx)
 	}
 	return outs
+}
+
+// handleBounce finishes bounce m: linked to originals (Processed, effects
+// marking them Bounced), an internal error (retried), or unlinked without a
+// route (HardFail). It reports false for an unlinked bounce that has a
+// route: that one is routed like any incoming message.
+func (h *BounceHandler) handleBounce(ctx context.Context, q *store.QueuedMessage, m *store.Message, raw []byte, now time.Time) (store.Outcome, bool) {
+	originals, rep, err := h.originals(ctx, m, raw)
+	if err != nil {
+		h.log.Error("linking bounce failed; retrying it later", "err", err, "message_id", m.ID)
+		return internalRetry(q, now, err), true
+	}
+	if len(originals) == 0 {
+		if m.RouteID != 0 {
+			return store.Outcome{}, false
+		}
+		d := "This message was a bounce but we couldn't link it with any outgoing message and there was no route for it."
+		return store.HardFail(q, store.NewDelivery{Details: d}), true
+	}
+	var fx store.Effects
+	var linked []string
+	for _, orig := range originals {
+		details := fmt.Sprintf("We've received a bounce message for this e-mail. See <msg:%d> for details.", m.ID)
+		fx.Links = append(fx.Links, store.BounceLink{OriginalID: orig.ID, BounceID: m.ID, Details: details,
+			Output: diagnostic(rep, orig.RcptTo)})
+		linked = append(linked, fmt.Sprintf("<msg:%d>", orig.ID))
+		fx.Webhooks = append(fx.Webhooks, h.events.Requests(ctx, now, outbound.Event{ServerID: m.ServerID,
+			Name: webhook.EventMessageBounced, Payload: webhook.Bounced{
+				OriginalMessage: orig.WebhookPayload(), Bounce: m.WebhookPayload()}})...)
+	}
+	d := "This has been detected as a bounce message for " + strings.Join(linked, ", ") + "."
+	return store.Processed(q, d).With(fx), true
 }
 
 // internalRetry retries q after an internal error, without touching the

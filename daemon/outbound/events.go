@@ -102,3 +102,12 @@ func (e *Events) Requests(ctx context.Context, now time.Time, evs ...Event) []st
 	}
 	return reqs
 }
+
+// DeliveryEvent maps a delivery status to its webhook event ("" for
+// none); incoming mail fires the same events as outgoing.
+func DeliveryEvent(status string) string { return deliveryEvent(status) }
+
+// DeliveryPayload is the payload of d's event for m, as recorded.
+func DeliveryPayload(m *store.Message, d *store.NewDelivery, now time.Time) webhook.Delivery {
+	return deliveryPayload(m, d, now)
+}

@@ -199,6 +199,12 @@ func (l *lookups) routeByToken(ctx context.Context, token string) (*store.Route,
 	})
 }
 
+func (l *lookups) returnPathRoute(ctx context.Context, serverID int64) (*store.Route, bool, error) {
+	return cached(l, ctx, "route-rp:"+strconv.FormatInt(serverID, 10), func(ctx context.Context) (*store.Route, error) {
+		return l.st.ReturnPathRoute(ctx, serverID)
+	})
+}
+
 func (l *lookups) routeForAddress(ctx context.Context, localPart, domain string) (*store.Route, bool, error) {
 	return cached(l, ctx, "route:"+localPart+"@"+domain, func(ctx context.Context) (*store.Route, error) {
 		return l.st.RouteForAddress(ctx, localPart, domain)

@@ -297,7 +297,17 @@ func (s *Server) bounceRecipient(ctx context.Context, addr, domain, name, tag st
 	if srv.Suspended() {
 		return recipient{}, errSuspended
 	}
-	return recipient{kind: kindBounce, rcptTo: addr, domain: domain, serverID: srv.ID, bounceForID: bounceFor}, nil
+	// As in Postal, a server's __returnpath__ route (when it has one) is
+	// the bounce's route: a bounce linked to nothing goes to its endpoint.
+	rt, hasRoute, err := s.lookups.returnPathRoute(ctx, srv.ID)
+	if err != nil {
+		return recipient{}, s.lookupFailed(err)
+	}
+	r := recipient{kind: kindBounce, rcptTo: addr, domain: domain, serverID: srv.ID, bounceForID: bounceFor}
+	if hasRoute {
+		r.routeID = rt.ID
+	}
+	return r, nil
 }
 
 func (s *Server) routeRecipient(ctx context.Context, route *store.Route, rcptTo, domain string) (recipient, error) {

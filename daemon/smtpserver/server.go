@@ -36,6 +36,7 @@ type Store interface {
 	DomainsNamed(ctx context.Context, name string) ([]*store.Domain, error)
 	RouteByToken(ctx context.Context, token string) (*store.Route, error)
 	RouteForAddress(ctx context.Context, localPart, domain string) (*store.Route, error)
+	ReturnPathRoute(ctx context.Context, serverID int64) (*store.Route, error)
 	MessageByToken(ctx context.Context, token string) (*store.Message, error)
 }
 

@@ -410,7 +410,7 @@ func (s *session) accept(body []byte, held *hold) error {
 		case kindIncoming:
 			m.Scope, m.RouteID, m.DomainID = store.ScopeIncoming, r.routeID, r.domainID
 		case kindBounce:
-			m.Scope, m.Bounce, m.BounceForID = store.ScopeIncoming, true, r.bounceForID
+			m.Scope, m.Bounce, m.BounceForID, m.RouteID = store.ScopeIncoming, true, r.bounceForID, r.routeID
 		}
 		msgs[i] = m
 	}

@@ -196,6 +196,23 @@ func TestRecipientClasses(t *testing.T) {
 			},
 		},
 		{
+			name: "a bounce to a server with a __returnpath__ route is stored under that route",
+			setup: func(e *env) string {
+				if _, err := e.st.CreateReturnPathRoute(context.Background(), e.fx.Server.ID, "https://app.example.net/rp"); err != nil {
+					e.t.Fatal(err)
+				}
+				return e.fx.Server.Token + "@" + returnPathDomain
+			},
+			header: "From: MAILER-DAEMON@example.org",
+			want:   want{scope: store.ScopeIncoming, queueDomain: returnPathDomain, bounce: true, route: true},
+			check: func(t *testing.T, e *env, m *store.Message) {
+				rt, err := e.st.ReturnPathRoute(context.Background(), e.fx.Server.ID)
+				if err != nil || m.RouteID != rt.ID {
+					t.Errorf("RouteID = %d, want the return-path route (%v)", m.RouteID, err)
+				}
+			},
+		},
+		{
 			name: "a +<message token> on the return path links the bounce to its message",
 			setup: func(e *env) string {
 				orig := e.sendOutgoing()

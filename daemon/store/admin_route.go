@@ -63,11 +63,27 @@ func (r *Route) Address() string { return r.Name + "@" + r.Domain }
 // NewEndpoint describes an endpoint created with a route: an HTTP URL, an
 // SMTP host and port, or an e-mail address, per Type.
 type NewEndpoint struct {
+	// UUID, when set, names an existing endpoint of the route's server
+	// (see CreateEndpoint) instead of creating one; the other fields are
+	// then ignored.
+	UUID string
+	// Name defaults to the URL or host name (unused for addresses).
+	Name     string
 	Type     string
 	URL      string
 	Hostname string
 	Port     int
 	Address  string
+	// HTTP options; zero values take Postal's defaults (BodyAsJSON, Hash,
+	// no reply stripping, 5 s). IncludeAttachments is the inverse of
+	// Postal's default-true include_attachments.
+	Encoding           string
+	Format             string
+	StripReplies       bool
+	ExcludeAttachments bool
+	Timeout            int
+	// SSLMode of an SMTP endpoint (default Auto).
+	SSLMode string
 }
 
 // NewRoute holds what a route is created with. Mode is RouteModeEndpoint
@@ -125,7 +141,13 @@ func (s *Store) CreateRoute(ctx context.Context, serverID int64, nr NewRoute) (*
 		}
 		var epType any
 		var epID any
-		if ep := nr.Endpoint; ep != nil {
+		if ep := nr.Endpoint; ep != nil && ep.UUID != "" {
+			kind, eid, err := findEndpoint(ctx, t, serverID, ep.UUID)
+			if err != nil {
+				return err
+			}
+			epType, epID = kind, eid
+		} else if ep != nil {
 			eid, err := insertEndpoint(ctx, t, serverID, *ep, now)
 			if err != nil {
 				return err
@@ -157,14 +179,42 @@ func insertEndpoint(ctx context.Context, t tx, serverID int64, ep NewEndpoint, n
 		if ep.URL == "" {
 			return 0, fmt.Errorf("HTTP endpoint: URL is empty")
 		}
-		err = t.queryRow(ctx, `INSERT INTO http_endpoints (uuid, server_id, name, url, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?) RETURNING id`, newUUID(), serverID, ep.URL, ep.URL, now, now).Scan(&id)
+		if ep.Encoding == "" {
+			ep.Encoding = EncodingBodyAsJSON
+		}
+		if ep.Format == "" {
+			ep.Format = FormatHash
+		}
+		if ep.Timeout == 0 {
+			ep.Timeout = 5
+		}
+		switch {
+		case ep.Encoding != EncodingBodyAsJSON && ep.Encoding != EncodingFormData:
+			return 0, fmt.Errorf("HTTP endpoint: encoding %q is not %s or %s", ep.Encoding, EncodingBodyAsJSON, EncodingFormData)
+		case ep.Format != FormatHash && ep.Format != FormatRawMessage:
+			return 0, fmt.Errorf("HTTP endpoint: format %q is not %s or %s", ep.Format, FormatHash, FormatRawMessage)
+		case ep.Timeout < 5 || ep.Timeout > 60:
+			return 0, fmt.Errorf("HTTP endpoint: timeout %d is not from 5 to 60 seconds", ep.Timeout)
+		}
+		err = t.queryRow(ctx, `INSERT INTO http_endpoints (uuid, server_id, name, url, encoding, format, strip_replies,
+			include_attachments, timeout, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+			newUUID(), serverID, nameOr(ep.Name, ep.URL), ep.URL, ep.Encoding, ep.Format, ep.StripReplies, !ep.ExcludeAttachments,
+			ep.Timeout, now, now).Scan(&id)
 	case EndpointSMTP:
 		if ep.Hostname == "" || ep.Port <= 0 || ep.Port > 65535 {
 			return 0, fmt.Errorf("SMTP endpoint: want a host name and a port from 1 to 65535")
 		}
-		err = t.queryRow(ctx, `INSERT INTO smtp_endpoints (uuid, server_id, name, hostname, port, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`, newUUID(), serverID, ep.Hostname, ep.Hostname, ep.Port, now, now).Scan(&id)
+		if ep.SSLMode == "" {
+			ep.SSLMode = SSLModeAuto
+		}
+		switch ep.SSLMode {
+		case SSLModeNone, SSLModeAuto, SSLModeSTARTTLS, SSLModeTLS:
+		default:
+			return 0, fmt.Errorf("SMTP endpoint: ssl mode %q is not None, Auto, STARTTLS or TLS", ep.SSLMode)
+		}
+		err = t.queryRow(ctx, `INSERT INTO smtp_endpoints (uuid, server_id, name, hostname, port, ssl_mode, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`, newUUID(), serverID, nameOr(ep.Name, ep.Hostname), ep.Hostname, ep.Port, ep.SSLMode,
+			now, now).Scan(&id)
 	case EndpointAddress:
 		if ep.Address == "" {
 			return 0, fmt.Errorf("address endpoint: address is empty")

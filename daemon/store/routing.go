@@ -76,3 +76,35 @@ func (s *Store) ServerByToken(ctx context.Context, token string) (*Server, error
 	}
 	return v, nil
 }
+
+// CreateReturnPathRoute gives server serverID its return-path route: the
+// route (no domain, named ReturnPathRouteName) that bounces arriving at the
+// server's return-path address are stored under, delivered to the HTTP
+// endpoint url when they match no sent message (auto-replies and the like),
+// as in Postal. A second one for the server wraps ErrConflict.
+func (s *Store) CreateReturnPathRoute(ctx context.Context, serverID int64, url string) (*Route, error) {
+	now := s.now().UnixMicro()
+	var id int64
+	err := s.inTx(ctx, func(t tx) error {
+		var n int
+		if err := t.queryRow(ctx, `SELECT COUNT(*) FROM routes WHERE server_id = ? AND domain_id IS NULL AND name = ?`,
+			serverID, ReturnPathRouteName).Scan(&n); err != nil {
+			return fmt.Errorf("return-path route: %w", err)
+		}
+		if n > 0 {
+			return fmt.Errorf("return-path route of server %d: %w", serverID, ErrConflict)
+		}
+		eid, err := insertEndpoint(ctx, t, serverID, NewEndpoint{Type: EndpointHTTP, URL: url}, now)
+		if err != nil {
+			return err
+		}
+		return t.queryRow(ctx, `INSERT INTO routes (uuid, server_id, domain_id, name, token, mode, spam_mode, endpoint_type,
+			endpoint_id, created_at, updated_at) VALUES (?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+			newUUID(), serverID, ReturnPathRouteName, RandomToken(4), RouteModeEndpoint, SpamModeMark, EndpointHTTP, eid,
+			now, now).Scan(&id)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s.route(ctx, `r.id = ?`, id)
+}

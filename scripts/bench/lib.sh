@@ -170,6 +170,15 @@ start_postald() {
     wait_port "$HOOK_PORT"
     $ctl webhook add acme/mail "http://127.0.0.1:$HOOK_PORT/" --all-events >/dev/null
   fi
+  if [ "${BENCH_INBOUND:-0}" = 1 ]; then
+    # A route whose HTTP endpoint is the counting receiver (scripts/bench/inbound.sh).
+    HOOK_PORT=$(free_port)
+    "$WORK/bin/hookrecv" "127.0.0.1:$HOOK_PORT" &
+    HOOK_PID=$!
+    PIDS+=($HOOK_PID)
+    wait_port "$HOOK_PORT"
+    $ctl route add acme/mail in@example.com --endpoint "http:http://127.0.0.1:$HOOK_PORT/" >/dev/null
+  fi
   # BENCH_CPUPROFILE=FILE: pprof CPU profile of postald for the run.
   "$WORK/bin/postald" --role "$1" ${BENCH_CPUPROFILE:+--cpuprofile "$BENCH_CPUPROFILE"} 2>"$d/postald.log" &
   PD_PID=$!
