@@ -25,7 +25,7 @@ func (*Queue) Title() string { return "Queue" }
 func (q *Queue) content() []string {
 	s, st := q.snap, q.styles
 	lines := []string{st.Section.Render("Streams")}
-	if !s.Redis.OK || s.Queue == nil {
+	if s.Queue == nil {
 		lines = append(lines, q.health("Redis  ", s.Redis, ""), "")
 	} else {
 		rows := []string{"KIND\tLENGTH\tPENDING\tLAG\tCONSUMERS\tGROUP"}
@@ -48,7 +48,7 @@ func (q *Queue) content() []string {
 	}
 	lines = append(lines, "SQL        "+sqlQueue(s), "", st.Section.Render("Recent dead letters"))
 	switch {
-	case !s.Redis.OK:
+	case q.redisDown() != nil:
 		lines = append(lines, q.redisDown()...)
 	case len(s.DeadLetters) == 0:
 		lines = append(lines, st.Muted.Render("none"))

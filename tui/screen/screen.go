@@ -76,7 +76,11 @@ func (b *base) View() string {
 // health renders one side's health line.
 func (b *base) health(name string, h source.Health, extra string) string {
 	if !h.OK {
-		return name + b.styles.Bad.Render("unreachable") + "  " + h.Error
+		stale := ""
+		if !h.StaleSince.IsZero() {
+			stale = " (stale data from " + h.StaleSince.Format("15:04:05") + ")"
+		}
+		return name + b.styles.Bad.Render("unreachable") + stale + "  " + h.Error
 	}
 	s := name + b.styles.OK.Render("ok")
 	if extra != "" {
@@ -86,9 +90,9 @@ func (b *base) health(name string, h source.Health, extra string) string {
 }
 
 // redisDown returns the lines to show instead of Redis data, or nil when
-// Redis answered.
+// Redis answered or its last good data is kept on screen (stale).
 func (b *base) redisDown() []string {
-	if b.snap.Redis.OK {
+	if b.snap.Redis.OK || !b.snap.Redis.StaleSince.IsZero() {
 		return nil
 	}
 	return []string{b.styles.Muted.Render("unavailable while Redis does not answer")}

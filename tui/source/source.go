@@ -62,6 +62,10 @@ type Health struct {
 	OK bool
 	// Error is why it did not ("" when OK).
 	Error string
+	// StaleSince, when set on a side that did not answer, says the side's
+	// fields are the last good read, taken then (the TUI keeps them on
+	// screen); zero when they are empty.
+	StaleSince time.Time
 }
 
 // Lease is who holds a named lease.
