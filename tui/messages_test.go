@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -198,22 +199,10 @@ func TestMouseWheelScrolls(t *testing.T) {
 }
 
 func containsLine(f, prefix string) bool {
-	for _, l := range splitLines(f) {
-		if len(l) >= len(prefix) && l[:len(prefix)] == prefix {
+	for _, l := range strings.Split(f, "\n") {
+		if strings.HasPrefix(l, prefix) {
 			return true
 		}
 	}
 	return false
-}
-
-func splitLines(s string) []string {
-	var out []string
-	start := 0
-	for i := range len(s) {
-		if s[i] == '\n' {
-			out = append(out, s[start:i])
-			start = i + 1
-		}
-	}
-	return append(out, s[start:])
 }
