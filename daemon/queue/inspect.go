@@ -200,3 +200,40 @@ func (q *Queue) PruneConsumers(ctx context.Context, kind Kind, idle time.Duratio
 	}
 	return n, nil
 }
+
+// RetryBucket counts retry-set entries due before Due (and after the
+// previous bucket's Due); the last bucket of RetryShape has a zero Due and
+// counts everything later.
+type RetryBucket struct {
+	Due   time.Time `json:"due,omitzero"`
+	Count int64     `json:"count"`
+}
+
+// RetryShape counts the retry set by due time: one bucket per bound in
+// within (ascending offsets from now; an entry already due falls in the
+// first), then one for everything later. It reads with ZCOUNT in one round
+// trip and returns a wrapped error when Redis fails.
+func (q *Queue) RetryShape(ctx context.Context, now time.Time, within []time.Duration) ([]RetryBucket, error) {
+	cmds := make([]*redis.IntCmd, 0, len(within)+1)
+	_, err := q.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		lo := "-inf"
+		for _, d := range within {
+			hi := fmt.Sprint(unixMS(now.Add(d)))
+			cmds = append(cmds, p.ZCount(ctx, q.retry, lo, hi))
+			lo = "(" + hi
+		}
+		cmds = append(cmds, p.ZCount(ctx, q.retry, lo, "+inf"))
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("queue: retry shape: %w", err)
+	}
+	out := make([]RetryBucket, len(cmds))
+	for i, c := range cmds {
+		out[i].Count = c.Val()
+		if i < len(within) {
+			out[i].Due = now.Add(within[i])
+		}
+	}
+	return out, nil
+}
