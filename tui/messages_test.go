@@ -133,6 +133,35 @@ func TestMessagesFrames(t *testing.T) {
 	}
 }
 
+// The dashboard and the queue shape at both sizes, scrolled to show what
+// lies below the fold.
+func TestDashboardAndShapeFrames(t *testing.T) {
+	down := tea.KeyPressMsg{Code: tea.KeyPgDown}
+	tests := []struct {
+		name string
+		msgs []tea.Msg
+	}{
+		{"dashboard", nil},
+		{"dashboard_lower", []tea.Msg{down, down, down, down}},
+		{"dashboard_page_back", []tea.Msg{down, down, down, down, tea.KeyPressMsg{Code: tea.KeyPgUp}}},
+		{"shape", []tea.Msg{press('5')}},
+	}
+	for _, size := range []tea.WindowSizeMsg{{Width: 80, Height: 24}, {Width: 120, Height: 40}} {
+		for _, tt := range tests {
+			name := fmt.Sprintf("%s_%dx%d", tt.name, size.Width, size.Height)
+			t.Run(name, func(t *testing.T) {
+				var m tea.Model = tui.New(context.Background(), source.NewFake(healthy()), tui.Options{Messages: messagesFake()})
+				for _, msg := range append([]tea.Msg{size, tui.SnapshotMsg{Snapshot: healthy()}}, tt.msgs...) {
+					m = settle(t, m, msg)
+				}
+				f := ansi.Strip(m.View().Content)
+				checkSize(t, f, size.Width, size.Height)
+				golden(t, name, f)
+			})
+		}
+	}
+}
+
 // An action runs only after y, and then exactly once.
 func TestMessagesActionNeedsConfirmation(t *testing.T) {
 	fm := messagesFake()

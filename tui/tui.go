@@ -111,11 +111,11 @@ func New(ctx context.Context, src source.Source, o Options) *Model {
 	if os.Getenv("NO_COLOR") != "" {
 		st = theme.Plain()
 	}
-	const screens = 4
+	const screens = 5
 	km := theme.DefaultKeyMap(screens)
 	m := &Model{ctx: ctx, src: src, o: o, styles: st, keys: km, help: help.New()}
 	m.screens = []Screen{screen.NewOverview(st, km), screen.NewQueue(st, km), screen.NewCron(st, km),
-		screen.NewMessages(ctx, o.Messages, o.Timeout, st, km)}
+		screen.NewMessages(ctx, o.Messages, o.Timeout, st, km), screen.NewShape(st, km)}
 	return m
 }
 
@@ -147,6 +147,7 @@ func (m *Model) keepStale(snap *source.Snapshot) {
 			m.staleRedis = prev.Taken
 		}
 		snap.Processes, snap.Leases, snap.Cron, snap.Queue, snap.DeadLetters = prev.Processes, prev.Leases, prev.Cron, prev.Queue, prev.DeadLetters
+		snap.RetryShape = prev.RetryShape
 		snap.Redis.StaleSince = m.staleRedis
 	} else if snap.Redis.OK {
 		m.staleRedis = time.Time{}
@@ -156,6 +157,7 @@ func (m *Model) keepStale(snap *source.Snapshot) {
 			m.staleDB = prev.Taken
 		}
 		snap.Schema, snap.SQLQueue = prev.Schema, prev.SQLQueue
+		snap.Throughput, snap.Shape, snap.WebhookFailures = prev.Throughput, prev.Shape, prev.WebhookFailures
 		snap.Database.StaleSince = m.staleDB
 	} else if snap.Database.OK {
 		m.staleDB = time.Time{}

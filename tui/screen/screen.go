@@ -42,7 +42,8 @@ func (b *base) SetSnapshot(s source.Snapshot) {
 	b.scroll(0)
 }
 
-// Update scrolls on the up and down keys; it returns no command.
+// Update scrolls on the up and down keys (a line) and the page keys (a
+// screen); it returns no command.
 func (b *base) Update(msg tea.Msg) tea.Cmd {
 	if k, ok := msg.(tea.KeyPressMsg); ok {
 		switch {
@@ -50,6 +51,10 @@ func (b *base) Update(msg tea.Msg) tea.Cmd {
 			b.scroll(-1)
 		case key.Matches(k, b.keys.Down):
 			b.scroll(1)
+		case key.Matches(k, b.keys.NextPage):
+			b.scroll(max(1, b.height-1))
+		case key.Matches(k, b.keys.PrevPage):
+			b.scroll(-max(1, b.height-1))
 		}
 	}
 	return nil

@@ -211,3 +211,30 @@ func Duration(d time.Duration) string {
 		return fmt.Sprintf("%dd", days)
 	}
 }
+
+// Sparkline renders values as one block character each (▁ to █, scaled to
+// the largest value; a blank for zero), keeping the last width values.
+func Sparkline(values []int64, width int) string {
+	if width <= 0 {
+		return ""
+	}
+	if len(values) > width {
+		values = values[len(values)-width:]
+	}
+	var top int64
+	for _, v := range values {
+		top = max(top, v)
+	}
+	const bars = "▁▂▃▄▅▆▇█"
+	levels := []rune(bars)
+	var b strings.Builder
+	for _, v := range values {
+		switch {
+		case v <= 0 || top == 0:
+			b.WriteByte(' ')
+		default:
+			b.WriteRune(levels[min(len(levels)-1, int((v*int64(len(levels))-1)/top))])
+		}
+	}
+	return b.String()
+}
