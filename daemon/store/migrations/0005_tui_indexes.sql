@@ -5,8 +5,8 @@
 -- serves "every status of one server". Statistics count messages and
 -- deliveries by timestamp.
 
-CREATE INDEX messages_by_server_status_id ON messages (server_id, status, id);
-CREATE INDEX messages_by_status_id ON messages (status, id);
-CREATE INDEX messages_by_rcpt_id ON messages (rcpt_to, id);
-CREATE INDEX messages_by_time ON messages (timestamp);
-CREATE INDEX deliveries_by_time ON deliveries (timestamp);
+CREATE INDEX IF NOT EXISTS messages_by_server_status_id ON messages (server_id, status, id);
+CREATE INDEX IF NOT EXISTS messages_by_status_id ON messages (status, id);
+CREATE INDEX IF NOT EXISTS messages_by_rcpt_id ON messages (rcpt_to, id);
+CREATE INDEX IF NOT EXISTS messages_by_time ON messages (timestamp);
+CREATE INDEX IF NOT EXISTS deliveries_by_time ON deliveries (timestamp);
