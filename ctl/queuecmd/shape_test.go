@@ -1,12 +1,14 @@
 package queuecmd_test
 
 import (
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
 
 	"github.com/postalgo/postal/ctl/cli"
 	"github.com/postalgo/postal/ctl/cli/clitest"
+	"github.com/postalgo/postal/ctl/queuecmd"
 	"github.com/postalgo/postal/daemon/queue"
 	"github.com/postalgo/postal/daemon/store"
 )
@@ -63,4 +65,29 @@ func TestQueueShapeUsage(t *testing.T) {
 			t.Fatalf("%v: exit %d, %v; want usage error %q", tc.args, res.Code, res.RunErr, tc.err)
 		}
 	}
+}
+
+// populate leaves two dead letters: row 1 still queued, row 4 gone. Requeue
+// puts back the first only, and a second requeue finds nothing more to do.
+func TestQueueDeadRequeue(t *testing.T) {
+	clitest.Each(t, func(t *testing.T, e *clitest.Env) {
+		acc := populate(t, e)
+		var out queuecmd.Requeued
+		res := e.Run(t, newCmd, "queue", "dead", "requeue", "--json")
+		if err := json.Unmarshal([]byte(res.Out), &out); err != nil || res.Code != 0 {
+			t.Fatalf("exit %d, %v, %q", res.Code, err, res.Out)
+		}
+		if len(out.Requeued) != 1 || out.Requeued[0].Job.ID != acc[0].QueuedID || len(out.Skipped) != 1 || out.Skipped[0].Job.ID != acc[3].QueuedID {
+			t.Fatalf("requeue = %+v", out)
+		}
+		rdb, keys := e.Redis(t)
+		missing, err := queue.New(queue.Options{Client: rdb, Keys: keys}).Missing(context.Background(), queue.Outgoing, []int64{acc[0].QueuedID})
+		if err != nil || len(missing) != 0 {
+			t.Fatalf("requeued row not on the stream: missing %v, %v", missing, err)
+		}
+		res = e.Run(t, newCmd, "queue", "dead", "requeue")
+		if res.Code != 0 || !strings.Contains(res.Out, "Requeued 0 dead letters; left 1 whose row is gone.") {
+			t.Fatalf("second requeue: exit %d\n%s", res.Code, res.Out)
+		}
+	})
 }

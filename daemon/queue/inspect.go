@@ -237,3 +237,30 @@ func (q *Queue) RetryShape(ctx context.Context, now time.Time, within []time.Dur
 	}
 	return out, nil
 }
+
+// RequeueDead gives dead letters another round: for each, atomically, a new
+// entry on its kind's stream (delivery count starting again), its inflight
+// mark, and the removal of the dead letter. The caller chooses which letters
+// deserve it (those whose SQL row still exists). It returns how many were
+// requeued; on error none of the failed transaction's letters were.
+func (q *Queue) RequeueDead(ctx context.Context, letters ...DeadLetter) (int, error) {
+	n := 0
+	for _, d := range letters {
+		if err := checkKind(d.Kind); err != nil {
+			return n, err
+		}
+		now := unixMS(q.now())
+		_, err := q.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.XAdd(ctx, &redis.XAddArgs{Stream: q.stream(d.Kind), Values: []any{"id", d.Job.ID, "domain", d.Job.Domain}})
+			p.HSet(ctx, q.inflight, inflightField(d.Kind, d.Job.ID), now)
+			p.XDel(ctx, q.dead, d.StreamID)
+			return nil
+		})
+		if err != nil {
+			return n, fmt.Errorf("queue: requeue dead letter %s: %w", d.StreamID, err)
+		}
+		q.metrics.add(cEnqueued, d.Kind, 1)
+		n++
+	}
+	return n, nil
+}

@@ -34,3 +34,31 @@ func TestRetryShapeCountsByDueTime(t *testing.T) {
 		t.Fatalf("bounds = %+v", got)
 	}
 }
+
+func TestRequeueDeadMovesLettersBack(t *testing.T) {
+	f := newFixture(t, queue.Options{MaxDeliveries: 1})
+	ctx := context.Background()
+	if err := f.q.Enqueue(ctx, queue.Outgoing, queue.Job{ID: 7, Domain: "d.test"}); err != nil {
+		t.Fatal(err)
+	}
+	if ds, err := f.q.Read(ctx, queue.Outgoing, "c1", 1, 0); err != nil || len(ds) != 1 {
+		t.Fatalf("read: %v %v", ds, err)
+	}
+	if _, dead, err := f.q.Claim(ctx, queue.Outgoing, "c2", 0, 10); err != nil || len(dead) != 1 {
+		t.Fatalf("claim: %v %v", dead, err)
+	}
+	letters, err := f.q.DeadLetters(ctx, 10)
+	if err != nil || len(letters) != 1 {
+		t.Fatalf("dead letters: %v %v", letters, err)
+	}
+	if n, err := f.q.RequeueDead(ctx, letters...); err != nil || n != 1 {
+		t.Fatalf("requeue: %d %v", n, err)
+	}
+	if left, err := f.q.DeadLetters(ctx, 10); err != nil || len(left) != 0 {
+		t.Fatalf("dead letters after requeue: %v %v", left, err)
+	}
+	ds, err := f.q.Read(ctx, queue.Outgoing, "c3", 10, 0)
+	if err != nil || len(ds) != 1 || ds[0].Job.ID != 7 {
+		t.Fatalf("read after requeue: %+v %v", ds, err)
+	}
+}
