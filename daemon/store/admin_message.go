@@ -130,11 +130,20 @@ func (s *Store) SearchMessages(ctx context.Context, f MessageFilter) (MessagePag
 	if !f.Until.IsZero() {
 		add("timestamp < ?", f.Until.UnixMicro())
 	}
-	q := `SELECT ` + messageColumns + ` FROM messages`
+	cond := ""
 	if len(where) > 0 {
-		q += ` WHERE ` + strings.Join(where, " AND ")
+		cond = ` WHERE ` + strings.Join(where, " AND ")
 	}
-	q += ` ORDER BY id DESC LIMIT ?`
+	// Newest first is id order. With a lower time bound the rows in range
+	// are few next to the table: pick their ids through the timestamp index
+	// and sort those (id + 0 keeps both planners off the id-order walk,
+	// which would pass every newer row first), then read the page's rows.
+	// Otherwise walk ids downwards.
+	q := `SELECT ` + messageColumns + ` FROM messages` + cond + ` ORDER BY id DESC LIMIT ?`
+	if !f.Since.IsZero() {
+		q = `SELECT ` + messageColumns + ` FROM messages WHERE id IN (SELECT id FROM messages` + cond +
+			` ORDER BY id + 0 DESC LIMIT ?) ORDER BY id DESC`
+	}
 	args = append(args, f.Limit+1)
 	rows, err := s.query(ctx, q, args...)
 	if err != nil {
