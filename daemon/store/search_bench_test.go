@@ -66,6 +66,9 @@ func BenchmarkConsoleQueries(b *testing.B) {
 			b.Run("held", page(store.MessageFilter{Held: true}))
 			b.Run("to", page(store.MessageFilter{To: "user7@dest7.example"}))
 			b.Run("subject", page(store.MessageFilter{Subject: "Invoice 99"}))
+			// The worst case: a filter no index serves that matches one
+			// message walks the whole table.
+			b.Run("subject_rare", page(store.MessageFilter{Subject: "Invoice " + strconv.Itoa(n)}))
 			// An hour in the middle of the stored span (one message every 100 ms).
 			mid := end.Add(-time.Duration(n/2) * 100 * time.Millisecond)
 			b.Run("time_range", page(store.MessageFilter{Since: mid.Add(-time.Hour), Until: mid}))
