@@ -92,3 +92,44 @@ func containsAll(f string, subs ...string) bool {
 	}
 	return true
 }
+
+// Live.RequeueDead puts back the letter whose queued row exists and leaves
+// the one whose row is gone.
+func TestLiveRequeueDead(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		rdb, keys := redistest.New(t)
+		fx := storetest.NewFixture(t, st, "example.com", "")
+		acc, err := st.InsertSubmissions(ctx, []store.Submission{{Raw: []byte("x"), Messages: []store.NewMessage{
+			{ServerID: fx.Server.ID, Scope: store.ScopeOutgoing, RcptTo: "a@dest.test", MailFrom: "m@example.com", Queue: true, QueueDomain: "dest.test"},
+		}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := queue.New(queue.Options{Client: rdb, Keys: keys, MaxDeliveries: 1})
+		for _, id := range []int64{acc[0][0].QueuedID, 99999} {
+			if err := q.Enqueue(ctx, queue.Outgoing, queue.Job{ID: id, Domain: "dest.test"}); err != nil {
+				t.Fatal(err)
+			}
+			if ds, err := q.Read(ctx, queue.Outgoing, "c1", 1, 0); err != nil || len(ds) != 1 {
+				t.Fatalf("read: %v %v", ds, err)
+			}
+			if _, dead, err := q.Claim(ctx, queue.Outgoing, "c2", 0, 10); err != nil || len(dead) != 1 {
+				t.Fatalf("claim: %v %v", dead, err)
+			}
+		}
+		live := source.NewLive(source.LiveOptions{Store: st, Redis: rdb, Keys: keys})
+		res, err := live.RequeueDead(ctx, 100)
+		if err != nil || res != (source.DeadResult{Requeued: 1, Skipped: 1}) {
+			t.Fatalf("requeue = %+v, %v", res, err)
+		}
+		left, err := q.DeadLetters(ctx, 10)
+		if err != nil || len(left) != 1 || left[0].Job.ID != 99999 {
+			t.Fatalf("dead letters left = %+v, %v", left, err)
+		}
+		missing, err := q.Missing(ctx, queue.Outgoing, []int64{acc[0][0].QueuedID})
+		if err != nil || len(missing) != 0 {
+			t.Fatalf("requeued row not dispatched: %v %v", missing, err)
+		}
+	})
+}

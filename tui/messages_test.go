@@ -235,3 +235,35 @@ func containsLine(f, prefix string) bool {
 	}
 	return false
 }
+
+// On the queue screen R asks, y requeues the dead letters with a row.
+func TestQueueRequeueDeadFrames(t *testing.T) {
+	for _, size := range []tea.WindowSizeMsg{{Width: 80, Height: 24}, {Width: 120, Height: 40}} {
+		for _, tt := range []struct {
+			name string
+			msgs []tea.Msg
+			acts []string
+		}{
+			{"queue_requeue_hint", nil, nil},
+			{"queue_requeue_confirm", []tea.Msg{press('R')}, nil},
+			{"queue_requeued", []tea.Msg{press('R'), press('y')}, []string{"requeue-dead 1000"}},
+			{"queue_requeue_declined", []tea.Msg{press('R'), press('q')}, nil},
+		} {
+			name := fmt.Sprintf("%s_%dx%d", tt.name, size.Width, size.Height)
+			t.Run(name, func(t *testing.T) {
+				fm := messagesFake()
+				fm.SetDead(source.DeadResult{Requeued: 1, Skipped: 1})
+				var m tea.Model = tui.New(context.Background(), source.NewFake(healthy()), tui.Options{Messages: fm})
+				for _, msg := range append([]tea.Msg{size, tui.SnapshotMsg{Snapshot: healthy()}, press('2')}, tt.msgs...) {
+					m = settle(t, m, msg)
+				}
+				f := ansi.Strip(m.View().Content)
+				checkSize(t, f, size.Width, size.Height)
+				golden(t, name, f)
+				if got := fm.Acts(); !slices.Equal(got, tt.acts) {
+					t.Fatalf("acts = %v, want %v", got, tt.acts)
+				}
+			})
+		}
+	}
+}

@@ -114,7 +114,7 @@ func New(ctx context.Context, src source.Source, o Options) *Model {
 	const screens = 5
 	km := theme.DefaultKeyMap(screens)
 	m := &Model{ctx: ctx, src: src, o: o, styles: st, keys: km, help: help.New()}
-	m.screens = []Screen{screen.NewOverview(st, km), screen.NewQueue(st, km), screen.NewCron(st, km),
+	m.screens = []Screen{screen.NewOverview(st, km), screen.NewQueue(ctx, o.Messages, o.Timeout, st, km), screen.NewCron(st, km),
 		screen.NewMessages(ctx, o.Messages, o.Timeout, st, km), screen.NewShape(st, km)}
 	return m
 }

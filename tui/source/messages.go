@@ -72,6 +72,17 @@ type MessageSource interface {
 	// returns), then the Redis dispatch, whose failure is reported in the
 	// Result and not as an error.
 	Act(ctx context.Context, a Action, id int64) (Result, error)
+	// RequeueDead puts the most recent dead letters (at most limit) whose
+	// queued row or webhook request still exists back on their streams and
+	// leaves the others.
+	RequeueDead(ctx context.Context, limit int) (DeadResult, error)
+}
+
+// DeadResult is what RequeueDead did.
+type DeadResult struct {
+	Requeued int `json:"requeued"`
+	// Skipped letters stay dead: their SQL row is gone.
+	Skipped int `json:"skipped"`
 }
 
 // MessageStore is the part of *store.Store the message actions use.
@@ -86,6 +97,61 @@ type MessageStore interface {
 	HoldMessage(ctx context.Context, id int64) error
 	CancelMessage(ctx context.Context, id int64) error
 	DeleteMessage(ctx context.Context, id int64) error
+	QueuedByIDs(ctx context.Context, ids []int64) ([]*store.QueuedMessage, error)
+	WebhookRequests(ctx context.Context, ids []int64) ([]*store.WebhookRequest, error)
+}
+
+// RequeueDead reads up to limit dead letters, asks SQL which rows still
+// exist, and requeues those letters.
+func (l *Live) RequeueDead(ctx context.Context, limit int) (DeadResult, error) {
+	ms, err := l.messageStore()
+	if err != nil {
+		return DeadResult{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, l.o.Timeout)
+	defer cancel()
+	letters, err := l.queue.DeadLetters(ctx, limit)
+	if err != nil {
+		return DeadResult{}, err
+	}
+	var rowIDs, hookIDs []int64
+	for _, d := range letters {
+		if d.Kind == queue.Webhooks {
+			hookIDs = append(hookIDs, d.Job.ID)
+		} else {
+			rowIDs = append(rowIDs, d.Job.ID)
+		}
+	}
+	exists := map[string]bool{}
+	rows, err := ms.QueuedByIDs(ctx, rowIDs)
+	if err != nil {
+		return DeadResult{}, err
+	}
+	for _, r := range rows {
+		exists[fmt.Sprintf("row %d", r.ID)] = true
+	}
+	hooks, err := ms.WebhookRequests(ctx, hookIDs)
+	if err != nil {
+		return DeadResult{}, err
+	}
+	for _, h := range hooks {
+		exists[fmt.Sprintf("hook %d", h.ID)] = true
+	}
+	var res DeadResult
+	var again []queue.DeadLetter
+	for _, d := range letters {
+		k := fmt.Sprintf("row %d", d.Job.ID)
+		if d.Kind == queue.Webhooks {
+			k = fmt.Sprintf("hook %d", d.Job.ID)
+		}
+		if exists[k] {
+			again = append(again, d)
+		} else {
+			res.Skipped++
+		}
+	}
+	res.Requeued, err = l.queue.RequeueDead(ctx, again...)
+	return res, err
 }
 
 // errNoStore is returned by the message methods when no database is open.
@@ -213,6 +279,7 @@ type FakeMessages struct {
 	details map[int64]Detail
 	err     error
 	acts    []string
+	dead    DeadResult
 }
 
 // NewFakeMessages returns a FakeMessages holding msgs.
@@ -281,6 +348,24 @@ func (f *FakeMessages) SearchMessages(_ context.Context, fl store.MessageFilter)
 		page.Messages = append(page.Messages, &c)
 	}
 	return page, nil
+}
+
+// RequeueDead records the call and answers the result set by SetDead.
+func (f *FakeMessages) RequeueDead(_ context.Context, limit int) (DeadResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return DeadResult{}, f.err
+	}
+	f.acts = append(f.acts, fmt.Sprintf("requeue-dead %d", limit))
+	return f.dead, nil
+}
+
+// SetDead sets what RequeueDead answers.
+func (f *FakeMessages) SetDead(r DeadResult) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.dead = r
 }
 
 // MessageDetail returns the message with the detail set by SetDetail.
