@@ -36,11 +36,12 @@ func NewCmd(f *cli.Factory, runF func(context.Context, *Options) error) *cobra.C
 	cmd := &cobra.Command{
 		Use:   "tui",
 		Short: "Open the live console: processes, leases, queue and cron at a glance",
-		Long: "Open a full-screen console that refreshes every --refresh: an overview (database and Redis\n" +
-			"health, processes, leases, queue totals), the queue (streams, retry set, dead letters), cron\n" +
-			"(task records) and messages (search with /, H for held ones, enter to open, then R retry, h hold,\n" +
-			"u release, c cancel, D delete, each confirmed with y). Keys: tab or 1-4 switch screens, ↑/↓ or the\n" +
-			"mouse wheel scroll, r refreshes, ? lists every key, q quits. NO_COLOR turns colours off.",
+		Long: "Open a full-screen console that refreshes every --refresh: 1 the dashboard (health, processes,\n" +
+			"leases, streams, last hour's throughput, top destinations, cron runs, webhook failures), 2 the\n" +
+			"queue (R requeues dead letters), 3 cron, 4 messages (/ filters, H held ones, enter opens; R retry,\n" +
+			"h hold, u release, c cancel, D delete, each confirmed with y) and 5 the queue's shape. Tab or 1-5\n" +
+			"switch screens, ↑/↓ or the mouse wheel scroll, r refreshes, ? lists every key, q quits.\n" +
+			"NO_COLOR turns colours off.",
 		Args: cli.ExactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.Interval < 100*time.Millisecond {
