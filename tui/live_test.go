@@ -133,3 +133,35 @@ func TestLiveRequeueDead(t *testing.T) {
 		}
 	})
 }
+
+// The unsuppress action removes the server's suppression of the message's
+// recipient and says so; a second time there is none to remove.
+func TestLiveUnsuppress(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		rdb, keys := redistest.New(t)
+		fx := storetest.NewFixture(t, st, "example.com", "")
+		acc, err := st.InsertSubmissions(ctx, []store.Submission{{Raw: []byte("x"), Messages: []store.NewMessage{
+			{ServerID: fx.Server.ID, Scope: store.ScopeOutgoing, RcptTo: "Gone@dest.test", MailFrom: "m@example.com", Queue: true, QueueDomain: "dest.test"},
+		}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.AddSuppressions(ctx, []store.NewSuppression{{ServerID: fx.Server.ID, Address: "gone@dest.test", Reason: "hard fail",
+			KeepUntil: time.Now().Add(time.Hour)}}); err != nil {
+			t.Fatal(err)
+		}
+		live := source.NewLive(source.LiveOptions{Store: st, Redis: rdb, Keys: keys})
+		id := acc[0][0].MessageID
+		res, err := live.Act(ctx, source.ActUnsuppress, id)
+		if err != nil || res.Unsuppressed != "gone@dest.test" {
+			t.Fatalf("unsuppress = %+v, %v", res, err)
+		}
+		if _, err := st.ServerSuppression(ctx, fx.Server.ID, "gone@dest.test"); err == nil {
+			t.Fatal("the suppression is still there")
+		}
+		if res, err := live.Act(ctx, source.ActUnsuppress, id); err != nil || res.Unsuppressed != "" {
+			t.Fatalf("second unsuppress = %+v, %v", res, err)
+		}
+	})
+}

@@ -115,6 +115,7 @@ func TestMessagesFrames(t *testing.T) {
 		{"messages_confirm_release", []tea.Msg{press('H'), press('u')}},
 		{"messages_released", []tea.Msg{press('H'), press('u'), press('y')}},
 		{"messages_confirm_declined", []tea.Msg{press('H'), press('D'), press('n')}},
+		{"messages_unsuppressed", []tea.Msg{press('H'), enter, press('S'), press('y')}},
 		{"messages_help", []tea.Msg{press('?')}},
 	}
 	for _, size := range []tea.WindowSizeMsg{{Width: 80, Height: 24}, {Width: 120, Height: 40}} {

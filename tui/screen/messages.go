@@ -216,6 +216,11 @@ func describe(r source.Result) string {
 		past = "removed from the queue"
 	case source.ActDelete:
 		past = "deleted"
+	case source.ActUnsuppress:
+		if r.Unsuppressed == "" {
+			return fmt.Sprintf("Message %d: its recipient was not suppressed.", r.MessageID)
+		}
+		return fmt.Sprintf("Removed the suppression of %s (message %d unchanged: release or retry it).", cell(r.Unsuppressed, 80), r.MessageID)
 	}
 	out := fmt.Sprintf("Message %d %s", r.MessageID, past)
 	if r.QueuedID != 0 {
@@ -269,7 +274,8 @@ func (s *Messages) key(k tea.KeyPressMsg) tea.Cmd {
 	for _, a := range []struct {
 		b key.Binding
 		a source.Action
-	}{{km.Retry, source.ActRetry}, {km.Hold, source.ActHold}, {km.Release, source.ActRelease}, {km.Cancel, source.ActCancel}, {km.Delete, source.ActDelete}} {
+	}{{km.Retry, source.ActRetry}, {km.Hold, source.ActHold}, {km.Release, source.ActRelease}, {km.Cancel, source.ActCancel}, {km.Delete, source.ActDelete},
+		{km.Unsuppress, source.ActUnsuppress}} {
 		if key.Matches(k, a.b) {
 			m := s.selected()
 			if m == nil {
@@ -391,6 +397,8 @@ func confirmVerb(a source.Action) string {
 		return "Release"
 	case source.ActCancel:
 		return "Remove from the queue (cancel)"
+	case source.ActUnsuppress:
+		return "Remove the recipient's suppression for"
 	default:
 		return "Delete for good"
 	}

@@ -29,10 +29,15 @@ const (
 	ActCancel Action = "cancel"
 	// ActDelete deletes the message with its deliveries.
 	ActDelete Action = "delete"
+	// ActUnsuppress removes the message server's suppression of its
+	// recipient (the message itself is unchanged: release or retry it).
+	ActUnsuppress Action = "unsuppress"
 )
 
 // Actions lists every Action in the order the help shows them.
-func Actions() []Action { return []Action{ActRetry, ActHold, ActRelease, ActCancel, ActDelete} }
+func Actions() []Action {
+	return []Action{ActRetry, ActHold, ActRelease, ActCancel, ActDelete, ActUnsuppress}
+}
 
 // Result is what an action did.
 type Result struct {
@@ -45,6 +50,9 @@ type Result struct {
 	// requeuer's reconciliation dispatches it. DispatchError says why.
 	Dispatched    bool   `json:"dispatched"`
 	DispatchError string `json:"dispatch_error,omitempty"`
+	// Unsuppressed names the address whose suppression an unsuppress
+	// removed ("" when there was none).
+	Unsuppressed string `json:"unsuppressed,omitempty"`
 }
 
 // Detail is one message with what hangs off it.
@@ -99,6 +107,7 @@ type MessageStore interface {
 	DeleteMessage(ctx context.Context, id int64) error
 	QueuedByIDs(ctx context.Context, ids []int64) ([]*store.QueuedMessage, error)
 	WebhookRequests(ctx context.Context, ids []int64) ([]*store.WebhookRequest, error)
+	RemoveSuppression(ctx context.Context, serverID int64, address string) (bool, error)
 }
 
 // RequeueDead reads up to limit dead letters, asks SQL which rows still
@@ -250,6 +259,14 @@ func (l *Live) Act(ctx context.Context, a Action, id int64) (Result, error) {
 		err = ms.CancelMessage(sctx, id)
 	case ActDelete:
 		err = ms.DeleteMessage(sctx, id)
+	case ActUnsuppress:
+		var m *store.Message
+		if m, err = ms.Message(sctx, id); err == nil {
+			var removed bool
+			if removed, err = ms.RemoveSuppression(sctx, m.ServerID, m.RcptTo); removed {
+				res.Unsuppressed = strings.ToLower(m.RcptTo)
+			}
+		}
 	default:
 		return Result{}, fmt.Errorf("unknown action %q", a)
 	}
@@ -416,6 +433,8 @@ func (f *FakeMessages) Act(_ context.Context, a Action, id int64) (Result, error
 		m.Held, m.Status = false, store.StatusHoldCancelled
 	case ActDelete:
 		f.msgs = slices.DeleteFunc(f.msgs, func(x *store.Message) bool { return x.ID == id })
+	case ActUnsuppress:
+		res.Unsuppressed = m.RcptTo
 	default:
 		return Result{}, fmt.Errorf("unknown action %q", a)
 	}

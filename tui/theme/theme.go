@@ -82,7 +82,9 @@ type KeyMap struct {
 	Release key.Binding
 	Cancel  key.Binding
 	Delete  key.Binding
-	Confirm key.Binding
+	// Unsuppress removes the suppression of the message's recipient.
+	Unsuppress key.Binding
+	Confirm    key.Binding
 	// Screens jump straight to a screen by position (1, 2, 3...).
 	Screens []key.Binding
 }
@@ -99,18 +101,19 @@ func DefaultKeyMap(n int) KeyMap {
 		Down:    key.NewBinding(key.WithKeys("down", "j"), key.WithHelp("↓/j", "scroll")),
 		Help:    key.NewBinding(key.WithKeys("?"), key.WithHelp("?", "all keys")),
 
-		Filter:   key.NewBinding(key.WithKeys("/"), key.WithHelp("/", "filter")),
-		Open:     key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "open")),
-		Back:     key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "back")),
-		NextPage: key.NewBinding(key.WithKeys("n", "pgdown"), key.WithHelp("n/pgdn", "next page")),
-		PrevPage: key.NewBinding(key.WithKeys("p", "pgup"), key.WithHelp("p/pgup", "previous page")),
-		Held:     key.NewBinding(key.WithKeys("H"), key.WithHelp("H", "held only")),
-		Retry:    key.NewBinding(key.WithKeys("R"), key.WithHelp("R", "retry now")),
-		Hold:     key.NewBinding(key.WithKeys("h"), key.WithHelp("h", "hold")),
-		Release:  key.NewBinding(key.WithKeys("u"), key.WithHelp("u", "release")),
-		Cancel:   key.NewBinding(key.WithKeys("c"), key.WithHelp("c", "cancel (unqueue)")),
-		Delete:   key.NewBinding(key.WithKeys("D"), key.WithHelp("D", "delete")),
-		Confirm:  key.NewBinding(key.WithKeys("y"), key.WithHelp("y", "confirm")),
+		Filter:     key.NewBinding(key.WithKeys("/"), key.WithHelp("/", "filter")),
+		Open:       key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "open")),
+		Back:       key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "back")),
+		NextPage:   key.NewBinding(key.WithKeys("n", "pgdown"), key.WithHelp("n/pgdn", "next page")),
+		PrevPage:   key.NewBinding(key.WithKeys("p", "pgup"), key.WithHelp("p/pgup", "previous page")),
+		Held:       key.NewBinding(key.WithKeys("H"), key.WithHelp("H", "held only")),
+		Retry:      key.NewBinding(key.WithKeys("R"), key.WithHelp("R", "retry now")),
+		Hold:       key.NewBinding(key.WithKeys("h"), key.WithHelp("h", "hold")),
+		Release:    key.NewBinding(key.WithKeys("u"), key.WithHelp("u", "release")),
+		Cancel:     key.NewBinding(key.WithKeys("c"), key.WithHelp("c", "cancel (unqueue)")),
+		Delete:     key.NewBinding(key.WithKeys("D"), key.WithHelp("D", "delete")),
+		Unsuppress: key.NewBinding(key.WithKeys("S"), key.WithHelp("S", "unsuppress recipient")),
+		Confirm:    key.NewBinding(key.WithKeys("y"), key.WithHelp("y", "confirm")),
 	}
 	for i := range min(n, 9) {
 		k := fmt.Sprint(i + 1)
@@ -130,7 +133,7 @@ func (k KeyMap) FullHelp() [][]key.Binding {
 	return [][]key.Binding{
 		{k.Next, k.Prev, jump, k.Refresh, k.Up, k.Down, k.Help, k.Quit},
 		{k.Filter, k.Open, k.Back, k.NextPage, k.PrevPage, k.Held},
-		{k.Retry, k.Hold, k.Release, k.Cancel, k.Delete, k.Confirm},
+		{k.Retry, k.Hold, k.Release, k.Cancel, k.Delete, k.Unsuppress, k.Confirm},
 	}
 }
 
