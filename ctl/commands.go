@@ -19,6 +19,7 @@ import (
 	"github.com/postalgo/postal/ctl/server"
 	"github.com/postalgo/postal/ctl/setup"
 	"github.com/postalgo/postal/ctl/signingkey"
+	"github.com/postalgo/postal/ctl/stats"
 	"github.com/postalgo/postal/ctl/status"
 	"github.com/postalgo/postal/ctl/suppression"
 	"github.com/postalgo/postal/ctl/trackdomain"
@@ -54,6 +55,7 @@ func commands(f *cli.Factory) []*cobra.Command {
 		status.NewCmd(f, nil),
 		queuecmd.NewCmd(f),
 		message.NewCmd(f),
+		stats.NewCmd(f, nil),
 		tuicmd.NewCmd(f, nil),
 	}
 }

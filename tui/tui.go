@@ -9,6 +9,7 @@ package tui
 
 import (
 	"context"
+	"os"
 	"strings"
 	"time"
 
@@ -49,7 +50,20 @@ type Options struct {
 	Interval time.Duration
 	// Timeout bounds one refresh; default 10 s.
 	Timeout time.Duration
+	// Messages backs the Messages screen (search, detail, actions); nil
+	// leaves that screen saying the database is needed.
+	Messages source.MessageSource
 }
+
+// capturer is a screen that, while it returns true, takes every key (a
+// filter being typed, a question being answered): the root model then acts
+// only on ctrl+c.
+type capturer interface{ Capturing() bool }
+
+// refresher is a screen that reads data of its own; Refresh returns the
+// command that reloads it. The root model calls it when the screen is
+// shown, on every refresh tick while it is shown, and on r.
+type refresher interface{ Refresh() tea.Cmd }
 
 // SnapshotMsg carries the result of one refresh.
 type SnapshotMsg struct {
@@ -78,6 +92,10 @@ type Model struct {
 	err      error
 	fetching bool
 	seq      int
+	showHelp bool
+	// staleDB and staleRedis are when the data kept on screen for a side
+	// that stopped answering was read (zero: that side's data is fresh).
+	staleDB, staleRedis time.Time
 }
 
 // New returns the root model over src with the Overview, Queue and Cron
@@ -90,15 +108,61 @@ func New(ctx context.Context, src source.Source, o Options) *Model {
 		o.Timeout = DefaultTimeout
 	}
 	st := theme.Default()
-	const screens = 3
+	if os.Getenv("NO_COLOR") != "" {
+		st = theme.Plain()
+	}
+	const screens = 5
 	km := theme.DefaultKeyMap(screens)
 	m := &Model{ctx: ctx, src: src, o: o, styles: st, keys: km, help: help.New()}
-	m.screens = []Screen{screen.NewOverview(st, km), screen.NewQueue(st, km), screen.NewCron(st, km)}
+	m.screens = []Screen{screen.NewOverview(st, km), screen.NewQueue(ctx, o.Messages, o.Timeout, st, km), screen.NewCron(st, km),
+		screen.NewMessages(ctx, o.Messages, o.Timeout, st, km), screen.NewShape(st, km)}
 	return m
 }
 
 // Init starts the first refresh.
 func (m *Model) Init() tea.Cmd { return m.fetch() }
+
+// show makes screen i active and returns its own reload, if it has one.
+func (m *Model) show(i int) tea.Cmd {
+	m.active = i
+	return m.refreshActive()
+}
+
+func (m *Model) refreshActive() tea.Cmd {
+	if r, ok := m.screens[m.active].(refresher); ok {
+		return r.Refresh()
+	}
+	return nil
+}
+
+// keepStale carries the last good data of a side that stopped answering
+// into snap, so that it stays on screen, and records when it was read.
+func (m *Model) keepStale(snap *source.Snapshot) {
+	if !m.loaded {
+		return
+	}
+	prev := m.snap
+	if !snap.Redis.OK && prev.Queue != nil {
+		if m.staleRedis.IsZero() {
+			m.staleRedis = prev.Taken
+		}
+		snap.Processes, snap.Leases, snap.Cron, snap.Queue, snap.DeadLetters = prev.Processes, prev.Leases, prev.Cron, prev.Queue, prev.DeadLetters
+		snap.RetryShape = prev.RetryShape
+		snap.Redis.StaleSince = m.staleRedis
+	} else if snap.Redis.OK {
+		m.staleRedis = time.Time{}
+	}
+	if !snap.Database.OK && prev.SQLQueue != nil {
+		if m.staleDB.IsZero() {
+			m.staleDB = prev.Taken
+		}
+		snap.Schema, snap.SQLQueue = prev.Schema, prev.SQLQueue
+		snap.Throughput, snap.Shape, snap.WebhookFailures = prev.Throughput, prev.Shape, prev.WebhookFailures
+		snap.Database.StaleSince = m.staleDB
+	} else if snap.Database.OK {
+		m.staleDB = time.Time{}
+	}
+}
 
 // fetch returns the command that reads one snapshot, or nil when a read is
 // already under way.
@@ -129,6 +193,7 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.fetching = false
 		m.err = msg.Err
 		if msg.Err == nil {
+			m.keepStale(&msg.Snapshot)
 			m.snap, m.loaded = msg.Snapshot, true
 			for _, s := range m.screens {
 				s.SetSnapshot(msg.Snapshot)
@@ -141,28 +206,57 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		if msg.seq != m.seq {
 			return m, nil
 		}
-		return m, m.fetch()
+		return m, tea.Batch(m.fetch(), m.refreshActive())
+	case tea.MouseWheelMsg:
+		switch msg.Button {
+		case tea.MouseWheelUp:
+			return m, m.screens[m.active].Update(tea.KeyPressMsg{Code: tea.KeyUp})
+		case tea.MouseWheelDown:
+			return m, m.screens[m.active].Update(tea.KeyPressMsg{Code: tea.KeyDown})
+		}
+		return m, nil
 	case tea.KeyPressMsg:
+		if c, ok := m.screens[m.active].(capturer); ok && c.Capturing() {
+			if msg.String() == "ctrl+c" {
+				return m, tea.Quit
+			}
+			return m, m.screens[m.active].Update(msg)
+		}
+		if m.showHelp {
+			// Any key closes the help page; q still quits.
+			m.showHelp = false
+			if key.Matches(msg, m.keys.Quit) {
+				return m, tea.Quit
+			}
+			return m, nil
+		}
 		switch {
 		case key.Matches(msg, m.keys.Quit):
 			return m, tea.Quit
+		case key.Matches(msg, m.keys.Help):
+			m.showHelp = true
+			return m, nil
 		case key.Matches(msg, m.keys.Next):
-			m.active = (m.active + 1) % len(m.screens)
-			return m, nil
+			return m, m.show((m.active + 1) % len(m.screens))
 		case key.Matches(msg, m.keys.Prev):
-			m.active = (m.active + len(m.screens) - 1) % len(m.screens)
-			return m, nil
+			return m, m.show((m.active + len(m.screens) - 1) % len(m.screens))
 		case key.Matches(msg, m.keys.Refresh):
-			return m, m.fetch()
+			return m, tea.Batch(m.fetch(), m.refreshActive())
 		}
 		for i, b := range m.keys.Screens {
 			if key.Matches(msg, b) && i < len(m.screens) {
-				m.active = i
-				return m, nil
+				return m, m.show(i)
 			}
 		}
+		return m, m.screens[m.active].Update(msg)
 	}
-	return m, m.screens[m.active].Update(msg)
+	// Answers of screens' own commands go to every screen: the one that
+	// asked may no longer be active.
+	var cmds []tea.Cmd
+	for _, s := range m.screens {
+		cmds = append(cmds, s.Update(msg))
+	}
+	return m, tea.Batch(cmds...)
 }
 
 // bodyHeight is the height left to screens: the frame takes a tab bar, a
@@ -173,6 +267,7 @@ func (m *Model) bodyHeight() int { return max(0, m.height-4) }
 func (m *Model) View() tea.View {
 	v := tea.NewView(m.frame())
 	v.AltScreen = true
+	v.MouseMode = tea.MouseModeCellMotion
 	v.WindowTitle = "postal"
 	return v
 }
@@ -191,6 +286,16 @@ func (m *Model) frame() string {
 	}
 	bar := lipgloss.JoinHorizontal(lipgloss.Top, tabs...)
 	body := m.screens[m.active].View()
+	if m.showHelp {
+		h := m.help
+		h.SetWidth(m.width)
+		lines := append([]string{m.styles.Section.Render("Keys (any key closes)"), ""}, strings.Split(h.FullHelpView(m.keys.FullHelp()), "\n")...)
+		lines, _ = theme.Clip(lines, 0, m.width, m.bodyHeight())
+		for len(lines) < m.bodyHeight() {
+			lines = append(lines, "")
+		}
+		body = strings.Join(lines, "\n")
+	}
 
 	var status string
 	switch {
@@ -204,10 +309,34 @@ func (m *Model) frame() string {
 	h := m.help
 	h.SetWidth(max(0, m.width-lipgloss.Width(status)-3))
 	footer := status + "   " + h.ShortHelpView(m.keys.ShortHelp())
-	lines, _ := theme.Clip([]string{bar, ""}, 0, m.width, 2)
+	lines, _ := theme.Clip([]string{bar, m.banner()}, 0, m.width, 2)
 	out := append(lines, body, "")
 	foot, _ := theme.Clip([]string{footer}, 0, m.width, 1)
 	return strings.Join(append(out, foot...), "\n")
+}
+
+// banner is the line under the tab bar: empty while both sides answer,
+// else which side is down and since when the data shown is stale.
+func (m *Model) banner() string {
+	var parts []string
+	for _, side := range []struct {
+		name  string
+		h     source.Health
+		stale time.Time
+	}{{"Database", m.snap.Database, m.staleDB}, {"Redis", m.snap.Redis, m.staleRedis}} {
+		if !m.loaded || side.h.OK {
+			continue
+		}
+		p := side.name + " unreachable"
+		if !side.stale.IsZero() {
+			p += ": data from " + side.stale.Format("15:04:05") + " (stale)"
+		}
+		parts = append(parts, p)
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return m.styles.Bad.Render("! " + strings.Join(parts, " · "))
 }
 
 func oneLine(s string) string { return strings.ReplaceAll(s, "\n", "; ") }

@@ -70,7 +70,37 @@ func healthy() source.Snapshot {
 			{Kind: queue.Outgoing, Job: queue.Job{ID: 812, Domain: "example.net"}, Count: 10, Reason: "delivered 10 times (max 10)", Time: taken.Add(-4 * time.Minute)},
 			{Kind: queue.Webhooks, Job: queue.Job{ID: 31}, Count: 10, Reason: "delivered 10 times (max 10)", Time: taken.Add(-2 * time.Hour)},
 		},
+		RetryShape: []queue.RetryBucket{{Due: taken, Count: 1}, {Due: taken.Add(time.Minute), Count: 2}, {Due: taken.Add(5 * time.Minute), Count: 0},
+			{Due: taken.Add(15 * time.Minute), Count: 3}, {Due: taken.Add(time.Hour)}, {Due: taken.Add(6 * time.Hour)}, {Count: 0}},
+		Throughput: series(),
+		Shape: &store.QueueShape{Buckets: store.ShapeBuckets(),
+			Total: store.ShapeRow{Domain: "TOTAL", Total: 42, Counts: []int64{30, 5, 3, 2, 1, 1, 0, 0, 0, 0}},
+			Domains: []store.ShapeRow{
+				{Scope: "outgoing", Domain: "gmail.example", Total: 25, Counts: []int64{20, 3, 1, 1, 0, 0, 0, 0, 0, 0}},
+				{Scope: "outgoing", Domain: "slow.example", Total: 12, Counts: []int64{6, 2, 2, 1, 1, 0, 0, 0, 0, 0}},
+				{Scope: "incoming", Domain: "", Total: 5, Counts: []int64{4, 0, 0, 0, 0, 1, 0, 0, 0, 0}},
+			}},
+		WebhookFailures: []*store.WebhookRequest{{ID: 9, Event: "MessageSent", URL: "https://hooks.acme.example/postal",
+			Attempts: 3, Error: "POST: 502 Bad Gateway", CreatedAt: taken.Add(-7 * time.Minute)}},
 	}
+}
+
+// series is an hour of traffic with a spike and some failures.
+func series() *store.Series {
+	sr := &store.Series{Start: taken.Add(-59 * time.Minute).Truncate(time.Minute), Step: time.Minute}
+	for i := range 60 {
+		sr.Accepted = append(sr.Accepted, int64(20+i%7*3))
+		sr.Sent = append(sr.Sent, int64(18+i%7*3))
+		sr.SoftFail = append(sr.SoftFail, int64(i%5/4))
+		sr.HardFail = append(sr.HardFail, int64(i%13/12))
+		held := int64(0)
+		if i > 40 && i < 45 {
+			held = int64(10 * (i - 40))
+		}
+		sr.Held = append(sr.Held, held)
+		sr.Bounced = append(sr.Bounced, 0)
+	}
+	return sr
 }
 
 // redisDown is what the live source returns when Redis does not answer.
@@ -135,9 +165,9 @@ func TestFramesAt80x24(t *testing.T) {
 		{"overview", []tea.Msg{size, tui.SnapshotMsg{Snapshot: healthy()}}},
 		{"queue", []tea.Msg{size, tui.SnapshotMsg{Snapshot: healthy()}, tab}},
 		{"cron", []tea.Msg{size, tui.SnapshotMsg{Snapshot: healthy()}, tab, tab}},
-		{"cron", []tea.Msg{size, tui.SnapshotMsg{Snapshot: healthy()}, backTab}},
+		{"cron", []tea.Msg{size, tui.SnapshotMsg{Snapshot: healthy()}, backTab, backTab, backTab}},
 		{"cron", []tea.Msg{size, tui.SnapshotMsg{Snapshot: healthy()}, press('3')}},
-		{"overview", []tea.Msg{size, tui.SnapshotMsg{Snapshot: healthy()}, tab, tab, tab}},
+		{"overview", []tea.Msg{size, tui.SnapshotMsg{Snapshot: healthy()}, tab, tab, tab, tab, tab}},
 		{"overview_redis_down", []tea.Msg{size, tui.SnapshotMsg{Snapshot: redisDown()}}},
 		{"queue_redis_down", []tea.Msg{size, tui.SnapshotMsg{Snapshot: redisDown()}, press('2')}},
 		{"cron_redis_down", []tea.Msg{size, tui.SnapshotMsg{Snapshot: redisDown()}, press('3')}},

@@ -1,6 +1,7 @@
 // Package message is `postalctl message`: show one message with its
-// deliveries (never its body unless --raw), release a held message back to
-// the queue, and list a server's messages. A message is named by its numeric
+// deliveries (never its body unless --raw), search messages (filters and
+// keyset pages), and act on one: retry now, hold, release, cancel, delete.
+// The actions run through the same code as the TUI's (source.Live.Act). A message is named by its numeric
 // id or by its token. Exit codes: 0 done, 1 not found or failure, 2 usage.
 package message
 
@@ -18,8 +19,9 @@ import (
 
 // NewCmd returns the message command with its verbs.
 func NewCmd(f *cli.Factory) *cobra.Command {
-	cmd := &cobra.Command{Use: "message", Short: "Inspect messages and release held ones"}
+	cmd := &cobra.Command{Use: "message", Short: "Find and inspect messages; retry, hold, release, cancel or delete one"}
 	cmd.AddCommand(newShowCmd(f, nil), newReleaseCmd(f, nil), newListCmd(f, nil))
+	cmd.AddCommand(newActCmds(f, nil)...)
 	return cmd
 }
 

@@ -100,7 +100,10 @@ func TestMessageCommands(t *testing.T) {
 			{args: []string{"message", "show", held}, out: []string{"Status:      Held, held", "Details:     Held by a hold rule"}},
 			{args: []string{"message", "ls", "acme/mail"}, json: true},
 			{args: []string{"message", "ls", "acme/mail", "--status", "held"}, out: []string{"Held (held)  m@example.com  held@dest.test  Hello"}},
-			{args: []string{"message", "ls", "acme/mail", "--limit", "1"}, out: []string{"queued@dest.test", "Showing the newest 1; see more with --limit."}},
+			{args: []string{"message", "ls", "acme/mail", "--limit", "1"}, out: []string{"queued@dest.test", "Showing 1; the next page: --before " + queued + "."}},
+			{args: []string{"message", "ls", "acme/mail", "--limit", "1", "--before", queued}, out: []string{"sent@dest.test", "Showing 1; the next page: --before " + sent + "."}},
+			{args: []string{"message", "ls", "--to", "held@dest.test", "--since", "1h", "--scope", "outgoing"}, out: []string{"held@dest.test"}},
+			{args: []string{"message", "ls", "--subject", "Hello", "--from", "m@example.com", "--until", "1h"}, out: []string{"No messages."}},
 			{args: []string{"message", "ls", "acme/mail", "--status", "Bounced"}, out: []string{"No messages."}},
 			{args: []string{"message", "release", held}, json: true},
 			{args: []string{"message", "release", held}, code: 1, errText: "message " + held + " is already queued"},
@@ -109,6 +112,16 @@ func TestMessageCommands(t *testing.T) {
 			{args: []string{"message", "show", "999"}, code: 1, errText: "message 999 not found; list a server's messages with `postalctl message ls ORG/SERVER`"},
 			{args: []string{"message", "show", "no-such-token"}, code: 1, errText: "message no-such-token not found"},
 			{args: []string{"message", "ls", "acme/nope"}, code: 1, errText: "server acme/nope not found"},
+			{args: []string{"message", "hold", queued}, json: true},
+			{args: []string{"message", "hold", queued}, code: 1, errText: "message " + queued + " is not queued (status Held); nothing to hold"},
+			{args: []string{"message", "ls", "--held"}, out: []string{"Held (held)  m@example.com  queued@dest.test"}},
+			{args: []string{"message", "retry", queued}, code: 1, errText: "message " + queued + " is held; release it with `postalctl message release " + queued + "`"},
+			{args: []string{"message", "cancel", queued}, out: []string{"Removed message " + queued + " from the queue (HoldCancelled)."}},
+			{args: []string{"message", "show", queued}, out: []string{"Status:      HoldCancelled", "Queued:      no"}},
+			{args: []string{"message", "retry", sent}, code: 1, errText: "message " + sent + " has status Sent; only queued, SoftFail and HardFail messages can be retried"},
+			{args: []string{"message", "retry", held}, json: true},
+			{args: []string{"message", "delete", sent}, out: []string{"Deleted message " + sent + "."}},
+			{args: []string{"message", "show", sent}, code: 1, errText: "message " + sent + " not found"},
 		})
 		clitest.Golden(t, "message", transcript)
 
@@ -187,8 +200,11 @@ func TestMessageUsageErrors(t *testing.T) {
 		{"show without id", []string{"message", "show"}, "takes a message ID or TOKEN"},
 		{"release two ids", []string{"message", "release", "1", "2"}, "takes a message ID or TOKEN"},
 		{"unknown status", []string{"message", "ls", "acme/mail", "--status", "Lost"}, `--status "Lost" is not a message status`},
-		{"zero limit", []string{"message", "ls", "acme/mail", "--limit", "0"}, "--limit must be between 1 and 10000"},
+		{"zero limit", []string{"message", "ls", "acme/mail", "--limit", "0"}, "--limit must be between 1 and 1000"},
 		{"bad path", []string{"message", "ls", "acme"}, `"acme" is not ORG/SERVER`},
+		{"bad since", []string{"message", "ls", "--since", "yesterday"}, `"yesterday" is neither a duration back from now`},
+		{"bad scope", []string{"message", "ls", "--scope", "sideways"}, `--scope "sideways" is not outgoing or incoming`},
+		{"hold without id", []string{"message", "hold"}, "takes a message ID or TOKEN"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

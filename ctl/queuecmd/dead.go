@@ -72,6 +72,7 @@ func newDeadCmd(f *cli.Factory, runF func(context.Context, *DeadOptions) error) 
 		},
 	}
 	cmd.Flags().IntVar(&o.Limit, "limit", 100, "list at most this many dead letters")
+	cmd.AddCommand(newRequeueCmd(f, nil))
 	return cmd
 }
 

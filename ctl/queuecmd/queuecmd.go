@@ -29,13 +29,17 @@ const redisTimeout = 5 * time.Second
 // NewCmd returns the queue command with its verbs.
 func NewCmd(f *cli.Factory) *cobra.Command {
 	cmd := newStatsCmd(f, nil)
-	cmd.AddCommand(newListCmd(f, nil), newDeadCmd(f, nil))
+	cmd.AddCommand(newListCmd(f, nil), newDeadCmd(f, nil), newShapeCmd(f, nil), newRetryCmd(f, nil))
 	return cmd
 }
 
 // StatsOptions are the parsed arguments of `queue`.
 type StatsOptions struct {
 	Factory *cli.Factory
+	// Watch, when positive, reprints the figures in place at this interval
+	// until interrupted (or Count refreshes have been printed).
+	Watch time.Duration
+	Count int
 }
 
 // Stats is the --json output of `queue`.
@@ -50,7 +54,7 @@ type Stats struct {
 
 func newStatsCmd(f *cli.Factory, runF func(context.Context, *StatsOptions) error) *cobra.Command {
 	o := &StatsOptions{Factory: f}
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "queue",
 		Short: "Show the queue in SQL and in Redis side by side",
 		Long: "Show the queued_messages rows in SQL (total, due now, locked by a worker) beside the Redis\n" +
@@ -58,11 +62,51 @@ func newStatsCmd(f *cli.Factory, runF func(context.Context, *StatsOptions) error
 			"inflight hash; the number of dead letters. `queue ls` lists the rows, `queue dead` the dead letters.",
 		Args: cli.ExactArgs(0, "no arguments (or a verb: ls, dead)"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.Watch != 0 && o.Watch < 100*time.Millisecond {
+				return cli.Usagef("--watch must be at least 100ms (got %s)", o.Watch)
+			}
+			if o.Count < 0 {
+				return cli.Usagef("--count must not be negative (got %d)", o.Count)
+			}
 			if runF != nil {
 				return runF(cmd.Context(), o)
 			}
+			if o.Watch > 0 {
+				return watch(cmd.Context(), o)
+			}
 			return runStats(cmd.Context(), o)
 		},
+	}
+	cmd.Flags().DurationVar(&o.Watch, "watch", 0, "reprint in place every interval (e.g. 2s) until interrupted")
+	cmd.Flags().IntVar(&o.Count, "count", 0, "with --watch, stop after this many refreshes (0: never)")
+	return cmd
+}
+
+// watch reprints the figures every o.Watch, clearing the terminal first
+// when stdout is one, until ctx ends or o.Count refreshes were printed. A
+// refresh that fails prints its error and the loop goes on.
+func watch(ctx context.Context, o *StatsOptions) error {
+	f := o.Factory
+	t := time.NewTicker(o.Watch)
+	defer t.Stop()
+	for i := 1; ; i++ {
+		if f.IO.Terminal {
+			fmt.Fprint(f.IO.Out, "\x1b[H\x1b[2J")
+		}
+		if err := runStats(ctx, o); err != nil {
+			fmt.Fprintf(f.IO.Out, "error: %v\n", err)
+		}
+		if !f.JSON {
+			fmt.Fprintf(f.IO.Out, "\nRefreshed %s; every %s.\n", cli.FormatTime(f.Now()), o.Watch)
+		}
+		if o.Count > 0 && i >= o.Count {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
 	}
 }
 

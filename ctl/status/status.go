@@ -145,7 +145,7 @@ func Run(ctx context.Context, o *Options) error {
 func FromSnapshot(s source.Snapshot, driver string) Result {
 	r := Result{
 		Database:  Database{OK: s.Database.OK, Error: s.Database.Error, Driver: driver},
-		Redis:     Health(s.Redis),
+		Redis:     Health{OK: s.Redis.OK, Error: s.Redis.Error},
 		Processes: []Process{},
 		Leases:    []Lease{},
 		Cron:      []CronTask{},

@@ -36,13 +36,16 @@ func NewCmd(f *cli.Factory, runF func(context.Context, *Options) error) *cobra.C
 	cmd := &cobra.Command{
 		Use:   "tui",
 		Short: "Open the live console: processes, leases, queue and cron at a glance",
-		Long: "Open a full-screen console that refreshes every --interval: an overview (database and Redis\n" +
-			"health, processes, leases, queue totals), the queue (streams, retry set, dead letters) and cron\n" +
-			"(task records). Keys: tab or 1-3 switch screens, ↑/↓ scroll, r refreshes, q quits.",
+		Long: "Open a full-screen console that refreshes every --refresh: 1 the dashboard (health, processes,\n" +
+			"leases, streams, last hour's throughput, top destinations, cron runs, webhook failures), 2 the\n" +
+			"queue (R requeues dead letters), 3 cron, 4 messages (/ filters, H held ones, enter opens; R retry,\n" +
+			"h hold, u release, c cancel, D delete, each confirmed with y) and 5 the queue's shape. Tab or 1-5\n" +
+			"switch screens, ↑/↓ or the mouse wheel scroll, r refreshes, ? lists every key, q quits.\n" +
+			"NO_COLOR turns colours off.",
 		Args: cli.ExactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.Interval < 100*time.Millisecond {
-				return cli.Usagef("--interval must be at least 100ms (got %s)", o.Interval)
+				return cli.Usagef("--refresh must be at least 100ms (got %s)", o.Interval)
 			}
 			if runF != nil {
 				return runF(cmd.Context(), o)
@@ -50,7 +53,9 @@ func NewCmd(f *cli.Factory, runF func(context.Context, *Options) error) *cobra.C
 			return Run(cmd.Context(), o)
 		},
 	}
-	cmd.Flags().DurationVar(&o.Interval, "interval", o.Interval, "time between refreshes")
+	cmd.Flags().DurationVar(&o.Interval, "refresh", o.Interval, "time between refreshes")
+	cmd.Flags().DurationVar(&o.Interval, "interval", o.Interval, "time between refreshes (old name of --refresh)")
+	_ = cmd.Flags().MarkHidden("interval") // the flag exists: this cannot fail
 	return cmd
 }
 
@@ -76,7 +81,8 @@ func Run(ctx context.Context, o *Options) error {
 	} else {
 		lo.Store = st
 	}
-	m := tui.New(ctx, source.NewLive(lo), tui.Options{Interval: o.Interval})
+	live := source.NewLive(lo)
+	m := tui.New(ctx, live, tui.Options{Interval: o.Interval, Messages: live})
 	p := tea.NewProgram(m, tea.WithContext(ctx), tea.WithInput(f.IO.In), tea.WithOutput(f.IO.Out))
 	if _, err := p.Run(); err != nil && !(errors.Is(err, tea.ErrProgramKilled) && ctx.Err() != nil) {
 		return fmt.Errorf("tui: %w", err)

@@ -35,8 +35,9 @@ func TestTUIOptions(t *testing.T) {
 		err      string
 	}{
 		{"default interval", nil, 0, 2 * time.Second, ""},
-		{"interval flag", []string{"--interval", "5s"}, 0, 5 * time.Second, ""},
-		{"interval too short", []string{"--interval", "10ms"}, cli.ExitUsage, 0, "--interval must be at least 100ms"},
+		{"refresh flag", []string{"--refresh", "5s"}, 0, 5 * time.Second, ""},
+		{"old interval flag", []string{"--interval", "5s"}, 0, 5 * time.Second, ""},
+		{"refresh too short", []string{"--refresh", "10ms"}, cli.ExitUsage, 0, "--refresh must be at least 100ms"},
 		{"extra argument", []string{"now"}, cli.ExitUsage, 0, "takes no arguments"},
 	}
 	for _, tt := range tests {

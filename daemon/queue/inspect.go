@@ -221,3 +221,67 @@ func (q *Queue) Consumers(ctx context.Context, kind Kind) ([]ConsumerStats, erro
 	}
 	return out, nil
 }
+
+// RetryBucket counts retry-set entries due before Due (and after the
+// previous bucket's Due); the last bucket of RetryShape has a zero Due and
+// counts everything later.
+type RetryBucket struct {
+	Due   time.Time `json:"due,omitzero"`
+	Count int64     `json:"count"`
+}
+
+// RetryShape counts the retry set by due time: one bucket per bound in
+// within (ascending offsets from now; an entry already due falls in the
+// first), then one for everything later. It reads with ZCOUNT in one round
+// trip and returns a wrapped error when Redis fails.
+func (q *Queue) RetryShape(ctx context.Context, now time.Time, within []time.Duration) ([]RetryBucket, error) {
+	cmds := make([]*redis.IntCmd, 0, len(within)+1)
+	_, err := q.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		lo := "-inf"
+		for _, d := range within {
+			hi := fmt.Sprint(unixMS(now.Add(d)))
+			cmds = append(cmds, p.ZCount(ctx, q.retry, lo, hi))
+			lo = "(" + hi
+		}
+		cmds = append(cmds, p.ZCount(ctx, q.retry, lo, "+inf"))
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("queue: retry shape: %w", err)
+	}
+	out := make([]RetryBucket, len(cmds))
+	for i, c := range cmds {
+		out[i].Count = c.Val()
+		if i < len(within) {
+			out[i].Due = now.Add(within[i])
+		}
+	}
+	return out, nil
+}
+
+// RequeueDead gives dead letters another round: for each, atomically, a new
+// entry on its kind's stream (delivery count starting again), its inflight
+// mark, and the removal of the dead letter. The caller chooses which letters
+// deserve it (those whose SQL row still exists). It returns how many were
+// requeued; on error none of the failed transaction's letters were.
+func (q *Queue) RequeueDead(ctx context.Context, letters ...DeadLetter) (int, error) {
+	n := 0
+	for _, d := range letters {
+		if err := checkKind(d.Kind); err != nil {
+			return n, err
+		}
+		now := unixMS(q.now())
+		_, err := q.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.XAdd(ctx, &redis.XAddArgs{Stream: q.stream(d.Kind), Values: []any{"id", d.Job.ID, "domain", d.Job.Domain}})
+			p.HSet(ctx, q.inflight, inflightField(d.Kind, d.Job.ID), now)
+			p.XDel(ctx, q.dead, d.StreamID)
+			return nil
+		})
+		if err != nil {
+			return n, fmt.Errorf("queue: requeue dead letter %s: %w", d.StreamID, err)
+		}
+		q.metrics.add(cEnqueued, d.Kind, 1)
+		n++
+	}
+	return n, nil
+}

@@ -24,7 +24,7 @@ func (*Cron) Title() string { return "Cron" }
 // content builds the screen's lines from the snapshot.
 func (c *Cron) content() []string {
 	s, st := c.snap, c.styles
-	if !s.Redis.OK {
+	if c.redisDown() != nil {
 		return []string{c.health("Redis  ", s.Redis, ""), "", st.Muted.Render("Leases and task records live in Redis.")}
 	}
 	var lines []string

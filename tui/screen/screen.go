@@ -42,7 +42,8 @@ func (b *base) SetSnapshot(s source.Snapshot) {
 	b.scroll(0)
 }
 
-// Update scrolls on the up and down keys; it returns no command.
+// Update scrolls on the up and down keys (a line) and the page keys (a
+// screen); it returns no command.
 func (b *base) Update(msg tea.Msg) tea.Cmd {
 	if k, ok := msg.(tea.KeyPressMsg); ok {
 		switch {
@@ -50,6 +51,10 @@ func (b *base) Update(msg tea.Msg) tea.Cmd {
 			b.scroll(-1)
 		case key.Matches(k, b.keys.Down):
 			b.scroll(1)
+		case key.Matches(k, b.keys.NextPage):
+			b.scroll(max(1, b.height-1))
+		case key.Matches(k, b.keys.PrevPage):
+			b.scroll(-max(1, b.height-1))
 		}
 	}
 	return nil
@@ -76,7 +81,11 @@ func (b *base) View() string {
 // health renders one side's health line.
 func (b *base) health(name string, h source.Health, extra string) string {
 	if !h.OK {
-		return name + b.styles.Bad.Render("unreachable") + "  " + h.Error
+		stale := ""
+		if !h.StaleSince.IsZero() {
+			stale = " (stale data from " + h.StaleSince.Format("15:04:05") + ")"
+		}
+		return name + b.styles.Bad.Render("unreachable") + stale + "  " + h.Error
 	}
 	s := name + b.styles.OK.Render("ok")
 	if extra != "" {
@@ -86,9 +95,9 @@ func (b *base) health(name string, h source.Health, extra string) string {
 }
 
 // redisDown returns the lines to show instead of Redis data, or nil when
-// Redis answered.
+// Redis answered or its last good data is kept on screen (stale).
 func (b *base) redisDown() []string {
-	if b.snap.Redis.OK {
+	if b.snap.Redis.OK || !b.snap.Redis.StaleSince.IsZero() {
 		return nil
 	}
 	return []string{b.styles.Muted.Render("unavailable while Redis does not answer")}

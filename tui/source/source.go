@@ -55,6 +55,32 @@ type Snapshot struct {
 	Queue *queue.Stats
 	// DeadLetters are the most recent dead letters, newest first.
 	DeadLetters []queue.DeadLetter
+	// RetryShape is the retry set by due time (RetryWithin, then later);
+	// nil when Redis did not answer.
+	RetryShape []queue.RetryBucket
+
+	// Throughput is the last ThroughputMinutes minutes, per minute, the
+	// last bucket being the current (partial) minute; nil when the
+	// database did not answer.
+	Throughput *store.Series
+	// Shape is the SQL backlog by destination and age (the ShapeDomains
+	// largest); nil when the database did not answer.
+	Shape *store.QueueShape
+	// WebhookFailures are the most recent webhook requests whose last
+	// attempt failed, newest first.
+	WebhookFailures []*store.WebhookRequest
+}
+
+// Sizes of the dashboard's figures.
+const (
+	ThroughputMinutes = 60
+	ShapeDomains      = 50
+	WebhookFailures   = 10
+)
+
+// RetryWithin are the due-time bounds of Snapshot.RetryShape.
+func RetryWithin() []time.Duration {
+	return []time.Duration{0, time.Minute, 5 * time.Minute, 15 * time.Minute, time.Hour, 6 * time.Hour}
 }
 
 // Health says whether one side answered.
@@ -62,6 +88,10 @@ type Health struct {
 	OK bool
 	// Error is why it did not ("" when OK).
 	Error string
+	// StaleSince, when set on a side that did not answer, says the side's
+	// fields are the last good read, taken then (the TUI keeps them on
+	// screen); zero when they are empty.
+	StaleSince time.Time
 }
 
 // Lease is who holds a named lease.
@@ -87,6 +117,9 @@ type Store interface {
 	Ping(ctx context.Context) error
 	SchemaStatus(ctx context.Context) (store.SchemaStatus, error)
 	CountQueued(ctx context.Context, now time.Time) (store.QueueCounts, error)
+	QueueShape(ctx context.Context, now time.Time, limit int) (store.QueueShape, error)
+	Throughput(ctx context.Context, serverID int64, start time.Time, step time.Duration, n int) (store.Series, error)
+	FailedWebhookRequests(ctx context.Context, limit int) ([]*store.WebhookRequest, error)
 }
 
 // Defaults for LiveOptions.
@@ -181,6 +214,25 @@ func (l *Live) readSQL(ctx context.Context, snap *Snapshot) {
 		return
 	}
 	snap.SQLQueue = &counts
+	shape, err := l.o.Store.QueueShape(ctx, snap.Taken, ShapeDomains)
+	if err != nil {
+		fail(err)
+		return
+	}
+	snap.Shape = &shape
+	start := snap.Taken.Truncate(time.Minute).Add(-(ThroughputMinutes - 1) * time.Minute)
+	series, err := l.o.Store.Throughput(ctx, 0, start, time.Minute, ThroughputMinutes)
+	if err != nil {
+		fail(err)
+		return
+	}
+	snap.Throughput = &series
+	hooks, err := l.o.Store.FailedWebhookRequests(ctx, WebhookFailures)
+	if err != nil {
+		fail(err)
+		return
+	}
+	snap.WebhookFailures = hooks
 	snap.Database = Health{OK: true}
 }
 
@@ -221,6 +273,11 @@ func (l *Live) readRedis(ctx context.Context, snap *Snapshot) {
 		errs = append(errs, err)
 	}
 	snap.DeadLetters = dead
+	retry, err := l.queue.RetryShape(ctx, snap.Taken, RetryWithin())
+	if err != nil {
+		errs = append(errs, err)
+	}
+	snap.RetryShape = retry
 	if len(errs) > 0 {
 		snap.Redis = Health{Error: errs[0].Error()}
 		return

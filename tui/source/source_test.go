@@ -99,6 +99,15 @@ func TestLiveReadsStoreAndRedis(t *testing.T) {
 		if snap.SQLQueue == nil || snap.SQLQueue.Total != 2 {
 			t.Errorf("SQL queue = %+v, want 2 rows", snap.SQLQueue)
 		}
+		if snap.Shape == nil || snap.Shape.Total.Total != 2 || len(snap.Shape.Domains) != 1 || snap.Shape.Domains[0].Domain != "dest.test" {
+			t.Errorf("shape = %+v, want 2 rows to dest.test", snap.Shape)
+		}
+		if tp := snap.Throughput; tp == nil || len(tp.Accepted) != source.ThroughputMinutes || tp.Accepted[len(tp.Accepted)-1]+tp.Accepted[len(tp.Accepted)-2] != 2 {
+			t.Errorf("throughput = %+v, want the 2 messages in the last minutes", snap.Throughput)
+		}
+		if len(snap.RetryShape) != len(source.RetryWithin())+1 || snap.WebhookFailures == nil {
+			t.Errorf("retry shape %+v, webhook failures %v", snap.RetryShape, snap.WebhookFailures)
+		}
 		if p := snap.Processes[0]; p.ID != "host:1" || p.Roles[0] != "worker" {
 			t.Errorf("process = %+v", p)
 		}

@@ -48,6 +48,14 @@ func Default() Styles {
 	}
 }
 
+// Plain returns styles without colour, for NO_COLOR: emphasis only
+// (bold), so every state still reads from its words.
+func Plain() Styles {
+	b := lipgloss.NewStyle().Bold(true)
+	n := lipgloss.NewStyle()
+	return Styles{Title: b.Padding(0, 1), Tab: n.Padding(0, 1), ActiveTab: b, Section: b, Header: b, OK: n, Warn: n, Bad: b, Muted: n, Footer: n}
+}
+
 // KeyMap lists every key binding of the TUI.
 type KeyMap struct {
 	Quit    key.Binding
@@ -56,6 +64,27 @@ type KeyMap struct {
 	Refresh key.Binding
 	Up      key.Binding
 	Down    key.Binding
+	Help    key.Binding
+	// Filter opens a screen's filter line; Open opens the selected row;
+	// Back closes what Open opened (or cancels a filter being typed).
+	Filter key.Binding
+	Open   key.Binding
+	Back   key.Binding
+	// NextPage and PrevPage page through a paged list; Held toggles the
+	// held-messages preset.
+	NextPage key.Binding
+	PrevPage key.Binding
+	Held     key.Binding
+	// Retry, Hold, Release, Cancel and Delete act on the selected message
+	// once Confirm (y) answers their question.
+	Retry   key.Binding
+	Hold    key.Binding
+	Release key.Binding
+	Cancel  key.Binding
+	Delete  key.Binding
+	// Unsuppress removes the suppression of the message's recipient.
+	Unsuppress key.Binding
+	Confirm    key.Binding
 	// Screens jump straight to a screen by position (1, 2, 3...).
 	Screens []key.Binding
 }
@@ -70,6 +99,21 @@ func DefaultKeyMap(n int) KeyMap {
 		Refresh: key.NewBinding(key.WithKeys("r"), key.WithHelp("r", "refresh")),
 		Up:      key.NewBinding(key.WithKeys("up", "k"), key.WithHelp("↑/k", "scroll")),
 		Down:    key.NewBinding(key.WithKeys("down", "j"), key.WithHelp("↓/j", "scroll")),
+		Help:    key.NewBinding(key.WithKeys("?"), key.WithHelp("?", "all keys")),
+
+		Filter:     key.NewBinding(key.WithKeys("/"), key.WithHelp("/", "filter")),
+		Open:       key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "open")),
+		Back:       key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "back")),
+		NextPage:   key.NewBinding(key.WithKeys("n", "pgdown"), key.WithHelp("n/pgdn", "next page")),
+		PrevPage:   key.NewBinding(key.WithKeys("p", "pgup"), key.WithHelp("p/pgup", "previous page")),
+		Held:       key.NewBinding(key.WithKeys("H"), key.WithHelp("H", "held only")),
+		Retry:      key.NewBinding(key.WithKeys("R"), key.WithHelp("R", "retry now")),
+		Hold:       key.NewBinding(key.WithKeys("h"), key.WithHelp("h", "hold")),
+		Release:    key.NewBinding(key.WithKeys("u"), key.WithHelp("u", "release")),
+		Cancel:     key.NewBinding(key.WithKeys("c"), key.WithHelp("c", "cancel (unqueue)")),
+		Delete:     key.NewBinding(key.WithKeys("D"), key.WithHelp("D", "delete")),
+		Unsuppress: key.NewBinding(key.WithKeys("S"), key.WithHelp("S", "unsuppress recipient")),
+		Confirm:    key.NewBinding(key.WithKeys("y"), key.WithHelp("y", "confirm")),
 	}
 	for i := range min(n, 9) {
 		k := fmt.Sprint(i + 1)
@@ -80,7 +124,17 @@ func DefaultKeyMap(n int) KeyMap {
 
 // ShortHelp is the footer's list of bindings.
 func (k KeyMap) ShortHelp() []key.Binding {
-	return []key.Binding{k.Next, k.Up, k.Refresh, k.Quit}
+	return []key.Binding{k.Next, k.Up, k.Refresh, k.Help, k.Quit}
+}
+
+// FullHelp is every binding, in columns, for the `?` page.
+func (k KeyMap) FullHelp() [][]key.Binding {
+	jump := key.NewBinding(key.WithKeys("1"), key.WithHelp(fmt.Sprintf("1-%d", len(k.Screens)), "jump to screen"))
+	return [][]key.Binding{
+		{k.Next, k.Prev, jump, k.Refresh, k.Up, k.Down, k.Help, k.Quit},
+		{k.Filter, k.Open, k.Back, k.NextPage, k.PrevPage, k.Held},
+		{k.Retry, k.Hold, k.Release, k.Cancel, k.Delete, k.Unsuppress, k.Confirm},
+	}
 }
 
 // Table aligns rows (cells separated by tabs, no trailing newline) into
@@ -159,4 +213,31 @@ func Duration(d time.Duration) string {
 		}
 		return fmt.Sprintf("%dd", days)
 	}
+}
+
+// Sparkline renders values as one block character each (▁ to █, scaled to
+// the largest value; a blank for zero), keeping the last width values.
+func Sparkline(values []int64, width int) string {
+	if width <= 0 {
+		return ""
+	}
+	if len(values) > width {
+		values = values[len(values)-width:]
+	}
+	var top int64
+	for _, v := range values {
+		top = max(top, v)
+	}
+	const bars = "▁▂▃▄▅▆▇█"
+	levels := []rune(bars)
+	var b strings.Builder
+	for _, v := range values {
+		switch {
+		case v <= 0 || top == 0:
+			b.WriteByte(' ')
+		default:
+			b.WriteRune(levels[min(len(levels)-1, int((v*int64(len(levels))-1)/top))])
+		}
+	}
+	return b.String()
 }
