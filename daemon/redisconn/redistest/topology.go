@@ -244,7 +244,7 @@ func StartSentinel(t testing.TB) *Sentinel {
 		})
 	}
 	// The replica must have synced, or a failover finds no good replica.
-	waitUntil(t, "replica in sync",  30*time.Second, func(ctx context.Context) error {
+	waitUntil(t, "replica in sync", 30*time.Second, func(ctx context.Context) error {
 		r := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", replica)})
 		defer r.Close()
 		info, err := r.Info(ctx, "replication").Result()
