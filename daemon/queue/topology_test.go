@@ -20,20 +20,14 @@ import (
 // Cluster and behind Sentinel through redisconn's one client; under
 // Cluster every key the queue wrote hashes to the slot of the {prefix} tag.
 func TestQueueOnClusterAndSentinel(t *testing.T) {
-	for _, tc := range []struct {
-		name  string
-		start func(t *testing.T) redisconn.Options
-	}{
-		{"cluster", func(t *testing.T) redisconn.Options { return redistest.StartCluster(t).Options() }},
-		{"sentinel", func(t *testing.T) redisconn.Options { return redistest.StartSentinel(t).Options() }},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			c, keys := redistest.NewOn(t, tc.start(t))
+	for _, tc := range redistest.Topologies() {
+		t.Run(tc.Name, func(t *testing.T) {
+			c, keys := redistest.NewOn(t, tc.Start(t))
 			lifeCycle(t, c, keys)
-			if _, ok := c.(*redis.ClusterClient); ok != (tc.name == "cluster") {
-				t.Fatalf("client %T for %s", c, tc.name)
+			if _, ok := c.(*redis.ClusterClient); ok != (tc.Name == "cluster") {
+				t.Fatalf("client %T for %s", c, tc.Name)
 			}
-			if tc.name == "cluster" {
+			if tc.Name == "cluster" {
 				assertOneSlot(t, c, keys)
 			}
 		})

@@ -285,3 +285,20 @@ func (s *Sentinel) Failover(ctx context.Context) (string, error) {
 	}
 	return old, nil
 }
+
+// Topology is a Redis deployment a test can start: Start starts private
+// servers for the test and returns the options that reach them.
+type Topology struct {
+	Name  string
+	Start func(t testing.TB) redisconn.Options
+}
+
+// Topologies returns the deployments besides a single node that a
+// package's Redis code must work on: "cluster" (StartCluster) and
+// "sentinel" (StartSentinel).
+func Topologies() []Topology {
+	return []Topology{
+		{"cluster", func(t testing.TB) redisconn.Options { return StartCluster(t).Options() }},
+		{"sentinel", func(t testing.TB) redisconn.Options { return StartSentinel(t).Options() }},
+	}
+}
