@@ -127,8 +127,7 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 
-	rdb, err := redisconn.New(redisconn.Options{URL: cfg.Redis.URL, Addrs: cfg.Redis.Addrs, MasterName: cfg.Redis.MasterName,
-		Username: cfg.Redis.Username, Password: cfg.Redis.Password, DB: cfg.Redis.DB, PoolSize: cfg.Redis.PoolSize})
+	rdb, err := redisconn.New(redisconn.OptionsFrom(cfg.Redis))
 	if err != nil {
 		return &usageError{fmt.Errorf("redis: %w", err)}
 	}
