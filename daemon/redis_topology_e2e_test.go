@@ -54,8 +54,10 @@ func TestPostaldOnClusterAndSentinel(t *testing.T) {
 					}
 				}
 			}
+			began := time.Now()
 			send(0, 10)
 			snk.wait(t, 10, 60*time.Second)
+			t.Logf("%s: 10 messages sent and delivered in %s", tc, time.Since(began).Round(time.Millisecond))
 			if sentinel == nil {
 				return
 			}
