@@ -270,6 +270,14 @@ func buildCron(d *deps) (role, error) {
 	return role{RoleCron, c.Run}, nil
 }
 
+// acceptReady reports whether mail may be accepted: SQL, the record, must be
+// up and migrated. Redis is not asked: intake answers once SQL commits and
+// dispatch catches up through reconciliation when Redis returns (/ready
+// still reports Redis).
+func (d *deps) acceptReady() error {
+	return d.monitor.ReadyOf(checkDatabase, checkSchema)
+}
+
 func buildSMTPServer(d *deps, log *slog.Logger) (role, error) {
 	c := d.cfg.SMTPServer
 	addr := listenAddr(d, c.DefaultBindAddress, c.DefaultPort)
@@ -285,7 +293,7 @@ func buildSMTPServer(d *deps, log *slog.Logger) (role, error) {
 	}
 	srv, err := smtpserver.New(smtpserver.Options{
 		Config: c, Postal: d.cfg.Postal, DNS: d.cfg.DNS, Store: d.store, Intake: d.intakeFor(),
-		Ready: d.monitor.Ready, Log: log, Registerer: d.registry, Listener: ln, ShutdownGrace: d.grace,
+		Ready: d.acceptReady, Log: log, Registerer: d.registry, Listener: ln, ShutdownGrace: d.grace,
 		AuthFailures: authFailures,
 	})
 	if err != nil {

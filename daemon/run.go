@@ -69,6 +69,13 @@ type role struct {
 
 // Run is the whole life of a postald process; it returns nil after a clean
 // shutdown.
+// Names of the dependency checks /ready reports.
+const (
+	checkDatabase = "database"
+	checkSchema   = "schema"
+	checkRedis    = "redis"
+)
+
 func Run(ctx context.Context, o Options) error {
 	lookup := o.env.Lookup
 	if lookup == nil {
@@ -120,8 +127,7 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 
-	rdb, err := redisconn.New(redisconn.Options{URL: cfg.Redis.URL, Addrs: cfg.Redis.Addrs, MasterName: cfg.Redis.MasterName,
-		Username: cfg.Redis.Username, Password: cfg.Redis.Password, DB: cfg.Redis.DB, PoolSize: cfg.Redis.PoolSize})
+	rdb, err := redisconn.New(redisconn.OptionsFrom(cfg.Redis))
 	if err != nil {
 		return &usageError{fmt.Errorf("redis: %w", err)}
 	}
@@ -138,9 +144,9 @@ func Run(ctx context.Context, o Options) error {
 	}
 	d.queue = queue.New(queue.Options{Client: rdb, Keys: keys, MaxDeliveries: int64(cfg.Worker.MaxDeliveries), Log: log, Registerer: reg})
 	d.monitor = health.New(health.Options{Log: log, Gatherer: reg})
-	d.monitor.Add("database", st.Ping)
-	d.monitor.Add("schema", st.CheckSchema)
-	d.monitor.Add("redis", func(ctx context.Context) error { return redisconn.Ping(ctx, rdb) })
+	d.monitor.Add(checkDatabase, st.Ping)
+	d.monitor.Add(checkSchema, st.CheckSchema)
+	d.monitor.Add(checkRedis, func(ctx context.Context) error { return redisconn.Ping(ctx, rdb) })
 	if len(o.Roles) == 1 {
 		d.listenPort, _ = lookup("PORT")
 		d.listenBind, _ = lookup("BIND_ADDRESS")

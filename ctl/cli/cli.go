@@ -202,8 +202,7 @@ func (f *Factory) Store(ctx context.Context) (*store.Store, error) {
 
 // RedisOptions converts the redis section for redisconn.
 func RedisOptions(r config.Redis) redisconn.Options {
-	return redisconn.Options{URL: r.URL, Addrs: r.Addrs, MasterName: r.MasterName, Username: r.Username,
-		Password: r.Password, DB: r.DB, PoolSize: r.PoolSize}
+	return redisconn.OptionsFrom(r)
 }
 
 // Redis returns the Redis client and our key namer.

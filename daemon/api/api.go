@@ -331,13 +331,20 @@ func (h *Handler) touch(id int64) {
 	}()
 }
 
-// limit applies the per-credential rate limit. When Redis fails the
-// request is let through (and logged): the limit protects, it must not
-// take the API down with Redis.
+// limitTimeout bounds the rate limit's Redis calls for one request, so a
+// Redis that hangs (rather than refusing connections) delays a request by
+// at most this much before it is let through.
+const limitTimeout = 500 * time.Millisecond
+
+// limit applies the per-credential rate limit. When Redis fails or does
+// not answer within limitTimeout the request is let through (and logged):
+// the limit protects, it must not take the API down with Redis.
 func (h *Handler) limit(ctx context.Context, auth *store.APIAuth) error {
 	if h.o.Limiter == nil {
 		return nil
 	}
+	ctx, cancel := context.WithTimeout(ctx, limitTimeout)
+	defer cancel()
 	subject := auth.Credential.UUID
 	over, err := h.o.Limiter.Exceeded(ctx, subject)
 	if err != nil {

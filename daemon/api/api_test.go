@@ -19,6 +19,7 @@ import (
 
 	"github.com/postalgo/postal/daemon/api"
 	"github.com/postalgo/postal/daemon/ratelimit"
+	"github.com/postalgo/postal/daemon/redisconn"
 	"github.com/postalgo/postal/daemon/redisconn/redistest"
 	"github.com/postalgo/postal/daemon/store"
 )
@@ -653,6 +654,30 @@ func TestRateLimit(t *testing.T) {
 			t.Fatal(err)
 		}
 		wantError(t, e.postJSON("messages/message", map[string]any{"id": 1}, "X-Server-API-Key", "AnotherApiKey00000000000"), "MessageNotFound", "")
+	})
+}
+
+// With Redis gone the rate limit fails open: sends are accepted (SQL is
+// the record), never refused because the limit could not be counted.
+func TestRateLimitFailsOpenWhenRedisIsDown(t *testing.T) {
+	eachWith(t, envOptions{tune: func(t testing.TB, o *api.Options) {
+		srv := redistest.StartServer(t)
+		rc, err := redisconn.New(redisconn.Options{URL: srv.URL})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = rc.Close() })
+		w, err := ratelimit.New(ratelimit.Options{Client: rc, Keys: redisconn.NewKeys("api"), Name: "api-requests", Max: 1, Window: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Limiter, o.RetryAfter = w, 30*time.Second
+		srv.Kill()
+	}}, func(t *testing.T, e *env) {
+		body := map[string]any{"to": []string{"a@dest.test"}, "from": "alice@example.com", "plain_body": "x"}
+		for range 3 { // past Max: nothing was counted
+			success(t, e.postJSON("send/message", body))
+		}
 	})
 }
 

@@ -141,6 +141,25 @@ func (m *Monitor) Ready() error {
 	return nil
 }
 
+// ReadyOf is Ready restricted to the named checks: nil when each of them
+// passed in the last round (a name never added counts as passing), else an
+// error naming the first failing one in name order. Roles whose work does not
+// need every dependency use it, e.g. the smtp-server accepts mail while SQL
+// is up even when Redis is down.
+func (m *Monitor) ReadyOf(names ...string) error {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	for _, c := range m.checks {
+		if !slices.Contains(names, c.name) {
+			continue
+		}
+		if err := m.results[c.name]; err != nil {
+			return fmt.Errorf("%s: %w", c.name, err)
+		}
+	}
+	return nil
+}
+
 // Status is the /ready response body.
 type Status struct {
 	Ready  bool              `json:"ready"`

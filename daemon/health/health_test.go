@@ -38,11 +38,14 @@ func TestReadyFollowsChecks(t *testing.T) {
 		name      string
 		redis, db bool
 		want      string
+		// dbOnly is ReadyOf("database"), what the smtp-server accepts by.
+		dbOnly string
 	}{
-		{"all up", false, false, ""},
-		{"redis down", true, false, "redis: connection refused"},
-		{"both down: first by name", true, true, "database: disk full"},
-		{"recovered", false, false, ""},
+		{"all up", false, false, "", ""},
+		{"redis down", true, false, "redis: connection refused", ""},
+		{"both down: first by name", true, true, "database: disk full", "database: disk full"},
+		{"database down", false, true, "database: disk full", "database: disk full"},
+		{"recovered", false, false, "", ""},
 	}
 	for _, tt := range tests {
 		redisDown.Store(tt.redis)
@@ -51,6 +54,10 @@ func TestReadyFollowsChecks(t *testing.T) {
 		err := m.Ready()
 		if (tt.want == "") != (err == nil) || (err != nil && err.Error() != tt.want) {
 			t.Fatalf("%s: Ready = %v, want %q", tt.name, err, tt.want)
+		}
+		err = m.ReadyOf("database", "never-added")
+		if (tt.dbOnly == "") != (err == nil) || (err != nil && err.Error() != tt.dbOnly) {
+			t.Fatalf("%s: ReadyOf(database) = %v, want %q", tt.name, err, tt.dbOnly)
 		}
 	}
 }

@@ -17,6 +17,8 @@ import (
 	"sync"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/postalgo/postal/config"
 )
 
 // Options selects and configures a Redis deployment. Exactly one of URL and
@@ -38,6 +40,18 @@ type Options struct {
 	DB int
 	// PoolSize bounds the connections per node; zero keeps go-redis' default.
 	PoolSize int
+}
+
+// OptionsFrom returns the options for the redis section r. The url, which
+// has a default, is used only when addrs is empty: addrs (with master_name
+// for Sentinel) select Sentinel or Cluster over it.
+func OptionsFrom(r config.Redis) Options {
+	o := Options{URL: r.URL, Addrs: r.Addrs, MasterName: r.MasterName, Username: r.Username,
+		Password: r.Password, DB: r.DB, PoolSize: r.PoolSize}
+	if len(o.Addrs) > 0 {
+		o.URL = ""
+	}
+	return o
 }
 
 // New returns a client for the deployment described by o. It does not

@@ -2,6 +2,7 @@ package redisconn_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/postalgo/postal/config"
 	"github.com/postalgo/postal/daemon/redisconn"
 	"github.com/postalgo/postal/daemon/redisconn/redistest"
 )
@@ -145,5 +147,42 @@ func TestPingFailsWhenRedisIsGone(t *testing.T) {
 	defer cancel()
 	if err := redisconn.Ping(ctx, c); err == nil || !strings.Contains(err.Error(), "redis: ping") {
 		t.Fatalf("Ping after kill = %v, want a wrapped error", err)
+	}
+}
+
+// The redis section's url has a default; addrs (with master_name for
+// Sentinel) must win over it, or a Cluster or Sentinel configuration
+// would be refused as "both a url and addrs".
+func TestOptionsFromPrefersAddrsOverTheDefaultURL(t *testing.T) {
+	d := config.Defaults().Redis
+	if d.URL == "" {
+		t.Fatal("the default redis url is empty; this test assumes one")
+	}
+	cluster := d
+	cluster.Addrs = []string{"127.0.0.1:7000", "127.0.0.1:7001"}
+	sentinel := cluster
+	sentinel.MasterName = "mymaster"
+	for _, tt := range []struct {
+		name    string
+		in      config.Redis
+		wantURL string
+		kind    string
+	}{
+		{"url only", d, d.URL, "*redis.Client"},
+		{"cluster", cluster, "", "*redis.ClusterClient"},
+		{"sentinel", sentinel, "", "*redis.Client"},
+	} {
+		o := redisconn.OptionsFrom(tt.in)
+		if o.URL != tt.wantURL || !slices.Equal(o.Addrs, tt.in.Addrs) || o.MasterName != tt.in.MasterName {
+			t.Fatalf("%s: OptionsFrom = %+v", tt.name, o)
+		}
+		c, err := redisconn.New(o)
+		if err != nil {
+			t.Fatalf("%s: New: %v", tt.name, err)
+		}
+		if got := fmt.Sprintf("%T", c); got != tt.kind {
+			t.Errorf("%s: client %s, want %s", tt.name, got, tt.kind)
+		}
+		_ = c.Close()
 	}
 }

@@ -6,8 +6,9 @@
 //   - Durable acceptance. A client is told 250 at the end of DATA (or BDAT
 //     LAST) only after Intake.Submit returned nil, i.e. after the raw message,
 //     one message row per recipient and their queued rows were committed in
-//     SQL (intake dispatches them to Redis afterwards). When Options.Ready reports the database or Redis
-//     down, or Submit fails, the reply is 451 4.3.0 and nothing was stored; a
+//     SQL (intake dispatches them to Redis afterwards, so Redis is not on
+//     the path of acceptance). When Options.Ready reports a dependency down
+//     (postald asks only about the database), or Submit fails, the reply is 451 4.3.0 and nothing was stored; a
 //     client that disconnects before the end of the data stores nothing.
 //   - Recipients are classified per RCPT in Postal's order: a return-path
 //     address (<server token>[+<message token>]@dns.return_path_domain or

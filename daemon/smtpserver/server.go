@@ -58,9 +58,9 @@ type Options struct {
 	Store Store
 	// Intake is required.
 	Intake Intake
-	// Ready reports whether the database and Redis are reachable; a non-nil
-	// error makes MAIL and the end of DATA answer 451 4.3.0. Nil means
-	// always ready.
+	// Ready reports whether mail can be made durable (postald: the database
+	// is reachable and migrated; Redis is not asked); a non-nil error makes
+	// MAIL and the end of DATA answer 451 4.3.0. Nil means always ready.
 	Ready func() error
 	// Log receives connection logs and errors; nil discards.
 	Log *slog.Logger

@@ -173,7 +173,9 @@ func (s *session) authBlocked() bool {
 		return true
 	}
 	if l := s.srv.o.AuthFailures; l != nil && s.tc.key.IsValid() {
-		x, err := l.Exceeded(s.ctx, s.tc.key.String())
+		ctx, cancel := context.WithTimeout(s.ctx, sharedLimitTimeout)
+		defer cancel()
+		x, err := l.Exceeded(ctx, s.tc.key.String())
 		if err != nil {
 			s.srv.log.Warn("shared AUTH failure count unavailable; using this process's", "err", err)
 		}
@@ -181,6 +183,11 @@ func (s *session) authBlocked() bool {
 	}
 	return false
 }
+
+// sharedLimitTimeout bounds one call to the shared AUTH failure count, so
+// that a Redis that hangs delays an AUTH by at most this much before the
+// process's own count decides alone.
+const sharedLimitTimeout = 500 * time.Millisecond
 
 // reserveAuthAttempt counts one AUTH failure for the client before its
 // password is checked, in this process's window and the shared one, each
@@ -198,7 +205,9 @@ func (s *session) reserveAuthAttempt() (release func(), ok bool) {
 	var shared string
 	l := s.srv.o.AuthFailures
 	if l != nil && key.IsValid() {
-		token, ok, err := l.Acquire(s.ctx, key.String())
+		ctx, cancel := context.WithTimeout(s.ctx, sharedLimitTimeout)
+		token, ok, err := l.Acquire(ctx, key.String())
+		cancel()
 		switch {
 		case err != nil:
 			s.srv.log.Warn("shared AUTH failure count unavailable; using this process's", "err", err)
@@ -212,7 +221,9 @@ func (s *session) reserveAuthAttempt() (release func(), ok bool) {
 	return func() {
 		s.srv.authFails.release(key, local)
 		if shared != "" {
-			if err := l.Release(s.ctx, key.String(), shared); err != nil {
+			ctx, cancel := context.WithTimeout(s.ctx, sharedLimitTimeout)
+			defer cancel()
+			if err := l.Release(ctx, key.String(), shared); err != nil {
 				s.srv.log.Warn("taking back a shared AUTH attempt failed", "err", err)
 			}
 		}

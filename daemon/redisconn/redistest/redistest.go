@@ -30,8 +30,16 @@ const DefaultURL = "redis://127.0.0.1:6379/0"
 // and the client closed. The test fails at once when Redis does not answer.
 func New(t testing.TB) (redis.UniversalClient, redisconn.Keys) {
 	t.Helper()
-	url := URL()
-	c, err := redisconn.New(redisconn.Options{URL: url})
+	return NewOn(t, redisconn.Options{URL: URL()})
+}
+
+// NewOn is New for the deployment o describes (a Cluster or Sentinel
+// started by StartCluster or StartSentinel, say): a client, a random key
+// prefix whose keys are deleted when the test ends, and a failed test when
+// Redis does not answer within 5 s.
+func NewOn(t testing.TB, o redisconn.Options) (redis.UniversalClient, redisconn.Keys) {
+	t.Helper()
+	c, err := redisconn.New(o)
 	if err != nil {
 		t.Fatalf("redistest: %v", err)
 	}
@@ -39,7 +47,7 @@ func New(t testing.TB) (redis.UniversalClient, redisconn.Keys) {
 	defer cancel()
 	if err := redisconn.Ping(ctx, c); err != nil {
 		_ = c.Close()
-		t.Fatalf("redistest: the test Redis at %s is required (set %s): %v", url, URLEnv, err)
+		t.Fatalf("redistest: the test Redis at %s%v is required (set %s): %v", o.URL, o.Addrs, URLEnv, err)
 	}
 	keys := redisconn.NewKeys("test-" + RandomHex(8))
 	t.Cleanup(func() {
