@@ -319,9 +319,7 @@ func (c *trackedConn) Read(b []byte) (int, error) {
 // between messages, and ends a connection whose message deadline passed.
 func (c *trackedConn) SetReadDeadline(t time.Time) error {
 	if c.commands.Add(1) > int64(c.srv.o.Config.MaxCommands) {
-		if c.hangup(errTooManyCmds.err) {
-			c.srv.metrics.clientErrors.WithLabelValues(errTooManyCmds.label).Inc()
-		}
+		c.refuse(errTooManyCmds)
 		return net.ErrClosed
 	}
 	c.mu.Lock()
@@ -333,9 +331,7 @@ func (c *trackedConn) SetReadDeadline(t time.Time) error {
 	if expired {
 		// A BDAT chunk was cut by the deadline (go-smtp answered it);
 		// the rest of the chunk must not be read as commands.
-		if c.hangup(errDataTimeout.err) {
-			c.srv.metrics.clientErrors.WithLabelValues(errDataTimeout.label).Inc()
-		}
+		c.refuse(errDataTimeout)
 		return net.ErrClosed
 	}
 	return c.setReadDeadline(t)
@@ -358,14 +354,31 @@ func (c *trackedConn) SetDeadline(t time.Time) error {
 	return c.Conn.SetWriteDeadline(t)
 }
 
+// refuse ends the connection with r's reply, counting r as a client
+// error before the client can read the reply (unless the connection was
+// already hung up).
+func (c *trackedConn) refuse(r refusal) {
+	c.hangupCounting(r.label, r.err)
+}
+
 // hangup writes replies to the client, through TLS when the connection
 // has it, and closes the connection. Only the first call does anything;
 // it reports whether this was it. Before any session a connection that
 // started TLS is closed without a reply (there is no TLS layer here to
 // write through).
 func (c *trackedConn) hangup(replies ...*smtp.SMTPError) bool {
+	return c.hangupCounting("", replies...)
+}
+
+// hangupCounting is hangup that first counts a client error labelled
+// label (none when empty), so the count is there once the client sees the
+// reply.
+func (c *trackedConn) hangupCounting(label string, replies ...*smtp.SMTPError) bool {
 	if !c.hungUp.CompareAndSwap(false, true) {
 		return false
+	}
+	if label != "" {
+		c.srv.metrics.clientErrors.WithLabelValues(label).Inc()
 	}
 	var w net.Conn
 	if e := c.engine.Load(); e != nil {
@@ -436,8 +449,8 @@ func (c *trackedConn) dataTimedOut(gen uint64) {
 	c.mu.Lock()
 	live := c.inData && c.dataGen == gen && c.dataEngine
 	c.mu.Unlock()
-	if live && c.hangup(errDataTimeout.err) {
-		c.srv.metrics.clientErrors.WithLabelValues(errDataTimeout.label).Inc()
+	if live {
+		c.refuse(errDataTimeout)
 	}
 }
 

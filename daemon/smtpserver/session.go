@@ -323,8 +323,7 @@ func (s *session) Data(r io.Reader) error {
 	case errors.Is(err, smtp.ErrTooLongLine):
 		return s.reject(errLineTooLong)
 	case isTimeout(err):
-		s.srv.metrics.clientErrors.WithLabelValues(errDataTimeout.label).Inc()
-		s.hangup(errDataTimeout.err)
+		s.tc.refuse(errDataTimeout)
 		return errDataTimeout.err
 	case err != nil:
 		// The client went away or aborted the transfer: nothing is stored.
