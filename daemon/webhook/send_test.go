@@ -326,3 +326,44 @@ func TestSendBoundsConcurrentSigning(t *testing.T) {
 		t.Errorf("signer: at most %d at once over %d calls, want 2 over %d", most, calls, n)
 	}
 }
+
+// clockSigner signs with key and moves a fake clock on by step per body,
+// as a wait for the CPU would.
+type clockSigner struct {
+	webhook.Signer
+	mu   sync.Mutex
+	now  time.Time
+	step time.Duration
+}
+
+func (c *clockSigner) SignSHA256(body []byte) string {
+	c.mu.Lock()
+	c.now = c.now.Add(c.step)
+	c.mu.Unlock()
+	return c.Signer.SignSHA256(body)
+}
+
+func (c *clockSigner) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func TestSendDurationLeavesOutSigning(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer srv.Close()
+	cs := &clockSigner{Signer: key(t), now: time.Unix(1_700_000_000, 0), step: time.Minute}
+	c, err := webhook.NewClient(webhook.ClientOptions{Signer: cs, Now: cs.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	res := c.Send(context.Background(), request(srv.URL+"/hook"))
+	if !res.OK() {
+		t.Fatalf("result = %+v", res)
+	}
+	// A minute spent signing must not count: the receiver is not slow.
+	if res.Duration != 0 {
+		t.Errorf("duration = %s, want 0 (signing left out)", res.Duration)
+	}
+}
