@@ -10,6 +10,11 @@
 // keep signing with crypto/rsa, which yields byte-identical signatures
 // (PKCS #1 v1.5 is deterministic).
 //
+// NewBackgroundSigner signs at a lower CPU priority (webhook signatures,
+// two per request, which must not slow the mail delivery running in the
+// same process): each signature runs on a short-lived C thread whose nice
+// value is raised, so no thread Go schedules on ever runs with it.
+//
 // Nothing links against libcrypto at build time: building needs a C compiler
 // only, and a binary built here runs where libcrypto is absent.
 package libcrypto

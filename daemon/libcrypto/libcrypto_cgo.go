@@ -3,11 +3,16 @@
 package libcrypto
 
 /*
-#cgo LDFLAGS: -ldl
+#cgo LDFLAGS: -ldl -lpthread
 #include <dlfcn.h>
+#include <errno.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 // The few libcrypto entry points used, resolved with dlsym. Their signatures
 // are the same in OpenSSL 1.1 and 3.x.
@@ -84,6 +89,51 @@ static int postal_libcrypto_sign(postal_libcrypto *lc, int nid, const unsigned c
 	return ok;
 }
 
+// A signature made on a thread of its own whose nice value is raised by
+// nice (to at most 19), so under load the kernel runs the process's other
+// threads first. The thread exists for the one signature: no thread of Go's
+// ever runs with the lowered priority.
+typedef struct {
+	postal_libcrypto *lc;
+	int nid;
+	const unsigned char *m;
+	unsigned int mlen;
+	unsigned char *sig;
+	unsigned int *siglen;
+	void *k;
+	char *errbuf;
+	size_t errn;
+	int nice;
+	int ok;
+} postal_libcrypto_job;
+
+static void *postal_libcrypto_job_run(void *arg) {
+	postal_libcrypto_job *j = arg;
+	id_t tid = (id_t)syscall(SYS_gettid);
+	errno = 0;
+	int cur = getpriority(PRIO_PROCESS, tid);
+	if (errno == 0) {
+		int want = cur + j->nice;
+		if (want > 19) {
+			want = 19;
+		}
+		setpriority(PRIO_PROCESS, tid, want); // best effort: a refusal signs at the usual priority
+	}
+	j->ok = postal_libcrypto_sign(j->lc, j->nid, j->m, j->mlen, j->sig, j->siglen, j->k, j->errbuf, j->errn);
+	return NULL;
+}
+
+static int postal_libcrypto_sign_nice(postal_libcrypto *lc, int nid, const unsigned char *m, unsigned int mlen,
+                                      unsigned char *sig, unsigned int *siglen, void *k, char *errbuf, size_t errn, int nice) {
+	postal_libcrypto_job j = {lc, nid, m, mlen, sig, siglen, k, errbuf, errn, nice, 0};
+	pthread_t t;
+	if (pthread_create(&t, NULL, postal_libcrypto_job_run, &j) != 0) {
+		return postal_libcrypto_sign(lc, nid, m, mlen, sig, siglen, k, errbuf, errn);
+	}
+	pthread_join(t, NULL);
+	return j.ok;
+}
+
 static void postal_libcrypto_free(postal_libcrypto *lc, void *k) {
 	lc->rsa_free(k);
 }
@@ -141,6 +191,23 @@ func (l *Library) Version() string { return l.version }
 // The libcrypto copy of the key is freed when the signer is garbage
 // collected.
 func (l *Library) NewSigner(key *rsa.PrivateKey) (crypto.Signer, error) {
+	return l.newSigner(key, 0)
+}
+
+// NewBackgroundSigner is NewSigner for work that must yield the CPU to the
+// rest of the process: each signature is made on a short-lived thread of
+// its own whose nice value is raised by BackgroundNice (best effort), so
+// under load the kernel runs the process's other threads first. A thread
+// costs some tens of microseconds, a 2048-bit signature some hundreds.
+func (l *Library) NewBackgroundSigner(key *rsa.PrivateKey) (crypto.Signer, error) {
+	return l.newSigner(key, BackgroundNice)
+}
+
+// BackgroundNice is how much NewBackgroundSigner raises a signing thread's
+// nice value (capped at 19).
+const BackgroundNice = 10
+
+func (l *Library) newSigner(key *rsa.PrivateKey, nice int) (crypto.Signer, error) {
 	if key == nil {
 		return nil, errors.New("libcrypto: nil key")
 	}
@@ -151,7 +218,7 @@ func (l *Library) NewSigner(key *rsa.PrivateKey) (crypto.Signer, error) {
 	if k == nil {
 		return nil, fmt.Errorf("libcrypto: load RSA key: %s", C.GoString(&errbuf[0]))
 	}
-	s := &signer{lc: l.lc, key: k, size: int(C.postal_libcrypto_size(l.lc, k)), pub: &key.PublicKey}
+	s := &signer{lc: l.lc, key: k, size: int(C.postal_libcrypto_size(l.lc, k)), pub: &key.PublicKey, nice: nice}
 	lc := l.lc
 	runtime.AddCleanup(s, func(k unsafe.Pointer) { C.postal_libcrypto_free(lc, k) }, k)
 	if err := selfTest(s, key); err != nil {
@@ -185,6 +252,9 @@ type signer struct {
 	key  unsafe.Pointer // RSA*
 	size int
 	pub  *rsa.PublicKey
+	// nice, when not 0, signs on a thread of its own with this much lower
+	// priority.
+	nice int
 }
 
 func (s *signer) Public() crypto.PublicKey { return s.pub }
@@ -222,8 +292,14 @@ func (s *signer) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byt
 	sig := make([]byte, s.size)
 	var n C.uint
 	var errbuf [256]C.char
-	r := C.postal_libcrypto_sign(s.lc, id, (*C.uchar)(unsafe.Pointer(&digest[0])), C.uint(len(digest)),
-		(*C.uchar)(unsafe.Pointer(&sig[0])), &n, s.key, &errbuf[0], C.size_t(len(errbuf)))
+	var r C.int
+	if s.nice != 0 {
+		r = C.postal_libcrypto_sign_nice(s.lc, id, (*C.uchar)(unsafe.Pointer(&digest[0])), C.uint(len(digest)),
+			(*C.uchar)(unsafe.Pointer(&sig[0])), &n, s.key, &errbuf[0], C.size_t(len(errbuf)), C.int(s.nice))
+	} else {
+		r = C.postal_libcrypto_sign(s.lc, id, (*C.uchar)(unsafe.Pointer(&digest[0])), C.uint(len(digest)),
+			(*C.uchar)(unsafe.Pointer(&sig[0])), &n, s.key, &errbuf[0], C.size_t(len(errbuf)))
+	}
 	runtime.KeepAlive(s)
 	if r != 1 {
 		return nil, fmt.Errorf("libcrypto: sign: %s", C.GoString(&errbuf[0]))

@@ -23,3 +23,12 @@ func (l *Library) Version() string { return "" }
 func (l *Library) NewSigner(*rsa.PrivateKey) (crypto.Signer, error) {
 	return nil, ErrUnavailable
 }
+
+// NewBackgroundSigner always fails in this build.
+func (l *Library) NewBackgroundSigner(*rsa.PrivateKey) (crypto.Signer, error) {
+	return nil, ErrUnavailable
+}
+
+// BackgroundNice is how much NewBackgroundSigner raises a signing thread's
+// nice value.
+const BackgroundNice = 10

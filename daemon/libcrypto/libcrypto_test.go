@@ -184,6 +184,17 @@ func BenchmarkSign2048(b *testing.B) {
 			}
 		}
 	})
+	b.Run("libcrypto_background", func(b *testing.B) {
+		s, err := open(b).NewBackgroundSigner(key)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for b.Loop() {
+			if _, err := s.Sign(nil, digest, crypto.SHA256); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	b.Run("crypto_rsa", func(b *testing.B) {
 		for b.Loop() {
 			if _, err := key.Sign(nil, digest, crypto.SHA256); err != nil {
@@ -191,4 +202,52 @@ func BenchmarkSign2048(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestBackgroundSignerMatches checks that signing on a thread of its own
+// makes the same bytes, from many goroutines at once.
+func TestBackgroundSignerMatches(t *testing.T) {
+	lib := open(t)
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := lib.NewBackgroundSigner(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 10 {
+				for _, h := range []crypto.Hash{crypto.SHA1, crypto.SHA256} {
+					d := h.New()
+					fmt.Fprintf(d, "%d/%d", g, i)
+					digest := d.Sum(nil)
+					got, err := s.Sign(nil, digest, h)
+					if err != nil {
+						errs <- err
+						return
+					}
+					want, err := rsa.SignPKCS1v15(nil, key, h, digest)
+					if err == nil && !bytes.Equal(got, want) {
+						err = fmt.Errorf("%v signature differs from crypto/rsa's", h)
+					}
+					if err != nil {
+						errs <- err
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if _, err := s.Sign(nil, make([]byte, 31), crypto.SHA256); err == nil {
+		t.Error("signed a short digest")
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"runtime"
 	"strings"
 	"time"
 
@@ -160,6 +161,12 @@ type ClientOptions struct {
 	Timeout time.Duration
 	// MaxIdlePerHost is how many idle connections are kept per host (default 8).
 	MaxIdlePerHost int
+	// MaxSigning caps the bodies being signed at once (default half the
+	// CPUs Go may use, at least 1). Two RSA signatures per request are most
+	// of an attempt's CPU, and a libcrypto signature runs on its own thread
+	// outside GOMAXPROCS: unbounded, every concurrent attempt would sign at
+	// once and take the CPU from mail delivery in the same process.
+	MaxSigning int
 	// RootCAs verifies HTTPS receivers (nil: the system's roots).
 	RootCAs *x509.CertPool
 	// Now is the clock for durations (default time.Now).
@@ -170,6 +177,8 @@ type ClientOptions struct {
 type Client struct {
 	o    ClientOptions
 	http *http.Client
+	// signing holds one token per body being signed (MaxSigning).
+	signing chan struct{}
 }
 
 // NewClient returns a Client; it fails without a Signer.
@@ -185,6 +194,9 @@ func NewClient(o ClientOptions) (*Client, error) {
 	}
 	if o.MaxIdlePerHost <= 0 {
 		o.MaxIdlePerHost = 8
+	}
+	if o.MaxSigning <= 0 {
+		o.MaxSigning = max(1, runtime.GOMAXPROCS(0)/2)
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -205,7 +217,7 @@ func NewClient(o ClientOptions) (*Client, error) {
 		// Redirects are never followed: a 3xx is the answer.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
-	return &Client{o: o, http: hc}, nil
+	return &Client{o: o, http: hc, signing: make(chan struct{}, o.MaxSigning)}, nil
 }
 
 // Close releases idle connections.
@@ -248,10 +260,13 @@ func Destination(u string) string {
 }
 
 // Send makes one attempt of r: a signed POST of Body(r). It never returns
-// an error: every failure is a Result with its Outcome. The context bounds
-// the attempt further (a worker shutting down).
+// an error: every failure is a Result with its Outcome. The body is signed
+// first, waiting for one of MaxSigning signing slots; Timeout and
+// Result.Duration cover the HTTP exchange only, so a wait for the CPU is
+// never taken for a slow receiver. The context bounds the attempt further
+// (a worker shutting down): ended while waiting to sign, the attempt is a
+// timeout that sent nothing.
 func (c *Client) Send(ctx context.Context, r Request) Result {
-	start := c.o.Now()
 	if err := CheckURL(r.URL); err != nil {
 		return Result{Outcome: OutcomeInvalid, Excerpt: excerpt([]byte(err.Error()), ExcerptMax)}
 	}
@@ -259,13 +274,18 @@ func (c *Client) Send(ctx context.Context, r Request) Result {
 	if err != nil {
 		return Result{Outcome: OutcomeInvalid, Excerpt: excerpt([]byte(err.Error()), ExcerptMax)}
 	}
+	sig, err := c.sign(ctx, body)
+	if err != nil {
+		return Result{Outcome: OutcomeTimeout, Excerpt: excerpt([]byte("Not sent: "+err.Error()), ExcerptMax)}
+	}
+	start := c.o.Now()
 	ctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.URL, bytes.NewReader(body))
 	if err != nil {
 		return Result{Outcome: OutcomeInvalid, Excerpt: excerpt([]byte(err.Error()), ExcerptMax)}
 	}
-	for k, v := range SignatureHeaders(c.o.Signer, body) {
+	for k, v := range sig {
 		req.Header[k] = v
 	}
 	req.Header.Set("Content-Type", "application/json")
@@ -294,6 +314,18 @@ func (c *Client) Send(ctx context.Context, r Request) Result {
 	// A body cut short by the deadline does not change the outcome: the
 	// status line is the receiver's answer.
 	return res
+}
+
+// sign returns the signature headers of body, made in one of the
+// MaxSigning slots; it fails only when ctx ends while waiting for a slot.
+func (c *Client) sign(ctx context.Context, body []byte) (http.Header, error) {
+	select {
+	case c.signing <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("waiting to sign: %w", ctx.Err())
+	}
+	defer func() { <-c.signing }()
+	return SignatureHeaders(c.o.Signer, body), nil
 }
 
 // classify maps a transport error to an Outcome.

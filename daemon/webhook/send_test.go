@@ -226,3 +226,144 @@ func TestCryptoSignerSignsLikeTheKeyAndFallsBack(t *testing.T) {
 		t.Error("fallback not used when the signer fails")
 	}
 }
+
+// gateSigner signs with key but first counts itself in and waits for a
+// token on release, so a test holds signatures open.
+type gateSigner struct {
+	webhook.Signer
+	release chan struct{}
+	mu      sync.Mutex
+	in, max int
+	calls   int
+}
+
+func (g *gateSigner) SignSHA1(body []byte) string {
+	g.mu.Lock()
+	g.in++
+	g.calls++
+	g.max = max(g.max, g.in)
+	g.mu.Unlock()
+	<-g.release
+	g.mu.Lock()
+	g.in--
+	g.mu.Unlock()
+	return g.Signer.SignSHA1(body)
+}
+
+func (g *gateSigner) state() (in, max, calls int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.in, g.max, g.calls
+}
+
+func TestSendBoundsConcurrentSigning(t *testing.T) {
+	var hits sync.WaitGroup
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer srv.Close()
+	g := &gateSigner{Signer: key(t), release: make(chan struct{})}
+	c, err := webhook.NewClient(webhook.ClientOptions{Signer: g, MaxSigning: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const n = 6
+	results := make(chan webhook.Result, n)
+	for range n {
+		hits.Add(1)
+		go func() {
+			defer hits.Done()
+			results <- c.Send(context.Background(), request(srv.URL+"/hook"))
+		}()
+	}
+	poll := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			<-tick.C
+		}
+	}
+	poll("both signing slots taken", func() bool { in, _, _ := g.state(); return in == 2 })
+
+	// Every slot is held: an attempt whose context is over sends nothing
+	// and never reaches the signer.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	late := make(chan webhook.Result, 1)
+	go func() { late <- c.Send(ctx, request(srv.URL+"/hook")) }()
+	var res webhook.Result
+	poll("the attempt with its context over", func() bool {
+		select {
+		case res = <-late:
+			return true
+		default:
+		}
+		if _, _, calls := g.state(); calls > 2 {
+			t.Fatalf("signer called %d times with 2 slots held, want 2", calls)
+		}
+		return false
+	})
+	if res.Outcome != webhook.OutcomeTimeout || res.Status != 0 {
+		t.Fatalf("send with slots full and context over = %+v, want a timeout", res)
+	}
+	for range n {
+		g.release <- struct{}{}
+	}
+	hits.Wait()
+	close(results)
+	for res := range results {
+		if !res.OK() {
+			t.Errorf("result = %+v", res)
+		}
+	}
+	if _, most, calls := g.state(); most != 2 || calls != n {
+		t.Errorf("signer: at most %d at once over %d calls, want 2 over %d", most, calls, n)
+	}
+}
+
+// clockSigner signs with key and moves a fake clock on by step per body,
+// as a wait for the CPU would.
+type clockSigner struct {
+	webhook.Signer
+	mu   sync.Mutex
+	now  time.Time
+	step time.Duration
+}
+
+func (c *clockSigner) SignSHA256(body []byte) string {
+	c.mu.Lock()
+	c.now = c.now.Add(c.step)
+	c.mu.Unlock()
+	return c.Signer.SignSHA256(body)
+}
+
+func (c *clockSigner) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func TestSendDurationLeavesOutSigning(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer srv.Close()
+	cs := &clockSigner{Signer: key(t), now: time.Unix(1_700_000_000, 0), step: time.Minute}
+	c, err := webhook.NewClient(webhook.ClientOptions{Signer: cs, Now: cs.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	res := c.Send(context.Background(), request(srv.URL+"/hook"))
+	if !res.OK() {
+		t.Fatalf("result = %+v", res)
+	}
+	// A minute spent signing must not count: the receiver is not slow.
+	if res.Duration != 0 {
+		t.Errorf("duration = %s, want 0 (signing left out)", res.Duration)
+	}
+}
