@@ -31,6 +31,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/postalgo/postal/daemon/forwarded"
 	"github.com/postalgo/postal/daemon/store"
 )
 
@@ -360,41 +361,7 @@ func (h *Handler) limit(ctx context.Context, auth *store.APIAuth) error {
 	return nil
 }
 
-// clientIP is the request's client: the remote address, or, when that is a
-// trusted proxy, the last X-Forwarded-For address not itself trusted.
+// clientIP is the request's client behind postal.trusted_proxies.
 func (h *Handler) clientIP(r *http.Request) netip.Addr {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
-	ip, err := netip.ParseAddr(host)
-	if err != nil {
-		return netip.Addr{}
-	}
-	ip = ip.Unmap()
-	if !h.trusted(ip) {
-		return ip
-	}
-	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
-	for i := len(hops) - 1; i >= 0 && i >= len(hops)-20; i-- {
-		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
-		if err != nil {
-			return ip
-		}
-		a = a.Unmap()
-		if !h.trusted(a) {
-			return a
-		}
-		ip = a
-	}
-	return ip
-}
-
-func (h *Handler) trusted(ip netip.Addr) bool {
-	for _, p := range h.o.TrustedProxies {
-		if p.Contains(ip) {
-			return true
-		}
-	}
-	return false
+	return forwarded.ClientIP(r, h.o.TrustedProxies)
 }
