@@ -11,8 +11,9 @@ import (
 	"github.com/postalgo/postal/daemon/webhook"
 )
 
-// deliveryEvent maps a delivery status to its webhook event ("" for none).
-func deliveryEvent(status string) string {
+// DeliveryEvent maps a delivery status to its webhook event ("" for none);
+// incoming mail fires the same events as outgoing.
+func DeliveryEvent(status string) string {
 	switch status {
 	case store.StatusSent:
 		return webhook.EventMessageSent
@@ -31,9 +32,9 @@ func ServerPayload(s *store.Server) webhook.Server {
 	return webhook.Server{UUID: s.UUID, Name: s.Name, Permalink: s.Permalink, Organization: s.OrganizationPermalink}
 }
 
-// deliveryPayload is the payload of d's event; output is capped as the
+// DeliveryPayload is the payload of d's event; output is capped as the
 // store caps it, so the webhook quotes what was recorded.
-func deliveryPayload(m *store.Message, d *store.NewDelivery, now time.Time) webhook.Delivery {
+func DeliveryPayload(m *store.Message, d *store.NewDelivery, now time.Time) webhook.Delivery {
 	ssl := d.SentWithSSL
 	p := webhook.Delivery{Message: m.WebhookPayload(), Status: d.Status, Details: d.Details,
 		Output: untrusted.Lines(d.Output, 512), SentWithSSL: &ssl, Timestamp: webhook.Seconds(now)}
@@ -101,13 +102,4 @@ func (e *Events) Requests(ctx context.Context, now time.Time, evs ...Event) []st
 		}
 	}
 	return reqs
-}
-
-// DeliveryEvent maps a delivery status to its webhook event ("" for
-// none); incoming mail fires the same events as outgoing.
-func DeliveryEvent(status string) string { return deliveryEvent(status) }
-
-// DeliveryPayload is the payload of d's event for m, as recorded.
-func DeliveryPayload(m *store.Message, d *store.NewDelivery, now time.Time) webhook.Delivery {
-	return deliveryPayload(m, d, now)
 }

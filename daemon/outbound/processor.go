@@ -629,9 +629,9 @@ func (p *Processor) finish(ctx context.Context, jobs []*job, suppressed map[int6
 			j.fx.Unsuppress = append(j.fx.Unsuppress, store.Unsuppression{ServerID: j.msg.ServerID, Address: j.msg.RcptTo})
 			d.Details += " Recipient removed from suppression list."
 		}
-		if name := deliveryEvent(d.Status); name != "" {
+		if name := DeliveryEvent(d.Status); name != "" {
 			j.fx.Webhooks = append(j.fx.Webhooks, p.events.Requests(ctx, now,
-				Event{ServerID: j.msg.ServerID, Name: name, Payload: deliveryPayload(j.msg, d, now)})...)
+				Event{ServerID: j.msg.ServerID, Name: name, Payload: DeliveryPayload(j.msg, d, now)})...)
 		}
 		if j.limit != nil && j.server != nil {
 			sl := *j.limit
