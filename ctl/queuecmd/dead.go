@@ -78,21 +78,7 @@ func newDeadCmd(f *cli.Factory, runF func(context.Context, *DeadOptions) error) 
 
 func runDead(ctx context.Context, o *DeadOptions) error {
 	f := o.Factory
-	st, err := f.Store(ctx)
-	if err != nil {
-		return err
-	}
-	q, err := newQueue(f)
-	if err != nil {
-		return err
-	}
-	rctx, cancel := context.WithTimeout(ctx, redisTimeout)
-	defer cancel()
-	letters, err := q.DeadLetters(rctx, o.Limit)
-	if err != nil {
-		return fmt.Errorf("cannot reach Redis, where dead letters live: %w", err)
-	}
-	out, err := withSQL(ctx, st, letters)
+	_, out, err := deadWithSQL(ctx, f, o.Limit)
 	if err != nil {
 		return err
 	}
@@ -185,4 +171,28 @@ func describe(s DeadSQL) string {
 	default:
 		return "row gone: its message finished, or the worker failed it (HardFail)"
 	}
+}
+
+// deadWithSQL reads the newest limit dead letters and what SQL holds for
+// each; it also returns the queue, for acting on them.
+func deadWithSQL(ctx context.Context, f *cli.Factory, limit int) (*queue.Queue, []Dead, error) {
+	st, err := f.Store(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	q, err := newQueue(f)
+	if err != nil {
+		return nil, nil, err
+	}
+	rctx, cancel := context.WithTimeout(ctx, redisTimeout)
+	defer cancel()
+	letters, err := q.DeadLetters(rctx, limit)
+	if err != nil {
+		return nil, nil, fmt.Errorf("cannot reach Redis, where dead letters live: %w", err)
+	}
+	rows, err := withSQL(ctx, st, letters)
+	if err != nil {
+		return nil, nil, err
+	}
+	return q, rows, nil
 }

@@ -49,24 +49,12 @@ func newRequeueCmd(f *cli.Factory, runF func(context.Context, *RequeueOptions) e
 
 func runRequeue(ctx context.Context, o *RequeueOptions) error {
 	f := o.Factory
-	st, err := f.Store(ctx)
-	if err != nil {
-		return err
-	}
-	q, err := newQueue(f)
+	q, rows, err := deadWithSQL(ctx, f, o.Limit)
 	if err != nil {
 		return err
 	}
 	rctx, cancel := context.WithTimeout(ctx, redisTimeout)
 	defer cancel()
-	letters, err := q.DeadLetters(rctx, o.Limit)
-	if err != nil {
-		return fmt.Errorf("cannot reach Redis, where dead letters live: %w", err)
-	}
-	rows, err := withSQL(ctx, st, letters)
-	if err != nil {
-		return err
-	}
 	out := Requeued{Requeued: []Dead{}, Skipped: []Dead{}}
 	for _, d := range rows {
 		if d.SQL.State == StateGone {
