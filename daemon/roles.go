@@ -161,8 +161,14 @@ func trustedProxies(d *deps) []netip.Prefix {
 
 func buildWorker(d *deps) (role, error) {
 	log := d.log.With("role", RoleWorker)
+	// A record outlives any way its row can be taken over: the dead
+	// worker's lock and entries expire after the visibility timeout.
+	journal, err := d.queue.Journal(queue.Outgoing, 3*d.cfg.Worker.VisibilityTimeout.Duration()+time.Minute)
+	if err != nil {
+		return role{}, fmt.Errorf("worker: sent-journal: %w", err)
+	}
 	proc, err := outbound.New(outbound.Options{
-		Postal: d.cfg.Postal, DNS: d.cfg.DNS, SMTPClient: d.cfg.SMTPClient, Store: d.store,
+		Postal: d.cfg.Postal, DNS: d.cfg.DNS, SMTPClient: d.cfg.SMTPClient, Store: d.store, Journal: journal,
 		Log: log.With("component", "outbound"), Registerer: d.registry,
 		Keys:           dkimKeys(d.cfg.Worker, log),
 		Tracker:        tracker.NewTracker(d.store, log.With("component", "tracking")),
@@ -188,6 +194,7 @@ func buildWorker(d *deps) (role, error) {
 		Config: d.cfg.Worker, Postal: d.cfg.Postal, Store: d.store, Queue: d.queue, Owner: d.owner, Grace: d.grace,
 		Dispatcher: d.intakeFor(), Liveness: status.NewBoard(d.redis, d.keys),
 		Handlers: map[queue.Kind]worker.Handler{queue.Outgoing: proc, queue.Incoming: incoming},
+		Journals: map[queue.Kind]worker.Journal{queue.Outgoing: journal},
 		Log:      log, Registerer: d.registry,
 	})
 	if err != nil {

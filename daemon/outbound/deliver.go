@@ -271,6 +271,7 @@ func (p *Processor) send(ctx context.Context, j *job, r route, bodies *bodies, d
 			}
 			j.res = result{verdict: vSent, d: store.NewDelivery{Status: store.StatusSent, Details: details,
 				Output: reply(res.Code, res.Enhanced, res.Message), SentWithSSL: res.TLS, Time: seconds(res.Duration)}}
+			p.record(ctx, j)
 			return
 		}
 		var se *smtpclient.Error

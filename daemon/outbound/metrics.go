@@ -11,6 +11,7 @@ type metrics struct {
 	latency  prometheus.Histogram
 	mxCache  *prometheus.CounterVec
 	bounces  prometheus.Counter
+	journal  *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -32,11 +33,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "postal_outbound_bounces_sent_total",
 			Help: "Delivery status notifications submitted to senders of hard-failed messages.",
 		}),
+		journal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "postal_outbound_sent_journal_total",
+			Help: "Sent-journal use: records written (recorded) or not (record_failed), messages found sent by an earlier claim and not sent again (reused), lookups that failed (lookup_failed).",
+		}, []string{"result"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.outcomes, m.latency, m.mxCache, m.bounces} {
+	for _, c := range []prometheus.Collector{m.outcomes, m.latency, m.mxCache, m.bounces, m.journal} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("outbound: register metrics: %w", err)
 		}

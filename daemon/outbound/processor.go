@@ -85,6 +85,10 @@ type Options struct {
 	Client Sender
 	// Tracker, when set, rewrites messages before signing.
 	Tracker Tracker
+	// Journal, when set, is the outgoing sent-journal: a message accepted
+	// by its receiver is recorded there at once, and a row whose message an
+	// earlier claim already sent is recorded Sent without sending it again.
+	Journal Journal
 	// Keys, when set, holds each domain's DKIM key for signing (postald
 	// passes libcrypto, four times faster than crypto/rsa); nil signs with
 	// crypto/rsa.
@@ -344,7 +348,15 @@ func (p *Processor) Handle(ctx context.Context, batch []*store.QueuedMessage) []
 		p.log.Error("loading suppressions failed; retrying the batch later", "err", err)
 		return retryAll(err)
 	}
+	sent := p.journaled(ctx, jobs)
 	for _, j := range jobs {
+		if d, ok := sent[j]; ok && j.server != nil {
+			// Sent by a claim that died before its outcome committed: the
+			// outcome and its effects are built as for a send now, without
+			// the send-limit crossing marks (the volume counts it anyway).
+			j.res = result{verdict: vSent, d: d}
+			continue
+		}
 		if p.check(ctx, j, now, suppressed, volumes) {
 			sends = append(sends, j)
 		}

@@ -98,6 +98,7 @@ func (k *kindRunner) commit(batch []completion) {
 		}
 	}
 	var acks []queue.Delivery
+	var forget []int64
 	schedule := map[time.Time][]queue.Job{}
 	for i, out := range outs {
 		dels := refs[i].dels
@@ -113,6 +114,9 @@ func (k *kindRunner) commit(batch []completion) {
 			continue
 		}
 		k.w.m.processed.WithLabelValues(kind).Inc()
+		if out.Status() == store.StatusSent {
+			forget = append(forget, out.QueuedID())
+		}
 		if !out.Retries() || res.Fallback[i] != "" {
 			acks = append(acks, dels...)
 			continue
@@ -136,9 +140,17 @@ func (k *kindRunner) commit(batch []completion) {
 	if len(acks) > 0 {
 		if err := o.Queue.Ack(ctx, k.kind, acks...); err != nil {
 			k.log.Warn("ack failed; entries stay pending and will find their rows done", "entries", len(acks), "err", err)
-			return
+		} else {
+			k.w.m.acked.WithLabelValues(kind).Add(float64(len(acks)))
 		}
-		k.w.m.acked.WithLabelValues(kind).Add(float64(len(acks)))
+	}
+	// Records of rows whose Sent outcome committed are no longer needed
+	// (the rows are gone); a record of a row whose outcome was refused
+	// (the lock was lost) stays for the row's new owner.
+	if j := o.Journals[k.kind]; j != nil && len(forget) > 0 {
+		if err := j.Forget(ctx, forget...); err != nil {
+			k.log.Warn("forgetting sent-journal records failed; they expire by themselves", "records", len(forget), "err", err)
+		}
 	}
 }
 

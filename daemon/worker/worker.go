@@ -68,6 +68,13 @@ type Queue interface {
 	Missing(ctx context.Context, kind queue.Kind, ids []int64) ([]int64, error)
 }
 
+// Journal is a stream's sent-journal (package queue's *queue.Journal),
+// written by the Handler when work reaches its point of no return. The
+// worker forgets a row's record once its Sent outcome is committed.
+type Journal interface {
+	Forget(ctx context.Context, ids ...int64) error
+}
+
 // Dispatcher adds stream entries for work an outcome commit created (the
 // queued rows of bounces, webhook requests). It must not block for long;
 // work it fails to dispatch is left to the requeuer's reconciliation.
@@ -113,6 +120,9 @@ type Options struct {
 	// Dispatcher dispatches the work outcome commits create; nil enqueues
 	// on Queue directly.
 	Dispatcher Dispatcher
+	// Journals are the sent-journals of the streams whose Handler keeps
+	// one; the record of a row whose Sent outcome commits is deleted.
+	Journals map[queue.Kind]Journal
 	// Handlers does the work per stream; streams with no handler are not
 	// consumed. Only queue.Outgoing and queue.Incoming (queued_messages
 	// rows) are supported.

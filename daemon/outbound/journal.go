@@ -1,0 +1,101 @@
+package outbound
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+
+	"github.com/postalgo/postal/daemon/store"
+)
+
+// Journal is the sent-journal of the outgoing stream (package queue's
+// *queue.Journal): a record per queued row whose message the receiving
+// server accepted, written right after its 250 and read back by the next
+// worker to claim the row. With it, a worker killed between a message's 250
+// and the SQL commit of its outcome does not cause the message to be sent
+// again: the worker that takes the row over commits Sent with the recorded
+// details. Only the message whose DATA was on the wire at the kill can
+// still arrive twice (SMTP's own window).
+type Journal interface {
+	Record(ctx context.Context, queuedID int64, value []byte) error
+	Lookup(ctx context.Context, queuedIDs []int64) (map[int64][]byte, error)
+}
+
+// journalEntry is what a sent-journal record holds: the row it belongs to
+// (queued rows are deleted when done and SQLite may give a later row the
+// same id, so the message id and the row's creation time must match too)
+// and the delivery as it was recorded for the 250.
+type journalEntry struct {
+	MessageID int64   `json:"m"`
+	Created   int64   `json:"c"` // the queued row's created_at, unix µs
+	Owner     string  `json:"o"` // the lock owner of the claim that sent
+	Details   string  `json:"d"`
+	Output    string  `json:"out"`
+	SSL       bool    `json:"ssl,omitempty"`
+	Time      float64 `json:"t"`
+}
+
+// journalSuffix ends the details of a delivery taken from the journal.
+const journalSuffix = " (recorded by a worker that stopped before saving it; not sent again)"
+
+// record writes j's sent-journal entry. A failure is logged and otherwise
+// ignored: without the record, a crash before the outcome commits means one
+// more delivery, as without a journal.
+func (p *Processor) record(ctx context.Context, j *job) {
+	if p.o.Journal == nil {
+		return
+	}
+	d := j.res.d
+	v, err := json.Marshal(journalEntry{MessageID: j.q.MessageID, Created: j.q.CreatedAt.UnixMicro(), Owner: j.q.LockedBy,
+		Details: d.Details, Output: d.Output, SSL: d.SentWithSSL, Time: d.Time})
+	if err == nil {
+		err = p.o.Journal.Record(context.WithoutCancel(ctx), j.q.ID, v)
+	}
+	if err != nil {
+		p.m.journal.WithLabelValues("record_failed").Inc()
+		p.log.Warn("sent-journal record failed; a crash before the outcome commits sends this message again",
+			"queued_id", j.q.ID, "message_id", j.q.MessageID, "err", err)
+		return
+	}
+	p.m.journal.WithLabelValues("recorded").Inc()
+}
+
+// journaled returns the jobs whose message an earlier claim of their row
+// already sent (a sent-journal record for this very row), with the
+// delivery that claim recorded. When the journal cannot be read it returns
+// nothing: the messages are sent, as without a journal.
+func (p *Processor) journaled(ctx context.Context, jobs []*job) map[*job]store.NewDelivery {
+	if p.o.Journal == nil || len(jobs) == 0 {
+		return nil
+	}
+	ids := make([]int64, len(jobs))
+	for i, j := range jobs {
+		ids[i] = j.q.ID
+	}
+	recs, err := p.o.Journal.Lookup(ctx, ids)
+	if err != nil {
+		p.m.journal.WithLabelValues("lookup_failed").Inc()
+		p.log.Warn("sent-journal lookup failed; sending without it", "messages", len(ids), "err", err)
+		return nil
+	}
+	if len(recs) == 0 {
+		return nil
+	}
+	out := map[*job]store.NewDelivery{}
+	for _, j := range jobs {
+		raw, ok := recs[j.q.ID]
+		if !ok {
+			continue
+		}
+		var e journalEntry
+		if err := json.Unmarshal(raw, &e); err != nil || e.MessageID != j.q.MessageID || e.Created != j.q.CreatedAt.UnixMicro() {
+			continue // another row that had this id, or not ours
+		}
+		p.m.journal.WithLabelValues("reused").Inc()
+		p.log.Info("message already sent by an earlier claim; recording it as sent without sending it again",
+			"queued_id", j.q.ID, "message_id", j.q.MessageID, "sent_by", e.Owner)
+		out[j] = store.NewDelivery{Status: store.StatusSent, Details: strings.TrimSuffix(e.Details, ".") + journalSuffix,
+			Output: e.Output, SentWithSSL: e.SSL, Time: e.Time}
+	}
+	return out
+}
