@@ -25,9 +25,15 @@ var (
 	buildErr  error
 )
 
-// binaries builds postald and postalctl once per test binary run.
+// binaries builds postald and postalctl once per test binary run, or
+// returns the ones in $POSTAL_E2E_BINDIR.
 func binaries(t *testing.T) (postald, postalctl string) {
 	t.Helper()
+	if dir := os.Getenv("POSTAL_E2E_BINDIR"); dir != "" {
+		// Prebuilt binaries (scripts/bench/multiproc.sh: without the race
+		// detector, or from another checkout to compare).
+		return filepath.Join(dir, "postald"), filepath.Join(dir, "postalctl")
+	}
 	buildOnce.Do(func() {
 		binDir, buildErr = os.MkdirTemp("", "postal-e2e-bin")
 		if buildErr != nil {
