@@ -117,4 +117,3 @@ func (brokenJournal) Lookup(context.Context, []int64) (map[int64][]byte, error) 
 }
 
 var errRedisDown = errors.New("dial tcp 127.0.0.1:6379: connect: connection refused")
-
