@@ -9,6 +9,9 @@
 // commits in the outcome's transaction and dispatches after the commit. For each message, in Postal's order
 // (MessageDequeuer::SingleMessageProcessor then OutgoingMessageProcessor):
 //
+//  0. a sent-journal record for this very row (Options.Journal: an earlier
+//     claim got the receiver's 250 and died before its outcome committed)
+//     -> Sent with the recorded delivery, not sent again;
 //  1. message gone -> the queued row is dropped;
 //  2. server suspended -> Held;
 //  3. attempts already at postal.default_maximum_delivery_attempts -> HardFail;
@@ -19,7 +22,9 @@
 //     with the queued row kept and due when the oldest counted message
 //     leaves the window (store.HoldUntil), so it goes out by itself then;
 //  7. unless released by hand: server in development mode -> Held;
-//  8. otherwise the message is rewritten and sent.
+//  8. otherwise the message is rewritten and sent; a 250 is recorded in the
+//     sent-journal at once (one Redis SET; a failure is logged and only
+//     widens the duplicate window back to the whole batch).
 //
 // Held outcomes set the hold expiry to now + default_maximum_hold_expiry_days
 // and drop the queued row. Postal holds (rather than fails) a suppressed

@@ -16,6 +16,9 @@
 //	               present while the id is in a stream, pending or in retry
 //	dead           stream of entries given up on: kind, id, domain, count,
 //	               reason, time (unix ms); capped near Options.DeadMaxLen
+//	sent:<kind>:<id>  sent-journal record (Journal): the handler's opaque
+//	               note that the row's work passed its point of no return,
+//	               with a TTL; deleted once the outcome commits
 //
 // # Life of an entry
 //
@@ -59,9 +62,11 @@
 // snapshot). Either way a duplicate entry means only "look at row <id>":
 // the worker's SQL compare-and-set on the row's lock finds it locked by
 // someone else, already done or rescheduled, and the worker acks the entry
-// without doing anything. The only repeated side effect is the one SMTP
-// itself has: a message sent by a worker that died before its outcome
-// committed is sent again once its lock expires.
+// without doing anything. The one repeated side effect is a message sent
+// by a worker that died before its outcome committed: it is sent again by
+// whoever takes the row over, unless the sent-journal (Journal) recorded
+// the receiver's 250, which leaves only the message on the wire at the
+// death (SMTP's own window).
 //
 // # Metrics
 //

@@ -79,9 +79,15 @@
 //
 // The Handler's SMTP transaction and the SQL commit of its outcome are not
 // atomic. If the worker dies after the Handler delivered a message but before
-// its outcome committed, the message is delivered again by whoever takes the
-// work over; its effects are not repeated (none was written). The window is
-// at most the messages in flight at that moment.
+// its outcome committed, whoever takes the work over redoes it; its effects
+// are not repeated (none was written). A Handler narrows this window with a
+// sent-journal (Options.Journals; package queue's Journal): it records each
+// message the receiver accepted at once, and the next claim of the row turns
+// the record into the outcome instead of sending again (package outbound).
+// The worker deletes a row's record once the row's Sent outcome committed,
+// and keeps it when the outcome was refused (the lock was lost), for the
+// row's new owner. What remains is SMTP's own window: a message on the wire
+// when the worker died.
 //
 // # Dead workers
 //
