@@ -175,6 +175,8 @@ func (p *Processor) deliver(ctx context.Context, jobs []*job, now time.Time) {
 	}
 	bodies := p.newBodies(ctx, jobs)
 	dead := &deadSet{keys: map[string]string{}}
+	journal := p.startJournal(ctx, len(jobs))
+	defer journal.close()
 	sem := make(chan struct{}, p.conc)
 	var wg sync.WaitGroup
 	for _, j := range jobs {
@@ -191,7 +193,7 @@ func (p *Processor) deliver(ctx context.Context, jobs []*job, now time.Time) {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			p.send(ctx, j, r, bodies, dead, now)
+			p.send(ctx, j, r, bodies, dead, journal, now)
 		})
 	}
 	wg.Wait()
@@ -207,7 +209,7 @@ func destDomain(j *job) string {
 }
 
 // send tries the route's endpoints in order for one message.
-func (p *Processor) send(ctx context.Context, j *job, r route, bodies *bodies, dead *deadSet, now time.Time) {
+func (p *Processor) send(ctx context.Context, j *job, r route, bodies *bodies, dead *deadSet, journal *journalWriter, now time.Time) {
 	data, from, err := bodies.get(ctx, p, j)
 	if errors.Is(err, errHeaderTooLarge) {
 		p.log.Error("refusing to send a message whose header is over the limit", "err", err, "message_id", j.msg.ID)
@@ -271,7 +273,7 @@ func (p *Processor) send(ctx context.Context, j *job, r route, bodies *bodies, d
 			}
 			j.res = result{verdict: vSent, d: store.NewDelivery{Status: store.StatusSent, Details: details,
 				Output: reply(res.Code, res.Enhanced, res.Message), SentWithSSL: res.TLS, Time: seconds(res.Duration)}}
-			p.record(ctx, j)
+			journal.add(j)
 			return
 		}
 		var se *smtpclient.Error

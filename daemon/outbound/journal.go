@@ -17,7 +17,7 @@ import (
 // details. Only the message whose DATA was on the wire at the kill can
 // still arrive twice (SMTP's own window).
 type Journal interface {
-	Record(ctx context.Context, queuedID int64, value []byte) error
+	Record(ctx context.Context, queuedIDs []int64, values [][]byte) error
 	Lookup(ctx context.Context, queuedIDs []int64) (map[int64][]byte, error)
 }
 
@@ -38,26 +38,81 @@ type journalEntry struct {
 // journalSuffix ends the details of a delivery taken from the journal.
 const journalSuffix = " (recorded by a worker that stopped before saving it; not sent again)"
 
-// record writes j's sent-journal entry. A failure is logged and otherwise
-// ignored: without the record, a crash before the outcome commits means one
-// more delivery, as without a journal.
-func (p *Processor) record(ctx context.Context, j *job) {
-	if p.o.Journal == nil {
+// journalWriter writes the sent-journal records of one batch from its own
+// goroutine, so a send's slot and connection are free again at the 250:
+// records that queue up while one write is out go together in the next
+// (one pipelined round trip).
+type journalWriter struct {
+	p    *Processor
+	ch   chan *job
+	done chan struct{}
+}
+
+// startJournal returns the writer for a batch of at most n sends, or nil
+// without a journal. close must be called once the sends are done.
+func (p *Processor) startJournal(ctx context.Context, n int) *journalWriter {
+	if p.o.Journal == nil || n == 0 {
+		return nil
+	}
+	w := &journalWriter{p: p, ch: make(chan *job, n), done: make(chan struct{})}
+	ctx = context.WithoutCancel(ctx) // a record is worth writing even at shutdown
+	go func() {
+		defer close(w.done)
+		for j := range w.ch {
+			batch := []*job{j}
+		drain:
+			for {
+				select {
+				case j, ok := <-w.ch:
+					if !ok {
+						break drain
+					}
+					batch = append(batch, j)
+				default:
+					break drain
+				}
+			}
+			w.write(ctx, batch)
+		}
+	}()
+	return w
+}
+
+// add queues j's record; it never blocks (the channel holds every send).
+func (w *journalWriter) add(j *job) {
+	if w != nil {
+		w.ch <- j
+	}
+}
+
+// close waits until every queued record is written (or failed).
+func (w *journalWriter) close() {
+	if w != nil {
+		close(w.ch)
+		<-w.done
+	}
+}
+
+// write records batch in one round trip. A failure is logged and otherwise
+// ignored: without the records, a crash before the outcomes commit means
+// one more delivery each, as without a journal.
+func (w *journalWriter) write(ctx context.Context, batch []*job) {
+	p := w.p
+	ids := make([]int64, len(batch))
+	values := make([][]byte, len(batch))
+	for i, j := range batch {
+		d := j.res.d
+		v, _ := json.Marshal(journalEntry{MessageID: j.q.MessageID, Created: j.q.CreatedAt.UnixMicro(), Owner: j.q.LockedBy,
+			Details: d.Details, Output: d.Output, SSL: d.SentWithSSL, Time: d.Time}) // strings, ints, a bool: cannot fail
+		ids[i], values[i] = j.q.ID, v
+	}
+	if err := p.o.Journal.Record(ctx, ids, values); err != nil {
+		p.m.journal.WithLabelValues("record_failed").Add(float64(len(batch)))
+		p.log.Warn("sent-journal records failed; a crash before the outcomes commit sends these messages again",
+			"messages", len(batch), "err", err)
 		return
 	}
-	d := j.res.d
-	v, err := json.Marshal(journalEntry{MessageID: j.q.MessageID, Created: j.q.CreatedAt.UnixMicro(), Owner: j.q.LockedBy,
-		Details: d.Details, Output: d.Output, SSL: d.SentWithSSL, Time: d.Time})
-	if err == nil {
-		err = p.o.Journal.Record(context.WithoutCancel(ctx), j.q.ID, v)
-	}
-	if err != nil {
-		p.m.journal.WithLabelValues("record_failed").Inc()
-		p.log.Warn("sent-journal record failed; a crash before the outcome commits sends this message again",
-			"queued_id", j.q.ID, "message_id", j.q.MessageID, "err", err)
-		return
-	}
-	p.m.journal.WithLabelValues("recorded").Inc()
+	p.m.journal.WithLabelValues("recorded").Add(float64(len(batch)))
 }
 
 // journaled returns the jobs whose message an earlier claim of their row

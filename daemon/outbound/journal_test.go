@@ -54,7 +54,7 @@ func TestSentJournalKeepsAnAcceptedMessageFromBeingSentAgain(t *testing.T) {
 	}
 	other.MessageID++
 	b, _ := json.Marshal(other)
-	if err := j.Record(ctx, rows[1].ID, b); err != nil {
+	if err := j.Record(ctx, []int64{rows[1].ID}, [][]byte{b}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -111,7 +111,7 @@ func TestSentJournalFailureFallsBackToSending(t *testing.T) {
 
 type brokenJournal struct{}
 
-func (brokenJournal) Record(context.Context, int64, []byte) error { return errRedisDown }
+func (brokenJournal) Record(context.Context, []int64, [][]byte) error { return errRedisDown }
 func (brokenJournal) Lookup(context.Context, []int64) (map[int64][]byte, error) {
 	return nil, errRedisDown
 }

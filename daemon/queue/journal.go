@@ -51,11 +51,24 @@ func (j *Journal) key(id int64) string {
 	return j.q.keys.Key("sent", string(j.kind), strconv.FormatInt(id, 10))
 }
 
-// Record stores value for id (replacing an older record) with the journal's
-// TTL, in one round trip. It returns a wrapped error when Redis fails.
-func (j *Journal) Record(ctx context.Context, id int64, value []byte) error {
-	if err := j.q.c.Set(ctx, j.key(id), value, j.ttl).Err(); err != nil {
-		return fmt.Errorf("queue: journal %s %d: %w", j.kind, id, err)
+// Record stores values[i] for ids[i] (replacing older records) with the
+// journal's TTL, all in one round trip. It returns a wrapped error when
+// Redis fails or the slices differ in length.
+func (j *Journal) Record(ctx context.Context, ids []int64, values [][]byte) error {
+	if len(ids) != len(values) {
+		return fmt.Errorf("queue: journal %s: %d ids for %d values", j.kind, len(ids), len(values))
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	_, err := j.q.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range ids {
+			p.Set(ctx, j.key(id), values[i], j.ttl)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("queue: journal %d %s records: %w", len(ids), j.kind, err)
 	}
 	return nil
 }

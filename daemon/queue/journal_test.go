@@ -28,10 +28,14 @@ func TestJournalRecordsLookupForgetAndExpire(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for id, v := range map[int64]string{1: "one", 2: "two", 700: "seven hundred"} {
-		if err := out.Record(ctx, id, []byte(v)); err != nil {
-			t.Fatal(err)
-		}
+	if err := out.Record(ctx, []int64{1, 2}, [][]byte{[]byte("one"), []byte("two")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Record(ctx, []int64{700}, [][]byte{[]byte("seven hundred")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Record(ctx, []int64{3}, nil); err == nil {
+		t.Fatal("Record accepted 1 id for 0 values")
 	}
 	ids := make([]int64, 0, 1200)
 	for id := range int64(1200) { // more than one MGET chunk
@@ -63,7 +67,7 @@ func TestJournalRecordsLookupForgetAndExpire(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := short.Record(ctx, 5, []byte("brief")); err != nil {
+	if err := short.Record(ctx, []int64{5}, [][]byte{[]byte("brief")}); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)

@@ -28,7 +28,7 @@ func TestWorkerForgetsTheJournalRecordsOfCommittedSends(t *testing.T) {
 		}
 	}
 	h := &recorder{result: func(q *store.QueuedMessage) store.Outcome {
-		if err := j.Record(context.Background(), q.ID, []byte("sent")); err != nil {
+		if err := j.Record(context.Background(), []int64{q.ID}, [][]byte{[]byte("sent")}); err != nil {
 			t.Error(err)
 		}
 		if retried[q.ID] {
