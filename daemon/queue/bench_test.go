@@ -1,8 +1,10 @@
 package queue_test
 
 import (
+	"bytes"
 	"context"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -68,4 +70,35 @@ func BenchmarkRawXAddXReadGroup(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N*benchBatch)/b.Elapsed().Seconds(), "msg/s")
+}
+
+// BenchmarkJournal is the sent-journal's share of one delivery, a batch at
+// a time as the worker uses it: Lookup (MGET) at the claim, Record
+// (pipelined SET PX, 200-byte values) after the sends, Forget (UNLINK) after
+// the commit. Compare its ns/msg with BenchmarkEnqueueReadAck's.
+func BenchmarkJournal(b *testing.B) {
+	f := newFixture(b, queue.Options{})
+	j, err := f.q.Journal(queue.Outgoing, time.Hour)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	ids := make([]int64, benchBatch)
+	values := make([][]byte, benchBatch)
+	for i := range ids {
+		ids[i] = int64(i + 1)
+		values[i] = bytes.Repeat([]byte("x"), 200)
+	}
+	for b.Loop() {
+		if _, err := j.Lookup(ctx, ids); err != nil {
+			b.Fatal(err)
+		}
+		if err := j.Record(ctx, ids, values); err != nil {
+			b.Fatal(err)
+		}
+		if err := j.Forget(ctx, ids...); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*benchBatch), "ns/msg")
 }
