@@ -46,8 +46,8 @@ for i in $(seq "$BENCH_RUNS"); do
   printf 'multiproc  7 processes on PostgreSQL %6s msg/s   postfix %6s msg/s   ratio %sx   (%s messages end to end, no kills)\n' \
     "$pd" "$PF_E2E" "$r" "$BENCH_N"
   res=$(multiproc "$BENCH_KILL_N" "$BENCH_C" "${BENCH_DATA_DELAY_MS:-100}" 1)
-  printf 'kill -9    %s messages, %s msg/s with the takeover: lost %s; duplicates: %s on the wire at the worker kill (%s sessions inside DATA), %s from client retries, %s other\n' \
+  printf 'kill -9    %s messages, %s msg/s with the takeover: lost %s; duplicates: %s on the wire at the worker kill (%s sessions inside DATA), %s from client retries, %s other; %s recorded Sent from the sent-journal\n' \
     "$BENCH_KILL_N" "$(field "$res" rate)" "$(field "$res" lost)" "$(( $(field "$res" dup_worker) - $(field "$res" dup_not_on_wire) ))" \
-    "$(field "$res" in_data_at_kill)" "$(field "$res" dup_client)" "$(field "$res" dup_not_on_wire)"
+    "$(field "$res" in_data_at_kill)" "$(field "$res" dup_client)" "$(field "$res" dup_not_on_wire)" "$(field "$res" from_journal)"
 done
 summary multiproc "${ratios[@]}"
