@@ -23,6 +23,7 @@ type Store interface {
 	HTTPEndpointByID(ctx context.Context, id int64) (*store.HTTPEndpoint, error)
 	SMTPEndpointByID(ctx context.Context, id int64) (*store.SMTPEndpoint, error)
 	AddressEndpointByID(ctx context.Context, id int64) (*store.AddressEndpoint, error)
+	ReturnPathRoute(ctx context.Context, serverID int64) (*store.Route, error)
 	ManualQueued(ctx context.Context, ids []int64) (map[int64]bool, error)
 }
 
@@ -62,11 +63,17 @@ type Options struct {
 	// Retry is when mail for SMTP or address endpoints is looked at again
 	// when there is no SMTP forwarder; default 1 h.
 	Retry time.Duration
+	// SuppressHardBounces suppresses the recipient of a hard bounce
+	// (worker.suppress_hard_bounces); SuppressFor is how long
+	// (postal.default_suppression_list_automatic_removal_days).
+	SuppressHardBounces bool
+	SuppressFor         time.Duration
 }
 
 // Handler is the incoming stream's worker handler. It is safe for
 // concurrent use. Bounces are linked to their originals (BounceHandler);
-// every other incoming message is processed in Postal's order: the maximum
+// a bounce linked to nothing goes to the server's __returnpath__ route, or
+// is finished Processed when there is none; every other incoming message is processed in Postal's order: the maximum
 // number of attempts, development mode (held unless released by hand), no
 // route (HardFail), then the route's mode: Accept (Processed), Hold (Held),
 // Bounce or Reject (HardFail with a bounce to the sender), Endpoint (one
@@ -100,7 +107,8 @@ func New(o Options) (*Handler, error) {
 	if o.Retry <= 0 {
 		o.Retry = time.Hour
 	}
-	b, err := NewBounceHandler(BounceOptions{Store: o.Store, Log: o.Log, Now: o.Now})
+	b, err := NewBounceHandler(BounceOptions{Store: o.Store, Log: o.Log, Now: o.Now,
+		SuppressHardBounces: o.SuppressHardBounces, SuppressFor: o.SuppressFor})
 	if err != nil {
 		return nil, err
 	}
@@ -157,10 +165,34 @@ func (h *Handler) Handle(ctx context.Context, batch []*store.QueuedMessage) []st
 				outs[i] = o
 				continue
 			}
+			if o, ok := h.unlinked(ctx, w, now); ok {
+				outs[i] = o
+				continue
+			}
 		}
 		outs[i] = h.route(ctx, w, dead, now)
 	}
 	return outs
+}
+
+// unlinked decides for a bounce linked to nothing: it goes to the
+// server's __returnpath__ route (the one it was accepted under, or the one
+// the server has now, as the smtp-server would choose at RCPT) and is
+// routed like any incoming mail (false); without one it is finished
+// Processed with Postal's details, kept for the record.
+func (h *Handler) unlinked(ctx context.Context, w *work, now time.Time) (store.Outcome, bool) {
+	if w.route != nil {
+		return store.Outcome{}, false
+	}
+	rt, err := h.o.Store.ReturnPathRoute(ctx, w.m.ServerID)
+	switch {
+	case err == nil:
+		w.route = rt
+		return store.Outcome{}, false
+	case !errors.Is(err, store.ErrNotFound):
+		return internalRetry(w.q, now, err), true
+	}
+	return store.Processed(w.q, detailsUnlinked), true
 }
 
 func (h *Handler) load(ctx context.Context, batch []*store.QueuedMessage) ([]*work, error) {

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -225,6 +226,37 @@ func (s *Store) MessageByToken(ctx context.Context, token string) (*Message, err
 		return nil, fmt.Errorf("message %s: %w", token, err)
 	}
 	return m, nil
+}
+
+// MaxByMessageID is the most messages OutgoingByMessageID returns.
+const MaxByMessageID = 100
+
+// OutgoingByMessageID returns the server's outgoing messages whose
+// Message-ID (stored without angle brackets) is messageID, oldest first, at
+// most MaxByMessageID: one per recipient of the submission that carried
+// it. An empty messageID finds nothing.
+func (s *Store) OutgoingByMessageID(ctx context.Context, serverID int64, messageID string) ([]*Message, error) {
+	if messageID == "" {
+		return nil, nil
+	}
+	rows, err := s.query(ctx, `SELECT `+messageColumns+` FROM messages WHERE server_id = ? AND message_id = ?
+		AND scope = ? ORDER BY id LIMIT `+strconv.Itoa(MaxByMessageID), serverID, messageID, ScopeOutgoing)
+	if err != nil {
+		return nil, fmt.Errorf("messages with Message-ID %q: %w", messageID, err)
+	}
+	defer rows.Close()
+	var out []*Message
+	for rows.Next() {
+		m, err := scanMessage(rows)
+		if err != nil {
+			return nil, fmt.Errorf("messages with Message-ID %q: %w", messageID, err)
+		}
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("messages with Message-ID %q: %w", messageID, err)
+	}
+	return out, nil
 }
 
 // Messages loads messages by id; missing ids are left out.
