@@ -41,6 +41,10 @@ type Effects struct {
 	// sender (see message <msg:ID>)." is appended to its details, and to the
 	// "details" member of the Webhooks payloads that quote them.
 	Bounces []Submission
+	// Messages are new messages stored and queued like any accepted
+	// submission (an incoming message's copies for its route's additional
+	// endpoints); their queued rows are reported in Committed.Queued.
+	Messages []Submission
 	// Links mark original messages Bounced (see MarkBounced).
 	Links []BounceLink
 	// Webhooks are webhook requests, due now; their ids are reported in
@@ -70,7 +74,7 @@ type Unsuppression struct {
 }
 
 func (e Effects) empty() bool {
-	return len(e.Suppress) == 0 && len(e.Unsuppress) == 0 && len(e.Bounces) == 0 && len(e.Links) == 0 &&
+	return len(e.Suppress) == 0 && len(e.Unsuppress) == 0 && len(e.Bounces) == 0 && len(e.Messages) == 0 && len(e.Links) == 0 &&
 		len(e.Webhooks) == 0 && e.SendLimit == nil
 }
 
@@ -162,6 +166,7 @@ func (o Outcome) With(e Effects) Outcome {
 	o.effects.Suppress = append(o.effects.Suppress, e.Suppress...)
 	o.effects.Unsuppress = append(o.effects.Unsuppress, e.Unsuppress...)
 	o.effects.Bounces = append(o.effects.Bounces, e.Bounces...)
+	o.effects.Messages = append(o.effects.Messages, e.Messages...)
 	o.effects.Links = append(o.effects.Links, e.Links...)
 	o.effects.Webhooks = append(o.effects.Webhooks, e.Webhooks...)
 	if e.SendLimit != nil {
@@ -254,7 +259,7 @@ type Committed struct {
 	// Failed[i] is set when nothing could be recorded for outcome i: its
 	// row stays locked and its work is reclaimed later.
 	Failed []error
-	// Queued lists the queued rows created by Bounces effects; they need a
+	// Queued lists the queued rows created by Bounces and Messages effects; they need a
 	// dispatch entry.
 	Queued []Accepted
 	// Webhooks lists the webhook_requests created; each needs an entry on
@@ -396,6 +401,19 @@ func applyEffects(ctx context.Context, t tx, now int64, o *Outcome) ([]Accepted,
 			d.Details += " Bounce sent to sender (see message <msg:" + strconv.FormatInt(accs[0][0].MessageID, 10) + ">)."
 			e.Webhooks = withDetails(e.Webhooks, o.delivery.Details, d.Details)
 			o.delivery = &d
+		}
+	}
+	if len(e.Messages) > 0 {
+		accs, err := insertSubmissions(ctx, t, now, e.Messages)
+		if err != nil {
+			return nil, nil, fmt.Errorf("new messages: %w", err)
+		}
+		for _, acc := range accs {
+			for _, a := range acc {
+				if a.QueuedID != 0 {
+					queued = append(queued, a)
+				}
+			}
 		}
 	}
 	if err := addSuppressions(ctx, t, now, e.Suppress); err != nil {
