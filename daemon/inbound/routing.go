@@ -24,6 +24,7 @@ type Store interface {
 	SMTPEndpointByID(ctx context.Context, id int64) (*store.SMTPEndpoint, error)
 	AddressEndpointByID(ctx context.Context, id int64) (*store.AddressEndpoint, error)
 	ReturnPathRoute(ctx context.Context, serverID int64) (*store.Route, error)
+	AdditionalEndpoints(ctx context.Context, routeID int64) ([]*store.AdditionalEndpoint, error)
 	ManualQueued(ctx context.Context, ids []int64) (map[int64]bool, error)
 }
 
@@ -77,7 +78,10 @@ type Options struct {
 // number of attempts, development mode (held unless released by hand), no
 // route (HardFail), then the route's mode: Accept (Processed), Hold (Held),
 // Bounce or Reject (HardFail with a bounce to the sender), Endpoint (one
-// attempt at the route's endpoint). Each outcome carries its effects:
+// attempt at the route's endpoint, or at the additional endpoint the
+// message was made for). The first try of a message for a route in mode
+// Endpoint also makes one queued message per additional endpoint of the
+// route, as an effect of its outcome. Each outcome carries its effects:
 // bounce messages and the webhook events of its delivery (direction
 // "incoming"); the handler writes nothing.
 type Handler struct {
@@ -135,6 +139,15 @@ type work struct {
 	manual bool
 }
 
+// endpoint is where w goes in mode Endpoint: the additional endpoint its
+// message was created for, else the route's primary endpoint.
+func (w *work) endpoint() (string, int64) {
+	if w.m.EndpointType != "" {
+		return w.m.EndpointType, w.m.EndpointID
+	}
+	return w.route.EndpointType, w.route.EndpointID
+}
+
 // Handle processes a batch of claimed incoming queued messages and returns
 // one outcome per row, in order. A load failure retries the rows on the
 // message schedule; nothing is dropped but rows whose message is gone.
@@ -155,6 +168,7 @@ func (h *Handler) Handle(ctx context.Context, batch []*store.QueuedMessage) []st
 	// Connection failures to an endpoint are reused for the rest of the
 	// batch, as Postal does, rather than tried again at once.
 	dead := map[int64]endpoint.Result{}
+	extra := map[int64][]*store.AdditionalEndpoint{}
 	for i, w := range works {
 		if w == nil {
 			outs[i] = store.Drop(batch[i])
@@ -170,9 +184,50 @@ func (h *Handler) Handle(ctx context.Context, batch []*store.QueuedMessage) []st
 				continue
 			}
 		}
-		outs[i] = h.route(ctx, w, dead, now)
+		copies, err := h.copies(ctx, w, extra)
+		if err != nil {
+			h.log.Error("loading additional endpoints failed; retrying", "err", err, "message_id", w.m.ID)
+			outs[i] = internalRetry(w.q, now, err)
+			continue
+		}
+		outs[i] = h.route(ctx, w, dead, now).With(store.Effects{Messages: copies})
 	}
 	return outs
+}
+
+// copies returns, on the first try of a message for a route in mode
+// Endpoint, one new queued message per additional endpoint of the route
+// (Postal creates them at acceptance: one message per endpoint), sharing
+// its raw message. They commit with the first outcome of the message, which
+// counts an attempt or finishes the row, so they are made once; a message
+// released by hand, a copy, a message whose raw data is gone and later
+// tries make none.
+func (h *Handler) copies(ctx context.Context, w *work, extra map[int64][]*store.AdditionalEndpoint) ([]store.Submission, error) {
+	r := w.route
+	if r == nil || r.Mode != store.RouteModeEndpoint || w.m.EndpointType != "" || w.q.Attempts > 0 || w.manual ||
+		w.raw == nil || w.m.RawMessageID == 0 {
+		return nil, nil
+	}
+	eps, ok := extra[r.ID]
+	if !ok {
+		var err error
+		if eps, err = h.o.Store.AdditionalEndpoints(ctx, r.ID); err != nil {
+			return nil, err
+		}
+		extra[r.ID] = eps
+	}
+	if len(eps) == 0 {
+		return nil, nil
+	}
+	m := w.m
+	sub := store.Submission{Raw: w.raw, RawMessageID: m.RawMessageID}
+	for _, ep := range eps {
+		sub.Messages = append(sub.Messages, store.NewMessage{ServerID: m.ServerID, Scope: m.Scope, RcptTo: m.RcptTo,
+			MailFrom: m.MailFrom, Subject: m.Subject, MessageID: m.MessageID, Tag: m.Tag, Bounce: m.Bounce,
+			DomainID: m.DomainID, RouteID: r.ID, ReceivedWithSSL: m.ReceivedWithSSL, EndpointType: ep.Type,
+			EndpointID: ep.EndpointID, Queue: true, QueueDomain: w.q.Domain})
+	}
+	return []store.Submission{sub}, nil
 }
 
 // unlinked decides for a bounce linked to nothing: it goes to the
@@ -281,12 +336,12 @@ func (h *Handler) route(ctx context.Context, w *work, dead map[int64]endpoint.Re
 	case store.RouteModeBounce, store.RouteModeReject:
 		return h.finish(ctx, w, store.HardFail(q, store.NewDelivery{Details: detailsBounced}), true, now)
 	}
-	switch r.EndpointType {
+	switch epType, _ := w.endpoint(); epType {
 	case store.EndpointHTTP:
 		return h.deliverHTTP(ctx, w, dead, now)
 	case store.EndpointSMTP, store.EndpointAddress:
 		if h.o.SMTP == nil {
-			return store.Retry(q, now.Add(h.o.Retry), "waiting: this process has no SMTP forwarder for "+r.EndpointType)
+			return store.Retry(q, now.Add(h.o.Retry), "waiting: this process has no SMTP forwarder for "+epType)
 		}
 		return h.deliverSMTP(ctx, w, now)
 	}
@@ -304,8 +359,9 @@ func (h *Handler) deliverSMTP(ctx context.Context, w *work, now time.Time) store
 	from := w.server.Token + "@" + h.o.ReturnPathDomain
 	var dest *smtpclient.Destination
 	rcpt := w.m.RcptTo
-	if w.route.EndpointType == store.EndpointSMTP {
-		ep, err := h.o.Store.SMTPEndpointByID(ctx, w.route.EndpointID)
+	epType, epID := w.endpoint()
+	if epType == store.EndpointSMTP {
+		ep, err := h.o.Store.SMTPEndpointByID(ctx, epID)
 		if errors.Is(err, store.ErrNotFound) {
 			return h.finish(ctx, w, store.HardFail(q, store.NewDelivery{Details: detailsNoRoute}), false, now)
 		}
@@ -322,7 +378,7 @@ func (h *Handler) deliverSMTP(ctx context.Context, w *work, now time.Time) store
 		}
 		dest = &smtpclient.Destination{Host: ep.Hostname, Port: port, SSLMode: mode}
 	} else {
-		ep, err := h.o.Store.AddressEndpointByID(ctx, w.route.EndpointID)
+		ep, err := h.o.Store.AddressEndpointByID(ctx, epID)
 		if errors.Is(err, store.ErrNotFound) {
 			return h.finish(ctx, w, store.HardFail(q, store.NewDelivery{Details: detailsNoRoute}), false, now)
 		}
@@ -357,7 +413,8 @@ func (h *Handler) softFail(ctx context.Context, w *work, d store.NewDelivery, no
 // result as Postal does.
 func (h *Handler) deliverHTTP(ctx context.Context, w *work, dead map[int64]endpoint.Result, now time.Time) store.Outcome {
 	q := w.q
-	ep, err := h.o.Store.HTTPEndpointByID(ctx, w.route.EndpointID)
+	_, epID := w.endpoint()
+	ep, err := h.o.Store.HTTPEndpointByID(ctx, epID)
 	if errors.Is(err, store.ErrNotFound) {
 		return h.finish(ctx, w, store.HardFail(q, store.NewDelivery{Details: detailsNoRoute}), false, now)
 	}
