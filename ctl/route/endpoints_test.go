@@ -20,14 +20,15 @@ func TestRouteEndpointCommands(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := e.Store.CreateDomain(ctx, srv.ID, store.NewDomain{Name: "example.com", VerificationToken: "t", DKIMIdentifierString: "ABCDEF"}); err != nil {
+		dom, err := e.Store.CreateDomain(ctx, srv.ID, store.NewDomain{Name: "example.com", VerificationToken: "t", DKIMIdentifierString: "ABCDEF"})
+		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := e.Store.CreateRoute(ctx, srv.ID, store.NewRoute{DomainID: srv.ID, Name: "support", Mode: store.RouteModeEndpoint,
+		if _, err := e.Store.CreateRoute(ctx, srv.ID, store.NewRoute{DomainID: dom.ID, Name: "support", Mode: store.RouteModeEndpoint,
 			Endpoint: &store.NewEndpoint{Type: store.EndpointHTTP, URL: "https://app.example.net/in"}}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := e.Store.CreateRoute(ctx, srv.ID, store.NewRoute{DomainID: srv.ID, Name: "held", Mode: store.RouteModeHold}); err != nil {
+		if _, err := e.Store.CreateRoute(ctx, srv.ID, store.NewRoute{DomainID: dom.ID, Name: "held", Mode: store.RouteModeHold}); err != nil {
 			t.Fatal(err)
 		}
 		archive, err := e.Store.CreateEndpoint(ctx, srv.ID, store.NewEndpoint{Type: store.EndpointHTTP, URL: "https://archive.example.net/in"})
