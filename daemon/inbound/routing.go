@@ -390,7 +390,7 @@ func (h *Handler) deliverSMTP(ctx context.Context, w *work, now time.Time) store
 	f := h.o.SMTP.Forward(ctx, dest, from, rcpt, w.raw)
 	switch {
 	case f.Sent:
-		return h.finish(ctx, w, store.Sent(q, f.Delivery), false, now)
+		return h.finish(ctx, w, store.Sent(q, f.Delivery), false, now).With(used(epType, epID))
 	case f.Permanent:
 		return h.finish(ctx, w, store.HardFail(q, f.Delivery), true, now)
 	}
@@ -440,13 +440,19 @@ func (h *Handler) deliverHTTP(ctx context.Context, w *work, dead map[int64]endpo
 	h.log.Debug("http endpoint attempt", "message_id", w.m.ID, "code", res.Code, "reused", reused)
 	switch res.Verdict {
 	case endpoint.Sent:
-		return h.finish(ctx, w, store.Sent(q, d), false, now)
+		return h.finish(ctx, w, store.Sent(q, d), false, now).With(used(store.EndpointHTTP, ep.ID))
 	case endpoint.Retry:
 		return h.softFail(ctx, w, d, now)
 	case endpoint.FailNoBounce:
 		return h.finish(ctx, w, store.HardFail(q, d), false, now)
 	}
 	return h.finish(ctx, w, store.HardFail(q, d), true, now)
+}
+
+// used is the effect that marks an endpoint used (its last_used_at), as
+// Postal does on a successful delivery.
+func used(kind string, id int64) store.Effects {
+	return store.Effects{Used: []store.EndpointRef{{Type: kind, ID: id}}}
 }
 
 // finish adds o's effects: a bounce to the sender when asked for and

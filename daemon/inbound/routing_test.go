@@ -237,6 +237,24 @@ func TestRoutingModesAndHTTPResults(t *testing.T) {
 			if hits[0] != 1 || hits[1] != 1 || hits[2] != 1 {
 				t.Errorf("hits primary/extra1/extra2 = %v, want 1 each", hits)
 			}
+			// A successful delivery marks its endpoint used, a failed one
+			// does not.
+			lastUsed := func(id int64) time.Time {
+				t.Helper()
+				ep, err := s.HTTPEndpointByID(ctx, id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return ep.LastUsedAt
+			}
+			for _, a := range c.Queued {
+				if m := e.message(a.MessageID); lastUsed(m.EndpointID).IsZero() {
+					t.Errorf("additional endpoint %d not marked used", m.EndpointID)
+				}
+			}
+			if !lastUsed(r.EndpointID).IsZero() {
+				t.Error("primary endpoint marked used after a 500")
+			}
 			// The primary's retry makes no more copies.
 			if orig.Status != store.StatusSoftFail {
 				t.Fatalf("primary status %s", orig.Status)
@@ -249,6 +267,9 @@ func TestRoutingModesAndHTTPResults(t *testing.T) {
 			}
 			if c := run(again...); len(c.Queued) != 0 || e.message(q.MessageID).Status != store.StatusSent {
 				t.Errorf("retry queued %+v, status %s", c.Queued, e.message(q.MessageID).Status)
+			}
+			if lastUsed(r.EndpointID).IsZero() {
+				t.Error("primary endpoint not marked used after its 200")
 			}
 		})
 		t.Run("http 200 is sent", func(t *testing.T) {
