@@ -228,3 +228,25 @@ func FuzzParseText(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkParse reads each format's fixture: the plain-text reading against
+// the RFC 3464 one (postfix.eml in testdata).
+func BenchmarkParse(b *testing.B) {
+	files := []string{filepath.Join("testdata", "postfix.eml")}
+	more, _ := filepath.Glob(filepath.Join("testdata", "text", "*.eml"))
+	for _, file := range append(files, more...) {
+		raw, err := os.ReadFile(file)
+		if err != nil {
+			b.Fatal(err)
+		}
+		name := strings.TrimSuffix(filepath.Base(filepath.Dir(file)), "testdata") + filepath.Base(file)
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(len(raw)))
+			for b.Loop() {
+				if _, err := dsn.Parse(raw); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
