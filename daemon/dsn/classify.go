@@ -18,7 +18,7 @@ const (
 // exist, for reports that give only a basic reply code such as 550.
 var recipientGone = []string{
 	"user unknown", "unknown user", "no such user", "no such mailbox", "no mailbox here", "mailbox not found",
-	"mailbox unavailable", "does not exist", "doesn't exist", "doesn't have a", "address not found",
+	"mailbox unavailable", "does not exist", "doesn't exist", "user doesn't have", "address not found",
 	"recipient not found", "recipientnotfound", "unknown recipient", "invalid recipient",
 	"invalid mailbox", "not a valid mailbox", "couldn't be found", "account has been disabled",
 	"account is disabled", "user not found",
