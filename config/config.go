@@ -182,6 +182,9 @@ type Worker struct {
 	// loaded (about four times faster than Go's crypto/rsa, same signatures);
 	// false always uses crypto/rsa.
 	DKIMOpenSSL bool `yaml:"dkim_openssl"`
+	// SuppressHardBounces adds the recipient of a received hard bounce
+	// (docs/operations.md, "Bounces") to its server's suppression list.
+	SuppressHardBounces bool `yaml:"suppress_hard_bounces"`
 }
 
 // SMTPServer is the smtp_server section.
@@ -550,6 +553,7 @@ func Defaults() *Config {
 			MaxDeliveries:                  10,
 			BatchSize:                      20,
 			DKIMOpenSSL:                    true,
+			SuppressHardBounces:            true,
 		},
 		SMTPServer: SMTPServer{
 			DefaultPort:                    25,

@@ -150,6 +150,7 @@ func TestDefaultsMatchPostal(t *testing.T) {
 		{"worker.max_deliveries", d.Worker.MaxDeliveries, 10},
 		{"worker.batch_size", d.Worker.BatchSize, 20},
 		{"worker.dkim_openssl", d.Worker.DKIMOpenSSL, true},
+		{"worker.suppress_hard_bounces", d.Worker.SuppressHardBounces, true},
 		{"smtp_client.destination_port", d.SMTPClient.DestinationPort, 25},
 		{"smtp_client.max_connections_per_host", d.SMTPClient.MaxConnectionsPerHost, 20},
 		{"smtp_client.max_messages_per_connection", d.SMTPClient.MaxMessagesPerConnection, 100},

@@ -185,7 +185,9 @@ func buildWorker(d *deps) (role, error) {
 	incoming, err := inbound.New(inbound.Options{Store: d.store, HTTP: endpoints, SMTP: proc, Log: log,
 		MaxAttempts:      d.cfg.Postal.DefaultMaximumDeliveryAttempts,
 		HoldExpiry:       time.Duration(d.cfg.Postal.DefaultMaximumHoldExpiryDays) * 24 * time.Hour,
-		ReturnPathDomain: d.cfg.DNS.ReturnPathDomain, WebHostname: d.cfg.Postal.WebHostname})
+		ReturnPathDomain: d.cfg.DNS.ReturnPathDomain, WebHostname: d.cfg.Postal.WebHostname,
+		SuppressHardBounces: d.cfg.Worker.SuppressHardBounces,
+		SuppressFor:         time.Duration(d.cfg.Postal.DefaultSuppressionListAutomaticRemovalDays) * 24 * time.Hour})
 	if err != nil {
 		_ = proc.Close()
 		return role{}, fmt.Errorf("worker: inbound: %w", err)

@@ -10,7 +10,7 @@ import (
 )
 
 // Kinds of records, in the order they are imported and reported.
-var Kinds = []string{"organizations", "servers", "domains", "credentials", "endpoints", "routes", "webhooks", "ip_pools",
+var Kinds = []string{"organizations", "servers", "domains", "credentials", "endpoints", "routes", "route_endpoints", "webhooks", "ip_pools",
 	"ip_addresses", "ip_pool_rules", "track_domains", "suppressions"}
 
 // Count is how many records of one kind an import created, updated or left
@@ -105,9 +105,9 @@ type applier struct {
 	rep  *Report
 	snap *Snapshot
 
-	pools, orgs, servers, https, smtps, addrs map[int64]int64
-	serverPath                                map[int64]string
-	serverUUID                                map[int64]string
+	pools, orgs, servers, https, smtps, addrs, routes map[int64]int64
+	serverPath                                        map[int64]string
+	serverUUID                                        map[int64]string
 	// domains maps a Postal domain id to its local copy on each local
 	// server (organisation domains are copied to every server of the org).
 	domains map[int64]map[int64]int64
@@ -115,7 +115,7 @@ type applier struct {
 
 func (a *applier) run(ctx context.Context) error {
 	a.pools, a.orgs, a.servers = map[int64]int64{}, map[int64]int64{}, map[int64]int64{}
-	a.https, a.smtps, a.addrs = map[int64]int64{}, map[int64]int64{}, map[int64]int64{}
+	a.https, a.smtps, a.addrs, a.routes = map[int64]int64{}, map[int64]int64{}, map[int64]int64{}, map[int64]int64{}
 	a.serverPath, a.serverUUID, a.domains = map[int64]string{}, map[int64]string{}, map[int64]map[int64]int64{}
 	orgPerm := map[int64]string{}
 	for _, p := range a.snap.IPPools {
@@ -373,17 +373,44 @@ func (a *applier) importEndpointsAndRoutes(ctx context.Context) error {
 			a.rep.warn("route %s on %s: endpoint %s %d not found; imported without an endpoint", rt.Name, a.serverPath[rt.ServerID],
 				rt.EndpointType, rt.EndpointID)
 		}
-		if n := a.snap.ExtraEndpoints[rt.ID]; n > 0 {
-			a.rep.warn("route %s on %s: %d additional endpoint(s) not imported (not supported yet); only its main endpoint is",
-				rt.Name, a.serverPath[rt.ServerID], n)
-		}
-		_, ch, err := a.im.Route(ctx, store.ImportRoute{UUID: uuidOf(rt.UUID, "routes", rt.ID), ServerID: srv, DomainID: dom,
+		rid, ch, err := a.im.Route(ctx, store.ImportRoute{UUID: uuidOf(rt.UUID, "routes", rt.ID), ServerID: srv, DomainID: dom,
 			Name: rt.Name, Token: rt.Token, Mode: rt.Mode, SpamMode: rt.SpamMode, EndpointType: rt.EndpointType, EndpointID: eid,
 			CreatedAt: rt.CreatedAt})
 		if err != nil {
 			return err
 		}
 		a.rep.note("routes", a.serverPath[rt.ServerID]+" "+rt.Name, ch)
+		a.routes[rt.ID] = rid
+	}
+	names := map[int64]Route{}
+	for _, rt := range a.snap.Routes {
+		names[rt.ID] = rt
+	}
+	for _, x := range a.snap.ExtraEndpoints {
+		rt, ok := names[x.RouteID]
+		rid := a.routes[x.RouteID]
+		if !ok || rid == 0 {
+			continue // the route is deleted, or was skipped with a warning
+		}
+		var eid int64
+		switch x.EndpointType {
+		case store.EndpointHTTP:
+			eid = a.https[x.EndpointID]
+		case store.EndpointSMTP:
+			eid = a.smtps[x.EndpointID]
+		case store.EndpointAddress:
+			eid = a.addrs[x.EndpointID]
+		}
+		if eid == 0 {
+			a.rep.warn("route %s on %s: additional endpoint %s %d not found; skipped", rt.Name, a.serverPath[rt.ServerID],
+				x.EndpointType, x.EndpointID)
+			continue
+		}
+		_, ch, err := a.im.RouteEndpoint(ctx, rid, x.EndpointType, eid)
+		if err != nil {
+			return err
+		}
+		a.rep.note("route_endpoints", a.serverPath[rt.ServerID]+" "+rt.Name+" "+x.EndpointType, ch)
 	}
 	return nil
 }

@@ -171,7 +171,7 @@ func singular(kind string) string {
 	switch kind {
 	case "ip_addresses":
 		return "ip_address"
-	case "endpoints", "routes", "webhooks", "ip_pools", "ip_pool_rules", "track_domains", "domains", "credentials", "servers",
+	case "endpoints", "routes", "route_endpoints", "webhooks", "ip_pools", "ip_pool_rules", "track_domains", "domains", "credentials", "servers",
 		"suppressions":
 		return kind[:len(kind)-1]
 	case "organizations":

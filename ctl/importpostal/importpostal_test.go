@@ -86,7 +86,7 @@ func TestImportKeepsIdentitiesAndIsIdempotent(t *testing.T) {
 		}
 
 		rep := report(t, e.Run(t, newCmd, "--json", "import-postal"))
-		want := map[string]int{"organizations": 1, "servers": 1, "domains": 2, "credentials": 3, "endpoints": 3, "routes": 3,
+		want := map[string]int{"organizations": 1, "servers": 1, "domains": 2, "credentials": 3, "endpoints": 3, "routes": 3, "route_endpoints": 1,
 			"webhooks": 1, "ip_pools": 1, "ip_addresses": 1, "ip_pool_rules": 1, "track_domains": 1, "suppressions": 1}
 		for kind, n := range want {
 			if c := rep.Counts[kind]; c.Created != n || c.Updated != 0 || c.Unchanged != 0 {
@@ -94,8 +94,7 @@ func TestImportKeepsIdentitiesAndIsIdempotent(t *testing.T) {
 			}
 		}
 		warnings := strings.Join(rep.Warnings, "\n")
-		for _, w := range []string{"route support on acme/mail: 1 additional endpoint(s) not imported",
-			"domain shared.example belongs to its organisation in Postal; copied to each of its 1 server(s)"} {
+		for _, w := range []string{"domain shared.example belongs to its organisation in Postal; copied to each of its 1 server(s)"} {
 			if !strings.Contains(warnings, w) {
 				t.Errorf("warnings lack %q:\n%s", w, warnings)
 			}
@@ -131,6 +130,10 @@ func TestImportKeepsIdentitiesAndIsIdempotent(t *testing.T) {
 		rt, err := e.Store.RouteByToken(ctx, fx.RouteToken)
 		if err != nil || rt.Address() != "support@example.com" || rt.EndpointType != store.EndpointHTTP {
 			t.Errorf("route by Postal token = %+v %v", rt, err)
+		}
+		if extra, err := e.Store.AdditionalEndpoints(ctx, rt.ID); err != nil || len(extra) != 1 ||
+			extra[0].Type != store.EndpointAddress {
+			t.Errorf("additional endpoints of support@ = %+v %v, want Postal's address endpoint", extra, err)
 		}
 		if rp, err := e.Store.ReturnPathRoute(ctx, srv.ID); err != nil || rp.EndpointType != store.EndpointSMTP {
 			t.Errorf("return-path route = %+v %v", rp, err)

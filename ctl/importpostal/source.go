@@ -108,7 +108,7 @@ var schema = map[string][]string{
 	"domains":                    {"id", "server_id", "uuid", "name", "verification_token", "verification_method", "verified_at", "dkim_private_key", "created_at", "dns_checked_at", "spf_status", "spf_error", "dkim_status", "dkim_error", "mx_status", "mx_error", "return_path_status", "return_path_error", "outgoing", "incoming", "owner_type", "owner_id", "dkim_identifier_string", "use_for_any"},
 	"credentials":                {"id", "server_id", "key", "type", "name", "last_used_at", "created_at", "hold", "uuid"},
 	"routes":                     {"id", "uuid", "server_id", "domain_id", "endpoint_id", "endpoint_type", "name", "spam_mode", "created_at", "token", "mode"},
-	"additional_route_endpoints": {"id", "route_id"},
+	"additional_route_endpoints": {"id", "route_id", "endpoint_type", "endpoint_id"},
 	"http_endpoints":             {"id", "server_id", "uuid", "name", "url", "encoding", "format", "strip_replies", "created_at", "include_attachments", "timeout"},
 	"smtp_endpoints":             {"id", "server_id", "uuid", "name", "hostname", "ssl_mode", "port", "created_at"},
 	"address_endpoints":          {"id", "server_id", "uuid", "address", "created_at"},
@@ -195,8 +195,9 @@ type Snapshot struct {
 	SMTPEndpoints []SMTPEndpoint
 	AddrEndpoints []AddressEndpoint
 	Routes        []Route
-	// ExtraEndpoints counts additional_route_endpoints rows per route id.
-	ExtraEndpoints map[int64]int
+	// ExtraEndpoints are the additional_route_endpoints rows of the routes
+	// read.
+	ExtraEndpoints []ExtraEndpoint
 	Webhooks       []Webhook
 	IPPools        []IPPool
 	IPAddresses    []IPAddress
@@ -274,6 +275,13 @@ type AddressEndpoint struct {
 	CreatedAt     time.Time
 }
 
+// ExtraEndpoint is a Postal additional_route_endpoints row.
+type ExtraEndpoint struct {
+	ID, RouteID  int64
+	EndpointType string
+	EndpointID   int64
+}
+
 // Route is a Postal routes row.
 type Route struct {
 	ID, ServerID, DomainID, EndpointID              int64
@@ -344,7 +352,7 @@ func Read(ctx context.Context, src Source) (*Snapshot, error) {
 	if err := checkSchema(ctx, db, src.MainDatabase); err != nil {
 		return nil, err
 	}
-	r := &reader{db: db, snap: &Snapshot{ExtraEndpoints: map[int64]int{}, Suppressions: map[int64][]Suppression{}}}
+	r := &reader{db: db, snap: &Snapshot{Suppressions: map[int64][]Suppression{}}}
 	steps := []func(context.Context) error{
 		r.organizations, r.servers, r.domains, r.credentials, r.endpoints, r.routes, r.webhooks,
 		r.ipPools, r.ipPoolRules, r.trackDomains,
@@ -725,14 +733,23 @@ func (r *reader) routes(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return r.each(ctx, "additional_route_endpoints", `SELECT route_id, COUNT(*) FROM additional_route_endpoints GROUP BY route_id`,
+	return r.each(ctx, "additional_route_endpoints", `SELECT id, route_id, endpoint_type, endpoint_id
+		FROM additional_route_endpoints ORDER BY id`,
 		func(rows *sql.Rows) error {
-			var route sql.NullInt64
-			var n int
-			if err := rows.Scan(&route, &n); err != nil {
+			var (
+				x           ExtraEndpoint
+				route, epID sql.NullInt64
+				etype       sql.NullString
+			)
+			if err := rows.Scan(&x.ID, &route, &etype, &epID); err != nil {
 				return err
 			}
-			r.snap.ExtraEndpoints[route.Int64] = n
+			v, err := text("additional_route_endpoints", "endpoint_type", x.ID, etype, maxShort)
+			if err != nil {
+				return err
+			}
+			x.RouteID, x.EndpointType, x.EndpointID = route.Int64, v, epID.Int64
+			r.snap.ExtraEndpoints = append(r.snap.ExtraEndpoints, x)
 			return nil
 		})
 }

@@ -2,7 +2,8 @@
 // routes, which decide what happens to mail arriving for name@domain
 // (deliver to an HTTP, SMTP or address endpoint, accept, hold, bounce or
 // reject). An endpoint given with --endpoint is created with its route in
-// one transaction.
+// one transaction. `route endpoint add|ls|rm` manage a route's additional
+// endpoints (one more message per endpoint, as in Postal).
 package route
 
 import (
@@ -20,7 +21,7 @@ import (
 // NewCmd returns the route command with its verbs.
 func NewCmd(f *cli.Factory) *cobra.Command {
 	cmd := &cobra.Command{Use: "route", Short: "Manage a server's routes for incoming mail"}
-	cmd.AddCommand(newAddCmd(f, nil), newListCmd(f, nil), newRemoveCmd(f, nil))
+	cmd.AddCommand(newAddCmd(f, nil), newListCmd(f, nil), newRemoveCmd(f, nil), newEndpointCmd(f))
 	return cmd
 }
 

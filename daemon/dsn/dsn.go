@@ -8,7 +8,8 @@
 // panics on malformed input, takes time linear in the input's size (it looks
 // at most 8 levels of multipart nesting deep and at most 100 entities), returns
 // only valid UTF-8 text free of control characters and cut to bounded lengths,
-// and returns ErrNotDSN when no delivery-status part is within those bounds. Parse(Build(p)) returns the
+// and returns ErrNotDSN when no delivery-status part is within those bounds
+// and the text is none of the plain-text bounce formats it knows. Parse(Build(p)) returns the
 // fields of p (addresses, actions, statuses, diagnostic codes, MTAs, dates to
 // the second, original Message-ID).
 package dsn
@@ -82,6 +83,9 @@ type Params struct {
 
 // Report is what Parse found in a notification.
 type Report struct {
+	// Format is FormatRFC3464 for a delivery-status report, else the
+	// plain-text bounce format it was read as (FormatQmail, ...).
+	Format            string
 	ReportType        string    // report-type of the multipart/report, e.g. "delivery-status"
 	ReportingMTA      string    // without its "dns;" type
 	Arrival           time.Time // zero when absent or unparsable

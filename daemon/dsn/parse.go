@@ -54,6 +54,14 @@ var errWalkDone = errors.New("dsn: walk done")
 // OriginalHeaders is kept as found. It returns ErrNotDSN when there is no
 // delivery-status part within those bounds, and a wrapped parse error when
 // the MIME structure or the status fields are malformed.
+//
+// A bounce without a delivery-status part is read from its first
+// text/plain entity (at most 64 KiB) when it is one of the common
+// non-standard formats (qmail, Exim, Postfix without a report, Exchange,
+// Gmail, Yahoo; see Report.Format): the failed recipients (at most 100),
+// each with the text that follows it as its diagnostic and the first
+// enhanced status found there, and the original's IDs from an attached
+// message/rfc822 or the copy after the report. Otherwise it is ErrNotDSN.
 func Parse(raw []byte) (*Report, error) {
 	e, err := message.Read(bytes.NewReader(raw))
 	if err != nil && !lenient(err) {
@@ -63,10 +71,13 @@ func Parse(raw []byte) (*Report, error) {
 	if err := w.walk(e, 0); err != nil && !errors.Is(err, errWalkDone) {
 		return nil, fmt.Errorf("dsn: parse: %w", err)
 	}
-	if !w.found {
+	rep := w.rep
+	switch {
+	case w.found:
+		rep.Format = FormatRFC3464
+	case w.text == nil || !parseText(w.text, rep):
 		return nil, ErrNotDSN
 	}
-	rep := w.rep
 	if rep.OriginalMessageID == "" {
 		rep.OriginalMessageID = messageID(e.Header.Get("In-Reply-To"))
 	}
@@ -79,6 +90,9 @@ type walker struct {
 	found   bool // a delivery-status part was read
 	headers bool // a non-empty returned header block was read
 	parts   int
+	// text is the first text/plain entity (at most maxTextBytes), read
+	// as a plain-text bounce when there is no delivery-status part.
+	text []byte
 }
 
 // walk visits e at depth and then, when e is a multipart within maxDepth,
@@ -136,6 +150,15 @@ func (w *walker) visit(part *message.Entity) error {
 		if err := parseStatus(body, rep); err != nil {
 			return fmt.Errorf("delivery-status part: %w", err)
 		}
+	case "text/plain", "":
+		if w.text != nil || w.found {
+			return nil
+		}
+		body, err := io.ReadAll(io.LimitReader(part.Body, maxTextBytes))
+		if err != nil {
+			return fmt.Errorf("text part: %w", err)
+		}
+		w.text = body
 	case "text/rfc822-headers", "message/rfc822-headers", "message/global-headers",
 		"message/rfc822", "message/global":
 		if w.headers {

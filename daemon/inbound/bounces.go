@@ -20,6 +20,7 @@ type BounceStore interface {
 	Messages(ctx context.Context, ids []int64) ([]*store.Message, error)
 	RawMessages(ctx context.Context, ids []int64) (map[int64][]byte, error)
 	MessageByToken(ctx context.Context, token string) (*store.Message, error)
+	OutgoingByMessageID(ctx context.Context, serverID int64, messageID string) ([]*store.Message, error)
 	outbound.WebhookStore
 }
 
@@ -32,28 +33,33 @@ type BounceOptions struct {
 	Now func() time.Time
 	// CacheTTL bounds the age of cached webhook rows; default 5 s.
 	CacheTTL time.Duration
-	// InboundRetry is when an incoming message that is not a bounce is
-	// looked at again; default 1 h.
-	InboundRetry time.Duration
+	// SuppressHardBounces adds the recipient of a hard bounce to its
+	// server's suppression list (worker.suppress_hard_bounces).
+	SuppressHardBounces bool
+	// SuppressFor is how long such an entry is kept
+	// (postal.default_suppression_list_automatic_removal_days).
+	SuppressFor time.Duration
 }
 
-// BounceHandler is the incoming stream's Handler for bounces: messages the
-// smtp-server received at a return-path address (Bounce=true). It is safe for
-// concurrent use.
+// BounceHandler links bounces (messages the smtp-server received at a
+// return-path address, Bounce=true) to the messages they report on. It is
+// safe for concurrent use; Handler calls it for every bounce.
 //
-// For each bounce it finds the messages it reports on (BounceForID, else the
-// X-Postal-MsgID of the returned headers as dsn.Parse reads them, else any
-// X-Postal-MsgID in the body, as Postal scans for), restricted to the same
-// server; and finishes the bounce with status Processed, with effects that
-// mark each original Bounced (a delivery row whose output is the remote
-// diagnostic) and emit MessageBounced {original_message, bounce}. It writes
-// nothing itself: the worker commits the effects with the outcome. A bounce linked to nothing and
-// with no route hard-fails with Postal's details.
+// The originals are found by the first of these that finds any, always
+// restricted to the bounce's server: the X-Postal-MsgID of the returned
+// headers (else anywhere in the bounce, as Postal scans for it); the
+// message named by the return-path address's +tag (BounceForID, set at
+// RCPT); the returned Message-ID matched to the server's outgoing messages,
+// narrowed by the report's recipients when it names several. The report is
+// read by dsn.Parse (RFC 3464 or a known plain-text format) and each
+// original's recipient is classified hard or soft (dsn.Classify).
 //
-// Incoming messages that are not bounces (and unlinked bounces that have a
-// route) are left untouched for inbound routing, a later feature: their
-// outcome is a retry after InboundRetry with the details "waiting for inbound
-// routing" and no status change.
+// A linked bounce is finished Processed, with effects that mark each
+// original Bounced (a delivery row whose output is the class, status and
+// remote diagnostic), emit MessageBounced {original_message, bounce}, and,
+// for a hard bounce when SuppressHardBounces is set, suppress the
+// original's recipient with the reason "hard bounce". It writes nothing
+// itself: the worker commits the effects with the outcome.
 type BounceHandler struct {
 	o      BounceOptions
 	log    *slog.Logger
@@ -74,96 +80,55 @@ func NewBounceHandler(o BounceOptions) (*BounceHandler, error) {
 	if o.CacheTTL == 0 {
 		o.CacheTTL = 5 * time.Second
 	}
-	if o.InboundRetry == 0 {
-		o.InboundRetry = time.Hour
-	}
 	log := o.Log.With("component", "bounces")
 	return &BounceHandler{o: o, log: log, events: outbound.NewEvents(o.Store, o.CacheTTL, log)}, nil
 }
 
+// Details texts of bounce processing (Postal's, but for the reason of a
+// suppression).
+const (
+	detailsUnlinked   = "This message was a bounce but we couldn't link it with any outgoing message and there was no route for it."
+	detailsSuppressed = " Recipient added to suppression list (hard bounce)."
+	// SuppressionReason is the reason of a suppression added for a hard
+	// bounce.
+	SuppressionReason = "hard bounce"
+)
+
 // postalMsgIDRE finds X-Postal-MsgID fields anywhere in a message.
-var postalMsgIDRE = regexp.MustCompile(`(?i)X-Postal-MsgID:\s*([a-z0-9]+)`)
+var postalMsgIDRE = regexp.MustCompile(`(?i)X-Postal-MsgID:[ \t]*([a-z0-9]+)`)
 
-// Handle processes a batch of claimed incoming queued messages and returns
-// one outcome per row, in order.
-func (h *BounceHandler) Handle(ctx context.Context, batch []*store.QueuedMessage) []store.Outcome {
-	now := h.o.Now()
-	outs := make([]store.Outcome, len(batch))
-	ids := make([]int64, len(batch))
-	for i, q := range batch {
-		outs[i] = store.Drop(q)
-		ids[i] = q.MessageID
-	}
-	if len(batch) == 0 {
-		return outs
-	}
-	msgs, err := h.o.Store.Messages(ctx, ids)
-	var raws map[int64][]byte
-	if err == nil {
-		rawIDs := make([]int64, 0, len(msgs))
-		for _, m := range msgs {
-			if m.Bounce && m.RawMessageID != 0 {
-				rawIDs = append(rawIDs, m.RawMessageID)
-			}
-		}
-		raws, err = h.o.Store.RawMessages(ctx, rawIDs)
-	}
-	if err != nil {
-		h.log.Error("loading batch failed; retrying it later", "err", err)
-		for i, q := range batch {
-			outs[i] = internalRetry(q, now, err)
-		}
-		return outs
-	}
-	byID := make(map[int64]*store.Message, len(msgs))
-	for _, m := range msgs {
-		byID[m.ID] = m
-	}
-	for i, q := range batch {
-		m := byID[q.MessageID]
-		if m == nil {
-			continue // message deleted: drop the row
-		}
-		if m.Scope != store.ScopeIncoming || !m.Bounce {
-			outs[i] = h.waitForRouting(q, now)
-			continue
-		}
-		if o, ok := h.handleBounce(ctx, q, m, raws[m.RawMessageID], now); ok {
-			outs[i] = o
-		} else {
-			outs[i] = h.waitForRouting(q, now)
-		}
-	}
-	return outs
-}
+// maxScannedTokens bounds the X-Postal-MsgID fields looked up per bounce.
+const maxScannedTokens = 16
 
-// handleBounce finishes bounce m: linked to originals (Processed, effects
-// marking them Bounced), an internal error (retried), or unlinked without a
-// route (HardFail). It reports false for an unlinked bounce that has a
-// route: that one is routed like any incoming message.
+// handleBounce finishes bounce m when it is linked to originals
+// (Processed, with effects) or linking failed (an internal retry). It
+// reports false for a bounce linked to nothing: the caller routes it
+// through the server's __returnpath__ route, or finishes it unlinked.
 func (h *BounceHandler) handleBounce(ctx context.Context, q *store.QueuedMessage, m *store.Message, raw []byte, now time.Time) (store.Outcome, bool) {
-	originals, rep, err := h.originals(ctx, m, raw)
+	originals, rep, how, err := h.originals(ctx, m, raw)
 	if err != nil {
 		h.log.Error("linking bounce failed; retrying it later", "err", err, "message_id", m.ID)
 		return internalRetry(q, now, err), true
 	}
 	if len(originals) == 0 {
-		if m.RouteID != 0 {
-			return store.Outcome{}, false
-		}
-		d := "This message was a bounce but we couldn't link it with any outgoing message and there was no route for it."
-		return store.HardFail(q, store.NewDelivery{Details: d}), true
+		return store.Outcome{}, false
 	}
 	var fx store.Effects
-	var linked []string
+	linked := make([]string, 0, len(originals))
 	for _, orig := range originals {
 		details := fmt.Sprintf("We've received a bounce message for this e-mail. See <msg:%d> for details.", m.ID)
-		fx.Links = append(fx.Links, store.BounceLink{OriginalID: orig.ID, BounceID: m.ID, Details: details,
-			Output: diagnostic(rep, orig.RcptTo)})
+		class, output := classify(rep, orig.RcptTo)
+		if class == dsn.Hard && h.o.SuppressHardBounces && orig.Scope == store.ScopeOutgoing && orig.RcptTo != "" {
+			fx.Suppress = append(fx.Suppress, store.NewSuppression{ServerID: orig.ServerID, Address: orig.RcptTo,
+				Reason: SuppressionReason, KeepUntil: now.Add(h.o.SuppressFor)})
+			details += detailsSuppressed
+		}
+		fx.Links = append(fx.Links, store.BounceLink{OriginalID: orig.ID, BounceID: m.ID, Details: details, Output: output})
 		linked = append(linked, fmt.Sprintf("<msg:%d>", orig.ID))
 		fx.Webhooks = append(fx.Webhooks, h.events.Requests(ctx, now, outbound.Event{ServerID: m.ServerID,
 			Name: webhook.EventMessageBounced, Payload: webhook.Bounced{
 				OriginalMessage: orig.WebhookPayload(), Bounce: m.WebhookPayload()}})...)
+		h.log.Info("bounce linked", "message_id", m.ID, "original", orig.ID, "by", how, "class", string(class))
 	}
 	d := "This has been detected as a bounce message for " + strings.Join(linked, ", ") + "."
 	return store.Processed(q, d).With(fx), true
@@ -175,12 +140,9 @@ func internalRetry(q *store.QueuedMessage, now time.Time, err error) store.Outco
 	return store.Retry(q, now.Add(outbound.RetryDelay(q.Attempts)), "internal error: "+err.Error())
 }
 
-func (h *BounceHandler) waitForRouting(q *store.QueuedMessage, now time.Time) store.Outcome {
-	return store.Retry(q, now.Add(h.o.InboundRetry), "waiting for inbound routing")
-}
-
-// originals finds the messages of the bounce's server that bounce reports on.
-func (h *BounceHandler) originals(ctx context.Context, bounce *store.Message, raw []byte) ([]*store.Message, *dsn.Report, error) {
+// originals finds the messages of the bounce's server that bounce reports
+// on, and says how they were found.
+func (h *BounceHandler) originals(ctx context.Context, bounce *store.Message, raw []byte) ([]*store.Message, *dsn.Report, string, error) {
 	var rep *dsn.Report
 	if raw != nil {
 		if r, err := dsn.Parse(raw); err == nil {
@@ -190,28 +152,18 @@ func (h *BounceHandler) originals(ctx context.Context, bounce *store.Message, ra
 	var out []*store.Message
 	seen := map[int64]bool{}
 	add := func(m *store.Message) {
-		if m != nil && m.ServerID == bounce.ServerID && m.ID != bounce.ID && !seen[m.ID] {
+		if m != nil && m.ServerID == bounce.ServerID && m.ID != bounce.ID && !m.Bounce && !seen[m.ID] {
 			seen[m.ID] = true
 			out = append(out, m)
 		}
 	}
-	if bounce.BounceForID != 0 {
-		ms, err := h.o.Store.Messages(ctx, []int64{bounce.BounceForID})
-		if err != nil {
-			return nil, nil, err
-		}
-		for _, m := range ms {
-			add(m)
-		}
-		if len(out) > 0 {
-			return out, rep, nil
-		}
-	}
+
+	// 1. X-Postal-MsgID of the returned headers, else anywhere.
 	var tokens []string
 	if rep != nil && rep.PostalMessageID != "" {
 		tokens = append(tokens, rep.PostalMessageID)
 	} else if raw != nil {
-		for _, mm := range postalMsgIDRE.FindAllSubmatch(raw, 16) {
+		for _, mm := range postalMsgIDRE.FindAllSubmatch(raw, maxScannedTokens) {
 			tokens = append(tokens, string(mm[1]))
 		}
 	}
@@ -221,29 +173,82 @@ func (h *BounceHandler) originals(ctx context.Context, bounce *store.Message, ra
 			continue
 		}
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, "", err
 		}
 		add(m)
 	}
-	return out, rep, nil
-}
-
-// diagnostic returns the report's diagnostic for rcpt (or its first
-// recipient's), with the status, for the original's delivery output.
-func diagnostic(rep *dsn.Report, rcpt string) string {
-	if rep == nil || len(rep.Recipients) == 0 {
-		return ""
+	if len(out) > 0 {
+		return out, rep, "x-postal-msgid", nil
 	}
-	r := rep.Recipients[0]
-	for _, x := range rep.Recipients {
-		if strings.EqualFold(x.Address, rcpt) {
-			r = x
-			break
+
+	// 2. The return-path address's +<message token> (resolved at RCPT).
+	if bounce.BounceForID != 0 {
+		ms, err := h.o.Store.Messages(ctx, []int64{bounce.BounceForID})
+		if err != nil {
+			return nil, nil, "", err
+		}
+		for _, m := range ms {
+			add(m)
+		}
+		if len(out) > 0 {
+			return out, rep, "return-path", nil
 		}
 	}
-	out := r.Status
+
+	// 3. The returned Message-ID, narrowed by the reported recipients.
+	if rep != nil && rep.OriginalMessageID != "" {
+		ms, err := h.o.Store.OutgoingByMessageID(ctx, bounce.ServerID, rep.OriginalMessageID)
+		if err != nil {
+			return nil, nil, "", err
+		}
+		if len(ms) == 1 {
+			add(ms[0])
+		} else {
+			for _, m := range ms {
+				if _, ok := recipientFor(rep, m.RcptTo, false); ok {
+					add(m)
+				}
+			}
+		}
+		if len(out) > 0 {
+			return out, rep, "message-id", nil
+		}
+	}
+	return nil, rep, "", nil
+}
+
+// recipientFor returns the report's recipient whose address is rcpt; with
+// only, the report's one recipient when it names just one.
+func recipientFor(rep *dsn.Report, rcpt string, only bool) (dsn.Recipient, bool) {
+	if rep == nil {
+		return dsn.Recipient{}, false
+	}
+	for _, r := range rep.Recipients {
+		if strings.EqualFold(r.Address, rcpt) {
+			return r, true
+		}
+	}
+	if only && len(rep.Recipients) == 1 {
+		return rep.Recipients[0], true
+	}
+	return dsn.Recipient{}, false
+}
+
+// classify returns the class of the bounce for rcpt and the original's
+// delivery output: "<class> bounce: <status> <diagnostic>". A bounce
+// without a report for rcpt is soft.
+func classify(rep *dsn.Report, rcpt string) (dsn.Class, string) {
+	r, ok := recipientFor(rep, rcpt, true)
+	if !ok {
+		return dsn.Soft, ""
+	}
+	class := dsn.Classify(r)
+	out := string(class) + " bounce:"
+	if r.Status != "" {
+		out += " " + r.Status
+	}
 	if r.DiagnosticCode != "" {
 		out += " " + r.DiagnosticCode
 	}
-	return strings.TrimSpace(out)
+	return class, out
 }

@@ -1,8 +1,10 @@
 // Package inbound handles the incoming stream: mail received for routes and
-// return-path addresses. Today it links received bounces to the messages
-// they report on (BounceHandler); inbound routing to endpoints comes later.
+// return-path addresses. Bounces are linked to the messages they report on
+// and classified hard or soft (BounceHandler); other incoming mail is routed
+// by its route's mode to HTTP, SMTP and address endpoints (Handler).
 //
 // Like every worker Handler it writes nothing durable itself: its outcomes
-// carry their effects (bounce links, webhook requests), which the worker
-// commits with them in one transaction, then dispatches.
+// carry their effects (bounce links, suppressions, bounces to senders,
+// webhook requests), which the worker commits with them in one transaction,
+// then dispatches.
 package inbound

@@ -23,6 +23,8 @@ type Store interface {
 	HTTPEndpointByID(ctx context.Context, id int64) (*store.HTTPEndpoint, error)
 	SMTPEndpointByID(ctx context.Context, id int64) (*store.SMTPEndpoint, error)
 	AddressEndpointByID(ctx context.Context, id int64) (*store.AddressEndpoint, error)
+	ReturnPathRoute(ctx context.Context, serverID int64) (*store.Route, error)
+	AdditionalEndpoints(ctx context.Context, routeID int64) ([]*store.AdditionalEndpoint, error)
 	ManualQueued(ctx context.Context, ids []int64) (map[int64]bool, error)
 }
 
@@ -62,15 +64,24 @@ type Options struct {
 	// Retry is when mail for SMTP or address endpoints is looked at again
 	// when there is no SMTP forwarder; default 1 h.
 	Retry time.Duration
+	// SuppressHardBounces suppresses the recipient of a hard bounce
+	// (worker.suppress_hard_bounces); SuppressFor is how long
+	// (postal.default_suppression_list_automatic_removal_days).
+	SuppressHardBounces bool
+	SuppressFor         time.Duration
 }
 
 // Handler is the incoming stream's worker handler. It is safe for
 // concurrent use. Bounces are linked to their originals (BounceHandler);
-// every other incoming message is processed in Postal's order: the maximum
+// a bounce linked to nothing goes to the server's __returnpath__ route, or
+// is finished Processed when there is none; every other incoming message is processed in Postal's order: the maximum
 // number of attempts, development mode (held unless released by hand), no
 // route (HardFail), then the route's mode: Accept (Processed), Hold (Held),
 // Bounce or Reject (HardFail with a bounce to the sender), Endpoint (one
-// attempt at the route's endpoint). Each outcome carries its effects:
+// attempt at the route's endpoint, or at the additional endpoint the
+// message was made for). The first try of a message for a route in mode
+// Endpoint also makes one queued message per additional endpoint of the
+// route, as an effect of its outcome. Each outcome carries its effects:
 // bounce messages and the webhook events of its delivery (direction
 // "incoming"); the handler writes nothing.
 type Handler struct {
@@ -100,7 +111,8 @@ func New(o Options) (*Handler, error) {
 	if o.Retry <= 0 {
 		o.Retry = time.Hour
 	}
-	b, err := NewBounceHandler(BounceOptions{Store: o.Store, Log: o.Log, Now: o.Now})
+	b, err := NewBounceHandler(BounceOptions{Store: o.Store, Log: o.Log, Now: o.Now,
+		SuppressHardBounces: o.SuppressHardBounces, SuppressFor: o.SuppressFor})
 	if err != nil {
 		return nil, err
 	}
@@ -127,6 +139,15 @@ type work struct {
 	manual bool
 }
 
+// endpoint is where w goes in mode Endpoint: the additional endpoint its
+// message was created for, else the route's primary endpoint.
+func (w *work) endpoint() (string, int64) {
+	if w.m.EndpointType != "" {
+		return w.m.EndpointType, w.m.EndpointID
+	}
+	return w.route.EndpointType, w.route.EndpointID
+}
+
 // Handle processes a batch of claimed incoming queued messages and returns
 // one outcome per row, in order. A load failure retries the rows on the
 // message schedule; nothing is dropped but rows whose message is gone.
@@ -147,6 +168,7 @@ func (h *Handler) Handle(ctx context.Context, batch []*store.QueuedMessage) []st
 	// Connection failures to an endpoint are reused for the rest of the
 	// batch, as Postal does, rather than tried again at once.
 	dead := map[int64]endpoint.Result{}
+	extra := map[int64][]*store.AdditionalEndpoint{}
 	for i, w := range works {
 		if w == nil {
 			outs[i] = store.Drop(batch[i])
@@ -157,10 +179,75 @@ func (h *Handler) Handle(ctx context.Context, batch []*store.QueuedMessage) []st
 				outs[i] = o
 				continue
 			}
+			if o, ok := h.unlinked(ctx, w, now); ok {
+				outs[i] = o
+				continue
+			}
 		}
-		outs[i] = h.route(ctx, w, dead, now)
+		copies, err := h.copies(ctx, w, extra)
+		if err != nil {
+			h.log.Error("loading additional endpoints failed; retrying", "err", err, "message_id", w.m.ID)
+			outs[i] = internalRetry(w.q, now, err)
+			continue
+		}
+		outs[i] = h.route(ctx, w, dead, now).With(store.Effects{Messages: copies})
 	}
 	return outs
+}
+
+// copies returns, on the first try of a message for a route in mode
+// Endpoint, one new queued message per additional endpoint of the route
+// (Postal creates them at acceptance: one message per endpoint), sharing
+// its raw message. They commit with the first outcome of the message, which
+// counts an attempt or finishes the row, so they are made once; a message
+// released by hand, a copy, a message whose raw data is gone and later
+// tries make none.
+func (h *Handler) copies(ctx context.Context, w *work, extra map[int64][]*store.AdditionalEndpoint) ([]store.Submission, error) {
+	r := w.route
+	if r == nil || r.Mode != store.RouteModeEndpoint || w.m.EndpointType != "" || w.q.Attempts > 0 || w.manual ||
+		w.raw == nil || w.m.RawMessageID == 0 {
+		return nil, nil
+	}
+	eps, ok := extra[r.ID]
+	if !ok {
+		var err error
+		if eps, err = h.o.Store.AdditionalEndpoints(ctx, r.ID); err != nil {
+			return nil, err
+		}
+		extra[r.ID] = eps
+	}
+	if len(eps) == 0 {
+		return nil, nil
+	}
+	m := w.m
+	sub := store.Submission{Raw: w.raw, RawMessageID: m.RawMessageID}
+	for _, ep := range eps {
+		sub.Messages = append(sub.Messages, store.NewMessage{ServerID: m.ServerID, Scope: m.Scope, RcptTo: m.RcptTo,
+			MailFrom: m.MailFrom, Subject: m.Subject, MessageID: m.MessageID, Tag: m.Tag, Bounce: m.Bounce,
+			DomainID: m.DomainID, RouteID: r.ID, ReceivedWithSSL: m.ReceivedWithSSL, EndpointType: ep.Type,
+			EndpointID: ep.EndpointID, Queue: true, QueueDomain: w.q.Domain})
+	}
+	return []store.Submission{sub}, nil
+}
+
+// unlinked decides for a bounce linked to nothing: it goes to the
+// server's __returnpath__ route (the one it was accepted under, or the one
+// the server has now, as the smtp-server would choose at RCPT) and is
+// routed like any incoming mail (false); without one it is finished
+// Processed with Postal's details, kept for the record.
+func (h *Handler) unlinked(ctx context.Context, w *work, now time.Time) (store.Outcome, bool) {
+	if w.route != nil {
+		return store.Outcome{}, false
+	}
+	rt, err := h.o.Store.ReturnPathRoute(ctx, w.m.ServerID)
+	switch {
+	case err == nil:
+		w.route = rt
+		return store.Outcome{}, false
+	case !errors.Is(err, store.ErrNotFound):
+		return internalRetry(w.q, now, err), true
+	}
+	return store.Processed(w.q, detailsUnlinked), true
 }
 
 func (h *Handler) load(ctx context.Context, batch []*store.QueuedMessage) ([]*work, error) {
@@ -249,12 +336,12 @@ func (h *Handler) route(ctx context.Context, w *work, dead map[int64]endpoint.Re
 	case store.RouteModeBounce, store.RouteModeReject:
 		return h.finish(ctx, w, store.HardFail(q, store.NewDelivery{Details: detailsBounced}), true, now)
 	}
-	switch r.EndpointType {
+	switch epType, _ := w.endpoint(); epType {
 	case store.EndpointHTTP:
 		return h.deliverHTTP(ctx, w, dead, now)
 	case store.EndpointSMTP, store.EndpointAddress:
 		if h.o.SMTP == nil {
-			return store.Retry(q, now.Add(h.o.Retry), "waiting: this process has no SMTP forwarder for "+r.EndpointType)
+			return store.Retry(q, now.Add(h.o.Retry), "waiting: this process has no SMTP forwarder for "+epType)
 		}
 		return h.deliverSMTP(ctx, w, now)
 	}
@@ -272,8 +359,9 @@ func (h *Handler) deliverSMTP(ctx context.Context, w *work, now time.Time) store
 	from := w.server.Token + "@" + h.o.ReturnPathDomain
 	var dest *smtpclient.Destination
 	rcpt := w.m.RcptTo
-	if w.route.EndpointType == store.EndpointSMTP {
-		ep, err := h.o.Store.SMTPEndpointByID(ctx, w.route.EndpointID)
+	epType, epID := w.endpoint()
+	if epType == store.EndpointSMTP {
+		ep, err := h.o.Store.SMTPEndpointByID(ctx, epID)
 		if errors.Is(err, store.ErrNotFound) {
 			return h.finish(ctx, w, store.HardFail(q, store.NewDelivery{Details: detailsNoRoute}), false, now)
 		}
@@ -290,7 +378,7 @@ func (h *Handler) deliverSMTP(ctx context.Context, w *work, now time.Time) store
 		}
 		dest = &smtpclient.Destination{Host: ep.Hostname, Port: port, SSLMode: mode}
 	} else {
-		ep, err := h.o.Store.AddressEndpointByID(ctx, w.route.EndpointID)
+		ep, err := h.o.Store.AddressEndpointByID(ctx, epID)
 		if errors.Is(err, store.ErrNotFound) {
 			return h.finish(ctx, w, store.HardFail(q, store.NewDelivery{Details: detailsNoRoute}), false, now)
 		}
@@ -302,7 +390,7 @@ func (h *Handler) deliverSMTP(ctx context.Context, w *work, now time.Time) store
 	f := h.o.SMTP.Forward(ctx, dest, from, rcpt, w.raw)
 	switch {
 	case f.Sent:
-		return h.finish(ctx, w, store.Sent(q, f.Delivery), false, now)
+		return h.finish(ctx, w, store.Sent(q, f.Delivery), false, now).With(used(epType, epID))
 	case f.Permanent:
 		return h.finish(ctx, w, store.HardFail(q, f.Delivery), true, now)
 	}
@@ -325,7 +413,8 @@ func (h *Handler) softFail(ctx context.Context, w *work, d store.NewDelivery, no
 // result as Postal does.
 func (h *Handler) deliverHTTP(ctx context.Context, w *work, dead map[int64]endpoint.Result, now time.Time) store.Outcome {
 	q := w.q
-	ep, err := h.o.Store.HTTPEndpointByID(ctx, w.route.EndpointID)
+	_, epID := w.endpoint()
+	ep, err := h.o.Store.HTTPEndpointByID(ctx, epID)
 	if errors.Is(err, store.ErrNotFound) {
 		return h.finish(ctx, w, store.HardFail(q, store.NewDelivery{Details: detailsNoRoute}), false, now)
 	}
@@ -351,13 +440,19 @@ func (h *Handler) deliverHTTP(ctx context.Context, w *work, dead map[int64]endpo
 	h.log.Debug("http endpoint attempt", "message_id", w.m.ID, "code", res.Code, "reused", reused)
 	switch res.Verdict {
 	case endpoint.Sent:
-		return h.finish(ctx, w, store.Sent(q, d), false, now)
+		return h.finish(ctx, w, store.Sent(q, d), false, now).With(used(store.EndpointHTTP, ep.ID))
 	case endpoint.Retry:
 		return h.softFail(ctx, w, d, now)
 	case endpoint.FailNoBounce:
 		return h.finish(ctx, w, store.HardFail(q, d), false, now)
 	}
 	return h.finish(ctx, w, store.HardFail(q, d), true, now)
+}
+
+// used is the effect that marks an endpoint used (its last_used_at), as
+// Postal does on a successful delivery.
+func used(kind string, id int64) store.Effects {
+	return store.Effects{Used: []store.EndpointRef{{Type: kind, ID: id}}}
 }
 
 // finish adds o's effects: a bounce to the sender when asked for and

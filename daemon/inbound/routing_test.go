@@ -195,6 +195,83 @@ func TestRoutingModesAndHTTPResults(t *testing.T) {
 				t.Errorf("status %s queued %v", m.Status, c.Queued)
 			}
 		})
+		t.Run("additional endpoints get one message each, made once", func(t *testing.T) {
+			r := route("multi", store.RouteModeEndpoint, "/primary")
+			for _, path := range []string{"/extra1", "/extra2"} {
+				ep, err := s.CreateEndpoint(ctx, e.fx.Server.ID, store.NewEndpoint{Type: store.EndpointHTTP, URL: srv.URL + path})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := s.AddAdditionalEndpoint(ctx, e.fx.Server.ID, r.ID, ep.UUID); err != nil {
+					t.Fatal(err)
+				}
+			}
+			rcv.set("/primary", 500)
+			q := incoming(r, "sender@far.test")
+			c := run(q)
+			if len(c.Queued) != 2 {
+				t.Fatalf("queued copies = %+v, want 2", c.Queued)
+			}
+			var rows []*store.QueuedMessage
+			for _, a := range c.Queued {
+				claimed, err := s.ClaimQueued(ctx, []int64{a.QueuedID}, "w", time.Now().Add(time.Second), time.Now().Add(time.Hour))
+				if err != nil || len(claimed) != 1 {
+					t.Fatalf("claim copy: %v %v", claimed, err)
+				}
+				rows = append(rows, claimed[0])
+			}
+			if c := run(rows...); len(c.Queued) != 0 {
+				t.Errorf("copies made copies: %+v", c.Queued)
+			}
+			orig := e.message(q.MessageID)
+			for i, a := range c.Queued {
+				m := e.message(a.MessageID)
+				if m.Status != store.StatusSent || m.RawMessageID != orig.RawMessageID || m.RouteID != r.ID ||
+					m.RcptTo != orig.RcptTo || m.EndpointType != store.EndpointHTTP {
+					t.Errorf("copy %d = %+v", i, m)
+				}
+			}
+			rcv.mu.Lock()
+			hits := []int{rcv.hits["/primary"], rcv.hits["/extra1"], rcv.hits["/extra2"]}
+			rcv.mu.Unlock()
+			if hits[0] != 1 || hits[1] != 1 || hits[2] != 1 {
+				t.Errorf("hits primary/extra1/extra2 = %v, want 1 each", hits)
+			}
+			// A successful delivery marks its endpoint used, a failed one
+			// does not.
+			lastUsed := func(id int64) time.Time {
+				t.Helper()
+				ep, err := s.HTTPEndpointByID(ctx, id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return ep.LastUsedAt
+			}
+			for _, a := range c.Queued {
+				if m := e.message(a.MessageID); lastUsed(m.EndpointID).IsZero() {
+					t.Errorf("additional endpoint %d not marked used", m.EndpointID)
+				}
+			}
+			if !lastUsed(r.EndpointID).IsZero() {
+				t.Error("primary endpoint marked used after a 500")
+			}
+			// The primary's retry makes no more copies.
+			if orig.Status != store.StatusSoftFail {
+				t.Fatalf("primary status %s", orig.Status)
+			}
+			rcv.set("/primary", 200)
+			later := e.now.Add(24 * time.Hour)
+			again, err := s.ClaimQueued(ctx, []int64{q.ID}, "w", later, later.Add(time.Hour))
+			if err != nil || len(again) != 1 {
+				t.Fatalf("claim retry: %v %v", again, err)
+			}
+			if c := run(again...); len(c.Queued) != 0 || e.message(q.MessageID).Status != store.StatusSent {
+				t.Errorf("retry queued %+v, status %s", c.Queued, e.message(q.MessageID).Status)
+			}
+			if lastUsed(r.EndpointID).IsZero() {
+				t.Error("primary endpoint not marked used after its 200")
+			}
+		})
 		t.Run("http 200 is sent", func(t *testing.T) {
 			q := incoming(route("ok", store.RouteModeEndpoint, "/ok"), "sender@far.test")
 			c := run(q)

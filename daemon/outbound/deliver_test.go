@@ -123,9 +123,11 @@ func testSentMessage(t *testing.T, keys KeyHolder) {
 		t.Fatalf("server received %d messages", len(got))
 	}
 	m := e.message(row.MessageID)
+	// The envelope sender names the message (+token); the Resent-Sender
+	// header is the server's return path, shared by all its messages.
 	wantFrom := e.fx.Server.Token + "@rp.postal.test"
-	if got[0].from != wantFrom || got[0].to != "ok@dest.test" {
-		t.Errorf("envelope = %q -> %q, want %q -> ok@dest.test", got[0].from, got[0].to, wantFrom)
+	if envFrom := e.fx.Server.Token + "+" + m.Token + "@rp.postal.test"; got[0].from != envFrom || got[0].to != "ok@dest.test" {
+		t.Errorf("envelope = %q -> %q, want %q -> ok@dest.test", got[0].from, got[0].to, envFrom)
 	}
 	data := got[0].data
 	if !bytes.HasPrefix(data, []byte("X-Postal-MsgID: "+m.Token+"\r\nDKIM-Signature: ")) {

@@ -33,8 +33,10 @@
 //
 // Rewriting: the envelope sender is Postal's return path,
 // <server token>@<dns.return_path_domain>, or @<custom_return_path_prefix>.<domain>
-// when the domain's return-path check is OK; bounces (Bounce=true) use the null
-// sender. Resent-Sender carries the same address when
+// when the domain's return-path check is OK, with the message token as a
+// +tag (<server token>+<message token>@...) so a bounce names its message;
+// bounces (Bounce=true) use the null sender. Resent-Sender carries the
+// return path without the tag when
 // postal.use_resent_sender_header (and is covered by the signature). The
 // message is signed with the domain's DKIM key (relaxed/relaxed, Postal's
 // header list, selector <dns.dkim_identifier>-<DKIMIdentifierString>); the

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 
 	"github.com/postalgo/postal/daemon/dkim"
@@ -16,8 +17,9 @@ import (
 // msgIDHeader is the header that names the message token in what is sent.
 const msgIDHeader = "X-Postal-MsgID"
 
-// returnPath is the envelope sender of a job: Postal's
-// <server token>@<return path domain>, or "" (the null sender) for bounces.
+// returnPath is the return path of a job: Postal's <server token>@<return
+// path domain>, or "" (the null sender) for bounces. The envelope sender
+// adds the message token as a +tag (envelopeFrom).
 func (p *Processor) returnPath(j *job) string {
 	if j.msg.Bounce {
 		return ""
@@ -93,7 +95,7 @@ func (p *Processor) newBodies(ctx context.Context, jobs []*job) *bodies {
 }
 
 // get returns the bytes to send for j (its own X-Postal-MsgID on top of the
-// shared signed bytes) and its envelope sender.
+// shared signed bytes) and its envelope sender (envelopeFrom).
 func (b *bodies) get(ctx context.Context, p *Processor, j *job) ([]byte, string, error) {
 	k := b.keys[j]
 	e := b.m[k]
@@ -106,7 +108,22 @@ func (b *bodies) get(ctx context.Context, p *Processor, j *job) ([]byte, string,
 	out = append(out, ": "...)
 	out = append(out, j.msg.Token...)
 	out = append(out, "\r\n"...)
-	return append(out, e.data...), k.from, nil
+	return append(out, e.data...), envelopeFrom(k.from, j.msg.Token), nil
+}
+
+// envelopeFrom is the MAIL FROM of a message whose return path is from:
+// <server token>+<message token>@<domain>, so a bounce that quotes nothing
+// of the message still names it (the smtp-server links a +tag on a
+// return-path address to that message, and Postal's own parser strips the
+// tag); the null sender stays null. The body (Resent-Sender) keeps the
+// return path without the tag, so messages of one submission share their
+// signed bytes.
+func envelopeFrom(from, token string) string {
+	at := strings.LastIndexByte(from, '@')
+	if from == "" || token == "" || at <= 0 {
+		return from
+	}
+	return from[:at] + "+" + token + from[at:]
 }
 
 // prepare rewrites and signs a job's raw message: refused with

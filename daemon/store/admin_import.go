@@ -470,6 +470,20 @@ func (im *Import) Route(ctx context.Context, r ImportRoute) (int64, ImportChange
 	return id, ch, nil
 }
 
+// RouteEndpoint adds endpoint (endpointType, endpointID) to route routeID's
+// additional endpoints unless it is there already (ImportUnchanged).
+func (im *Import) RouteEndpoint(ctx context.Context, routeID int64, endpointType string, endpointID int64) (int64, ImportChange, error) {
+	if _, ok := endpointTables[endpointType]; !ok {
+		return 0, "", fmt.Errorf("additional endpoint of route %d: type %q is not an endpoint type", routeID, endpointType)
+	}
+	id, ch, err := im.upsert(ctx, "route_additional_endpoints", []kv{{"route_id", routeID}, {"endpoint_type", endpointType},
+		{"endpoint_id", endpointID}}, nil, []kv{{"created_at", im.now}}, 0, false)
+	if err != nil {
+		return 0, "", fmt.Errorf("additional endpoint of route %d: %w", routeID, err)
+	}
+	return id, ch, nil
+}
+
 // ImportWebhook is a webhook as the source holds it, with the events it is
 // subscribed to (ignored when AllEvents).
 type ImportWebhook struct {

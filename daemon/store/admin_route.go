@@ -292,8 +292,9 @@ func (s *Store) Routes(ctx context.Context, serverID int64) ([]*Route, error) {
 	return out, rows.Err()
 }
 
-// DeleteRoute removes the route with uuid from server serverID, together
-// with its endpoint when no other route uses that endpoint, in one
+// DeleteRoute removes the route with uuid from server serverID (and its
+// additional endpoints' rows), together with its endpoint when no other
+// route uses that endpoint, as primary or additional, in one
 // transaction. A route of another server, or an unknown one, wraps
 // ErrNotFound.
 func (s *Store) DeleteRoute(ctx context.Context, serverID int64, uuid string) error {
@@ -318,7 +319,9 @@ func (s *Store) DeleteRoute(ctx context.Context, serverID int64, uuid string) er
 			return nil
 		}
 		_, err = t.exec(ctx, `DELETE FROM `+table+` WHERE id = ? AND NOT EXISTS
-			(SELECT 1 FROM routes WHERE endpoint_type = ? AND endpoint_id = ?)`, epID.Int64, epType.String, epID.Int64)
+			(SELECT 1 FROM routes WHERE endpoint_type = ? AND endpoint_id = ?) AND NOT EXISTS
+			(SELECT 1 FROM route_additional_endpoints WHERE endpoint_type = ? AND endpoint_id = ?)`,
+			epID.Int64, epType.String, epID.Int64, epType.String, epID.Int64)
 		if err != nil {
 			return fmt.Errorf("delete endpoint of route %s: %w", uuid, err)
 		}

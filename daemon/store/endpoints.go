@@ -195,6 +195,8 @@ func (s *Store) CreateEndpoint(ctx context.Context, serverID int64, ep NewEndpoi
 // by id.
 func (s *Store) Endpoints(ctx context.Context, serverID int64) ([]*Endpoint, error) {
 	const uses = `(SELECT COUNT(*) FROM routes r WHERE r.endpoint_type = ? AND r.endpoint_id = e.id)`
+	// Routes counts primary uses; additional ones are listed by
+	// `postalctl route endpoint ls`.
 	queries := []struct {
 		kind, q string
 	}{
@@ -231,8 +233,9 @@ func (s *Store) Endpoints(ctx context.Context, serverID int64) ([]*Endpoint, err
 }
 
 // DeleteEndpoint removes server serverID's endpoint uuid; as in Postal,
-// every route that used it is switched to mode Reject without an endpoint,
-// in the same transaction. It returns how many routes were switched. An
+// every route that used it is switched to mode Reject without an endpoint
+// and it leaves the routes that had it as an additional endpoint, in the
+// same transaction. It returns how many routes were switched. An
 // unknown endpoint wraps ErrNotFound.
 func (s *Store) DeleteEndpoint(ctx context.Context, serverID int64, uuid string) (int, error) {
 	var switched int
@@ -240,6 +243,10 @@ func (s *Store) DeleteEndpoint(ctx context.Context, serverID int64, uuid string)
 		kind, id, err := findEndpoint(ctx, t, serverID, uuid)
 		if err != nil {
 			return err
+		}
+		if _, err := t.exec(ctx, `DELETE FROM route_additional_endpoints WHERE endpoint_type = ? AND endpoint_id = ?`,
+			kind, id); err != nil {
+			return fmt.Errorf("delete endpoint %s: %w", uuid, err)
 		}
 		res, err := t.exec(ctx, `UPDATE routes SET mode = ?, endpoint_type = NULL, endpoint_id = NULL, updated_at = ?
 			WHERE endpoint_type = ? AND endpoint_id = ?`, RouteModeReject, s.now().UnixMicro(), kind, id)

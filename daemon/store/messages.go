@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -29,23 +30,27 @@ const (
 
 // Message is one message to one recipient (Postal stores one per recipient).
 type Message struct {
-	ID                  int64     `json:"id"`
-	ServerID            int64     `json:"server_id"`
-	Token               string    `json:"token"`
-	Scope               string    `json:"scope"`
-	RcptTo              string    `json:"rcpt_to"`
-	MailFrom            string    `json:"mail_from"`
-	Subject             string    `json:"subject"`
-	MessageID           string    `json:"message_id"`
-	Tag                 string    `json:"tag,omitempty"`
-	Status              string    `json:"status"`
-	Held                bool      `json:"held"`
-	HoldExpiry          time.Time `json:"hold_expiry,omitzero"`
-	Bounce              bool      `json:"bounce"`
-	BounceForID         int64     `json:"bounce_for_id,omitempty"`
-	DomainID            int64     `json:"domain_id,omitempty"`
-	CredentialID        int64     `json:"credential_id,omitempty"`
-	RouteID             int64     `json:"route_id,omitempty"`
+	ID           int64     `json:"id"`
+	ServerID     int64     `json:"server_id"`
+	Token        string    `json:"token"`
+	Scope        string    `json:"scope"`
+	RcptTo       string    `json:"rcpt_to"`
+	MailFrom     string    `json:"mail_from"`
+	Subject      string    `json:"subject"`
+	MessageID    string    `json:"message_id"`
+	Tag          string    `json:"tag,omitempty"`
+	Status       string    `json:"status"`
+	Held         bool      `json:"held"`
+	HoldExpiry   time.Time `json:"hold_expiry,omitzero"`
+	Bounce       bool      `json:"bounce"`
+	BounceForID  int64     `json:"bounce_for_id,omitempty"`
+	DomainID     int64     `json:"domain_id,omitempty"`
+	CredentialID int64     `json:"credential_id,omitempty"`
+	RouteID      int64     `json:"route_id,omitempty"`
+	// EndpointType and EndpointID name the route's additional endpoint
+	// this message was created for; empty for the route's primary one.
+	EndpointType        string    `json:"endpoint_type,omitempty"`
+	EndpointID          int64     `json:"endpoint_id,omitempty"`
 	RawMessageID        int64     `json:"raw_message_id,omitempty"`
 	Size                int64     `json:"size"`
 	ReceivedWithSSL     bool      `json:"received_with_ssl"`
@@ -56,22 +61,26 @@ type Message struct {
 
 // NewMessage is one recipient's message inside a Submission.
 type NewMessage struct {
-	ServerID        int64
-	Scope           string // ScopeIncoming or ScopeOutgoing
-	RcptTo          string
-	MailFrom        string
-	Subject         string
-	MessageID       string
-	Tag             string
-	Token           string // generated when empty
-	Status          string // StatusPending when empty
-	Held            bool
-	HoldExpiry      time.Time
-	Bounce          bool
-	BounceForID     int64
-	DomainID        int64
-	CredentialID    int64
-	RouteID         int64
+	ServerID     int64
+	Scope        string // ScopeIncoming or ScopeOutgoing
+	RcptTo       string
+	MailFrom     string
+	Subject      string
+	MessageID    string
+	Tag          string
+	Token        string // generated when empty
+	Status       string // StatusPending when empty
+	Held         bool
+	HoldExpiry   time.Time
+	Bounce       bool
+	BounceForID  int64
+	DomainID     int64
+	CredentialID int64
+	RouteID      int64
+	// EndpointType and EndpointID, when set, name the additional route
+	// endpoint this message is for (see Message).
+	EndpointType    string
+	EndpointID      int64
 	ReceivedWithSSL bool
 	// Queue creates a queued_messages row (due now) for this message, for
 	// stream QueueKind (the scope when empty) with destination QueueDomain.
@@ -83,6 +92,9 @@ type NewMessage struct {
 type Submission struct {
 	Raw      []byte
 	Messages []NewMessage
+	// RawMessageID, when set, is a stored raw message the messages share
+	// (Raw is then only its size's measure and is not stored again).
+	RawMessageID int64
 	// IdempotencyID, when set, is an Idempotency-Key reservation
 	// (ReserveIdempotencyKey) marked done with this raw message in the same
 	// transaction, so a stored submission and its key commit together.
@@ -128,8 +140,8 @@ func insertSubmissions(ctx context.Context, t tx, now int64, subs []Submission) 
 	defer rawStmt.Close()
 	msgStmt, err := t.PrepareContext(ctx, t.d.rebind(`INSERT INTO messages (server_id, token, scope, rcpt_to, mail_from,
 		subject, message_id, tag, status, held, hold_expiry, bounce, bounce_for_id, domain_id, credential_id, route_id,
-		raw_message_id, size, received_with_ssl, timestamp)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`))
+		raw_message_id, size, received_with_ssl, timestamp, endpoint_type, endpoint_id)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`))
 	if err != nil {
 		return nil, fmt.Errorf("prepare message insert: %w", err)
 	}
@@ -141,9 +153,11 @@ func insertSubmissions(ctx context.Context, t tx, now int64, subs []Submission) 
 	}
 	defer qStmt.Close()
 	for i, sub := range subs {
-		var rawID int64
-		if err := rawStmt.QueryRowContext(ctx, sub.Raw, len(sub.Raw), now).Scan(&rawID); err != nil {
-			return nil, fmt.Errorf("insert raw message: %w", err)
+		rawID := sub.RawMessageID
+		if rawID == 0 {
+			if err := rawStmt.QueryRowContext(ctx, sub.Raw, len(sub.Raw), now).Scan(&rawID); err != nil {
+				return nil, fmt.Errorf("insert raw message: %w", err)
+			}
 		}
 		if sub.IdempotencyID != 0 {
 			if _, err := t.exec(ctx, `UPDATE api_idempotency SET raw_message_id = ?, done = TRUE WHERE id = ?`,
@@ -164,7 +178,8 @@ func insertSubmissions(ctx context.Context, t tx, now int64, subs []Submission) 
 			var id int64
 			if err := msgStmt.QueryRowContext(ctx, m.ServerID, token, m.Scope, m.RcptTo, m.MailFrom, m.Subject, m.MessageID,
 				nullString(m.Tag), status, m.Held, micros(m.HoldExpiry), m.Bounce, nullID(m.BounceForID), nullID(m.DomainID),
-				nullID(m.CredentialID), nullID(m.RouteID), rawID, len(sub.Raw), m.ReceivedWithSSL, now).Scan(&id); err != nil {
+				nullID(m.CredentialID), nullID(m.RouteID), rawID, len(sub.Raw), m.ReceivedWithSSL, now,
+				nullString(m.EndpointType), nullID(m.EndpointID)).Scan(&id); err != nil {
 				return nil, fmt.Errorf("insert message for %s: %w", m.RcptTo, err)
 			}
 			acc[j] = Accepted{MessageID: id, Token: token, RcptTo: m.RcptTo, Scope: m.Scope, Domain: m.QueueDomain}
@@ -181,22 +196,24 @@ func insertSubmissions(ctx context.Context, t tx, now int64, subs []Submission) 
 
 const messageColumns = `id, server_id, token, scope, rcpt_to, mail_from, subject, message_id, tag, status, held, hold_expiry,
 	bounce, bounce_for_id, domain_id, credential_id, route_id, raw_message_id, size, received_with_ssl,
-	last_delivery_attempt, details, timestamp`
+	last_delivery_attempt, details, timestamp, endpoint_type, endpoint_id`
 
 func scanMessage(sc interface{ Scan(...any) error }) (*Message, error) {
 	var (
 		m                                 Message
-		tag, details                      sql.NullString
+		tag, details, epType              sql.NullString
+		epID                              sql.NullInt64
 		holdExp, bounceFor, dom, cred, rt sql.NullInt64
 		raw, last                         sql.NullInt64
 		ts                                int64
 	)
 	if err := sc.Scan(&m.ID, &m.ServerID, &m.Token, &m.Scope, &m.RcptTo, &m.MailFrom, &m.Subject, &m.MessageID, &tag,
 		&m.Status, &m.Held, &holdExp, &m.Bounce, &bounceFor, &dom, &cred, &rt, &raw, &m.Size, &m.ReceivedWithSSL,
-		&last, &details, &ts); err != nil {
+		&last, &details, &ts, &epType, &epID); err != nil {
 		return nil, err
 	}
 	m.Tag, m.Details = tag.String, details.String
+	m.EndpointType, m.EndpointID = epType.String, epID.Int64
 	m.HoldExpiry, m.LastDeliveryAttempt = fromMicros(holdExp), fromMicros(last)
 	m.BounceForID, m.DomainID, m.CredentialID, m.RouteID, m.RawMessageID = bounceFor.Int64, dom.Int64, cred.Int64, rt.Int64, raw.Int64
 	m.Timestamp = time.UnixMicro(ts)
@@ -225,6 +242,37 @@ func (s *Store) MessageByToken(ctx context.Context, token string) (*Message, err
 		return nil, fmt.Errorf("message %s: %w", token, err)
 	}
 	return m, nil
+}
+
+// MaxByMessageID is the most messages OutgoingByMessageID returns.
+const MaxByMessageID = 100
+
+// OutgoingByMessageID returns the server's outgoing messages whose
+// Message-ID (stored without angle brackets) is messageID, oldest first, at
+// most MaxByMessageID: one per recipient of the submission that carried
+// it. An empty messageID finds nothing.
+func (s *Store) OutgoingByMessageID(ctx context.Context, serverID int64, messageID string) ([]*Message, error) {
+	if messageID == "" {
+		return nil, nil
+	}
+	rows, err := s.query(ctx, `SELECT `+messageColumns+` FROM messages WHERE server_id = ? AND message_id = ?
+		AND scope = ? ORDER BY id LIMIT `+strconv.Itoa(MaxByMessageID), serverID, messageID, ScopeOutgoing)
+	if err != nil {
+		return nil, fmt.Errorf("messages with Message-ID %q: %w", messageID, err)
+	}
+	defer rows.Close()
+	var out []*Message
+	for rows.Next() {
+		m, err := scanMessage(rows)
+		if err != nil {
+			return nil, fmt.Errorf("messages with Message-ID %q: %w", messageID, err)
+		}
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("messages with Message-ID %q: %w", messageID, err)
+	}
+	return out, nil
 }
 
 // Messages loads messages by id; missing ids are left out.

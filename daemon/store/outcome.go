@@ -41,6 +41,10 @@ type Effects struct {
 	// sender (see message <msg:ID>)." is appended to its details, and to the
 	// "details" member of the Webhooks payloads that quote them.
 	Bounces []Submission
+	// Messages are new messages stored and queued like any accepted
+	// submission (an incoming message's copies for its route's additional
+	// endpoints); their queued rows are reported in Committed.Queued.
+	Messages []Submission
 	// Links mark original messages Bounced (see MarkBounced).
 	Links []BounceLink
 	// Webhooks are webhook requests, due now; their ids are reported in
@@ -49,6 +53,17 @@ type Effects struct {
 	// SendLimit, when set, reports the server's send volume after this
 	// outcome; its events fire once per crossing (see SendLimit).
 	SendLimit *SendLimit
+	// Used names endpoints this outcome used: their last_used_at is set
+	// to the commit time, one UPDATE per endpoint table for the whole
+	// committed group.
+	Used []EndpointRef
+}
+
+// EndpointRef names one endpoint: its type (EndpointHTTP, EndpointSMTP,
+// EndpointAddress) and its id in that type's table.
+type EndpointRef struct {
+	Type string
+	ID   int64
 }
 
 // SendLimit is a server's outgoing volume over the last 60 minutes
@@ -70,8 +85,8 @@ type Unsuppression struct {
 }
 
 func (e Effects) empty() bool {
-	return len(e.Suppress) == 0 && len(e.Unsuppress) == 0 && len(e.Bounces) == 0 && len(e.Links) == 0 &&
-		len(e.Webhooks) == 0 && e.SendLimit == nil
+	return len(e.Suppress) == 0 && len(e.Unsuppress) == 0 && len(e.Bounces) == 0 && len(e.Messages) == 0 && len(e.Links) == 0 &&
+		len(e.Webhooks) == 0 && e.SendLimit == nil && len(e.Used) == 0
 }
 
 // Outcome is the result of working on one claimed queued message: what
@@ -162,8 +177,10 @@ func (o Outcome) With(e Effects) Outcome {
 	o.effects.Suppress = append(o.effects.Suppress, e.Suppress...)
 	o.effects.Unsuppress = append(o.effects.Unsuppress, e.Unsuppress...)
 	o.effects.Bounces = append(o.effects.Bounces, e.Bounces...)
+	o.effects.Messages = append(o.effects.Messages, e.Messages...)
 	o.effects.Links = append(o.effects.Links, e.Links...)
 	o.effects.Webhooks = append(o.effects.Webhooks, e.Webhooks...)
+	o.effects.Used = append(o.effects.Used, e.Used...)
 	if e.SendLimit != nil {
 		o.effects.SendLimit = e.SendLimit
 	}
@@ -254,7 +271,7 @@ type Committed struct {
 	// Failed[i] is set when nothing could be recorded for outcome i: its
 	// row stays locked and its work is reclaimed later.
 	Failed []error
-	// Queued lists the queued rows created by Bounces effects; they need a
+	// Queued lists the queued rows created by Bounces and Messages effects; they need a
 	// dispatch entry.
 	Queued []Accepted
 	// Webhooks lists the webhook_requests created; each needs an entry on
@@ -321,6 +338,7 @@ func (s *Store) commitInto(ctx context.Context, outs []Outcome, c *Committed, at
 	var queued []Accepted
 	var hooks []int64
 	err := s.inTx(ctx, func(t tx) error {
+		used := map[string][]int64{}
 		st, err := prepareOutcome(ctx, t)
 		if err != nil {
 			return err
@@ -356,11 +374,16 @@ func (s *Store) commitInto(ctx context.Context, outs []Outcome, c *Committed, at
 				return fmt.Errorf("effects of queued message %d: %w", o.queuedID, err)
 			}
 			queued, hooks = append(queued, q...), append(hooks, h...)
+			for _, u := range o.effects.Used {
+				if endpointTables[u.Type] != "" {
+					used[u.Type] = append(used[u.Type], u.ID)
+				}
+			}
 			if err := st.apply(ctx, now.UnixMicro(), o); err != nil {
 				return err
 			}
 		}
-		return nil
+		return markUsed(ctx, t, now.UnixMicro(), used)
 	})
 	if err != nil {
 		return err
@@ -368,6 +391,23 @@ func (s *Store) commitInto(ctx context.Context, outs []Outcome, c *Committed, at
 	copy(c.Applied[at:], applied)
 	c.Queued = append(c.Queued, queued...)
 	c.Webhooks = append(c.Webhooks, hooks...)
+	return nil
+}
+
+// markUsed sets last_used_at of the endpoints in used (ids per type), one
+// UPDATE per type.
+func markUsed(ctx context.Context, t tx, now int64, used map[string][]int64) error {
+	for _, kind := range []string{EndpointHTTP, EndpointSMTP, EndpointAddress} {
+		ids := used[kind]
+		if len(ids) == 0 {
+			continue
+		}
+		args := append([]any{now}, int64Args(ids)...)
+		if _, err := t.exec(ctx, `UPDATE `+endpointTables[kind]+` SET last_used_at = ? WHERE id IN (`+placeholders(len(ids))+`)`,
+			args...); err != nil {
+			return fmt.Errorf("mark %s used: %w", kind, err)
+		}
+	}
 	return nil
 }
 
@@ -396,6 +436,19 @@ func applyEffects(ctx context.Context, t tx, now int64, o *Outcome) ([]Accepted,
 			d.Details += " Bounce sent to sender (see message <msg:" + strconv.FormatInt(accs[0][0].MessageID, 10) + ">)."
 			e.Webhooks = withDetails(e.Webhooks, o.delivery.Details, d.Details)
 			o.delivery = &d
+		}
+	}
+	if len(e.Messages) > 0 {
+		accs, err := insertSubmissions(ctx, t, now, e.Messages)
+		if err != nil {
+			return nil, nil, fmt.Errorf("new messages: %w", err)
+		}
+		for _, acc := range accs {
+			for _, a := range acc {
+				if a.QueuedID != 0 {
+					queued = append(queued, a)
+				}
+			}
 		}
 	}
 	if err := addSuppressions(ctx, t, now, e.Suppress); err != nil {
