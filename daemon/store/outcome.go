@@ -82,13 +82,13 @@ func (e Effects) empty() bool {
 type Outcome struct {
 	queuedID, messageID int64
 	// serverID is the queued row's server, for statistics (0: uncounted).
-	serverID int64
-	owner    string
-	status              string
-	details             string
-	delivery            *NewDelivery
-	retry               bool
-	retryAfter          time.Time
+	serverID   int64
+	owner      string
+	status     string
+	details    string
+	delivery   *NewDelivery
+	retry      bool
+	retryAfter time.Time
 	// keepAttempts keeps a retried row's attempt count (a hold, not a try).
 	keepAttempts bool
 	held         bool
