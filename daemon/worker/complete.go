@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/postalgo/postal/daemon/queue"
@@ -133,13 +134,30 @@ func (k *kindRunner) commit(batch []completion) {
 			k.log.Warn("schedule retries failed; reconciliation will dispatch them when due", "jobs", len(jobs), "err", err)
 		}
 	}
+	// The acks carry the per-minute counters in the same round trip.
+	counts := minuteCounts(res.Counts)
+	if len(acks) == 0 && counts.IsZero() {
+		return
+	}
+	err = o.Queue.AckCounted(ctx, k.kind, now, counts, acks...)
+	switch {
+	case errors.Is(err, queue.ErrCountOnly):
+		k.log.Warn("per-minute counters not updated; the console reads SQL for minutes it cannot vouch for", "err", err)
+	case err != nil:
+		k.log.Warn("ack failed; entries stay pending and will find their rows done", "entries", len(acks), "err", err)
+		return
+	}
 	if len(acks) > 0 {
-		if err := o.Queue.Ack(ctx, k.kind, acks...); err != nil {
-			k.log.Warn("ack failed; entries stay pending and will find their rows done", "entries", len(acks), "err", err)
-			return
-		}
 		k.w.m.acked.WithLabelValues(kind).Add(float64(len(acks)))
 	}
+}
+
+// minuteCounts turns what an outcome commit added to the SQL statistics
+// into the per-minute counters: accepted counts the messages it stored
+// (bounces), the others its outcomes.
+func minuteCounts(c store.StatCounts) queue.Counts {
+	return queue.Counts{Accepted: c.Incoming + c.Outgoing, Sent: c.Sent, SoftFail: c.SoftFail, HardFail: c.HardFail,
+		Held: c.Held, Bounced: c.Bounces}
 }
 
 // retryAt is when a retried outcome's row is due: its RetryAfter, or now.
