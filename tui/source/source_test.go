@@ -193,3 +193,73 @@ func TestLiveFailsOnlyWhenContextEnded(t *testing.T) {
 		t.Fatalf("Snapshot with an ended context: %v, want context.Canceled", err)
 	}
 }
+
+// The sparklines read the per-minute counters; the minutes they cannot
+// vouch for (up to the since mark's minute, or all of them once Redis lost
+// its data) come from SQL, so a lost Redis never shows false zeros.
+func TestLiveThroughputReadsCountersAndFallsBackToSQL(t *testing.T) {
+	ctx := context.Background()
+	st := storetest.SQLite(t)
+	rdb, keys := redistest.New(t)
+	fx := storetest.NewFixture(t, st, "example.com", "")
+	if _, err := st.InsertSubmissions(ctx, []store.Submission{{Raw: []byte("Subject: x\r\n\r\nx"), Messages: []store.NewMessage{
+		{ServerID: fx.Server.ID, Scope: store.ScopeOutgoing, RcptTo: "a@dest.test", MailFrom: "m@example.com"},
+		{ServerID: fx.Server.ID, Scope: store.ScopeOutgoing, RcptTo: "b@dest.test", MailFrom: "m@example.com"},
+	}}}); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	q := queue.New(queue.Options{Client: rdb, Keys: keys})
+	// The counters began 10 minutes ago: that minute and earlier ones are SQL's.
+	if err := q.Count(ctx, now.Add(-10*time.Minute), queue.Counts{Accepted: 5}); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Count(ctx, now.Add(-5*time.Minute), queue.Counts{Sent: 4}); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Count(ctx, now, queue.Counts{Sent: 7, Held: 1}); err != nil {
+		t.Fatal(err)
+	}
+	live := source.NewLive(source.LiveOptions{Store: st, Redis: rdb, Keys: keys, Now: func() time.Time { return now }})
+	snap, err := live.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := snap.Throughput
+	last := source.ThroughputMinutes - 1
+	if tp == nil || snap.ThroughputFrom != source.ThroughputMixed {
+		t.Fatalf("throughput from %q: %+v", snap.ThroughputFrom, tp)
+	}
+	if tp.Sent[last] != 7 || tp.Held[last] != 1 || tp.Sent[last-5] != 4 || tp.Accepted[last-10] != 0 || sum(tp.Accepted) != 0 {
+		t.Fatalf("counters not used as kept: sent %v accepted %v", tp.Sent, tp.Accepted)
+	}
+	// Redis loses everything: SQL gives the whole hour, with the 2 messages.
+	if err := redistest.DeleteAll(ctx, rdb, keys); err != nil {
+		t.Fatal(err)
+	}
+	snap, err = live.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap.ThroughputFrom != source.ThroughputSQL || snap.Throughput == nil || sum(snap.Throughput.Accepted) != 2 {
+		t.Fatalf("after losing Redis: from %q, %+v", snap.ThroughputFrom, snap.Throughput)
+	}
+	// Redis down and the database down: no figures rather than zeros.
+	down, err := redisconn.New(redisconn.Options{URL: closedRedis(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer down.Close()
+	snap, err = source.NewLive(source.LiveOptions{StoreErr: errors.New("refused"), Redis: down, Keys: keys}).Snapshot(ctx)
+	if err != nil || snap.Throughput != nil || snap.ThroughputFrom != "" {
+		t.Fatalf("both down: %+v from %q, %v", snap.Throughput, snap.ThroughputFrom, err)
+	}
+}
+
+func sum(xs []int64) int64 {
+	var n int64
+	for _, x := range xs {
+		n += x
+	}
+	return n
+}
