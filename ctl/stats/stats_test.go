@@ -19,9 +19,9 @@ import (
 func TestStatsArgs(t *testing.T) {
 	e := clitest.New(t, "sqlite", false)
 	tests := []struct {
-		args        []string
-		code        int
-		err         string
+		args                []string
+		code                int
+		err                 string
 		path                string
 		hours, days, months int
 	}{
