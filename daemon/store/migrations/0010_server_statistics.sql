@@ -22,3 +22,11 @@ CREATE TABLE server_statistics (
   PRIMARY KEY (server_id, period, period_start)
 );
 CREATE INDEX server_statistics_by_period ON server_statistics (period, period_start);
+
+-- The message a webhook request is about (NULL for server events: DNS
+-- errors, send limits), copied into its attempt log, so the console shows
+-- a message's webhook requests.
+ALTER TABLE webhook_requests ADD COLUMN message_id BIGINT;
+ALTER TABLE webhook_attempts ADD COLUMN message_id BIGINT;
+CREATE INDEX webhook_requests_by_message ON webhook_requests (message_id);
+CREATE INDEX webhook_attempts_by_message ON webhook_attempts (message_id, id);
