@@ -263,3 +263,49 @@ func sum(xs []int64) int64 {
 	}
 	return n
 }
+
+// The message detail carries the message's webhook requests (attempt log
+// and pending requests) and its loads and clicks, read from SQL.
+func TestLiveMessageDetailHasWebhooksAndTracking(t *testing.T) {
+	ctx := context.Background()
+	st := storetest.SQLite(t)
+	rdb, keys := redistest.New(t)
+	fx := storetest.NewFixture(t, st, "example.com", "")
+	acc, err := st.InsertSubmissions(ctx, []store.Submission{{Raw: []byte("Subject: x\r\n\r\nx"), Messages: []store.NewMessage{
+		{ServerID: fx.Server.ID, Scope: store.ScopeOutgoing, RcptTo: "a@dest.test", MailFrom: "m@example.com"},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := acc[0][0].MessageID
+	ids, err := st.InsertWebhookRequests(ctx, []store.NewWebhookRequest{
+		{ServerID: fx.Server.ID, MessageID: id, URL: "https://h.test/", Event: "MessageSent", Payload: `{}`},
+		{ServerID: fx.Server.ID, MessageID: id, URL: "https://h.test/", Event: "MessageLoaded", Payload: `{}`},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if _, err := st.ClaimWebhookRequests(ctx, ids[:1], "w", now, now.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.RecordWebhookAttempts(ctx, []store.WebhookAttemptOutcome{{RequestID: ids[0], Owner: "w", StatusCode: 500,
+		Result: "http_error", At: now, RetryAfter: now.Add(time.Minute), Error: "500"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.RecordLoad(ctx, fx.Server.Token, acc[0][0].Token, store.TrackingHit{IP: "192.0.2.1", UserAgent: "UA", At: now},
+		func(store.TrackingEvent) []store.NewWebhookRequest { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	live := source.NewLive(source.LiveOptions{Store: st, Redis: rdb, Keys: keys})
+	d, err := live.MessageDetail(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.WebhookAttempts) != 1 || d.WebhookAttempts[0].StatusCode != 500 || len(d.PendingWebhooks) != 2 {
+		t.Fatalf("webhooks: attempts %+v, pending %+v", d.WebhookAttempts, d.PendingWebhooks)
+	}
+	if d.Tracking == nil || len(d.Tracking.Loads) != 1 || d.Tracking.Loads[0].IP != "192.0.2.1" || d.Tracking.Loaded.IsZero() {
+		t.Fatalf("tracking = %+v", d.Tracking)
+	}
+}
