@@ -143,7 +143,8 @@ func (c *StatCounts) fields() []any {
 	return []any{&c.Incoming, &c.Outgoing, &c.Spam, &c.Bounces, &c.Held, &c.Sent, &c.SoftFail, &c.HardFail}
 }
 
-// write adds the tally to every period containing now, in one statement.
+// write adds the tally to every period containing now: one statement per
+// 300 servers (one in practice).
 func (t tally) write(ctx context.Context, tx tx, now time.Time) error {
 	if len(t) == 0 {
 		return nil
@@ -158,6 +159,22 @@ func (t tally) write(ctx context.Context, tx tx, now time.Time) error {
 		return nil
 	}
 	sort.Slice(servers, func(i, j int) bool { return servers[i] < servers[j] }) // a fixed lock order
+	for len(servers) > 0 {
+		n := min(len(servers), statServersPerStatement)
+		if err := t.upsert(ctx, tx, now, servers[:n]); err != nil {
+			return err
+		}
+		servers = servers[n:]
+	}
+	return nil
+}
+
+// statServersPerStatement bounds one upsert's rows (3 per server) so its
+// arguments stay far below SQLite's and PostgreSQL's limits.
+const statServersPerStatement = 300
+
+// upsert adds the counts of servers to every period containing now.
+func (t tally) upsert(ctx context.Context, tx tx, now time.Time, servers []int64) error {
 	var b strings.Builder
 	b.WriteString(`INSERT INTO server_statistics (server_id, period, period_start, ` + statColumns + `) VALUES `)
 	args := make([]any, 0, len(servers)*len(Periods())*11)

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -103,4 +104,36 @@ func TestPeriodStartsAreUTCBoundaries(t *testing.T) {
 			t.Errorf("%s next = %s, want %s", c.p, got, c.next)
 		}
 	}
+}
+
+// One transaction touching more servers than one upsert statement takes
+// still counts every server.
+func TestStatisticsOfManyServersInOneTransaction(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		storetest.NewFixture(t, s, "example.com", "")
+		var msgs []store.NewMessage
+		var ids []int64
+		for i := range 310 {
+			srv, err := s.CreateServer(ctx, "acme", store.NewServer{Name: fmt.Sprintf("S%d", i), Permalink: fmt.Sprintf("s%d", i)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, srv.ID)
+			msgs = append(msgs, store.NewMessage{ServerID: srv.ID, Scope: store.ScopeIncoming, RcptTo: "x@y.test", MailFrom: "a@b.test"})
+		}
+		if _, err := s.InsertSubmissions(ctx, []store.Submission{{Raw: []byte("x"), Messages: msgs}}); err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range []int64{ids[0], ids[299], ids[300], ids[309]} {
+			st, err := s.Statistics(ctx, id, store.PeriodDay, time.Now(), 1)
+			if err != nil || st[0].Incoming != 1 {
+				t.Fatalf("server %d: %+v %v", id, st, err)
+			}
+		}
+		all, err := s.Statistics(ctx, 0, store.PeriodMonth, time.Now(), 1)
+		if err != nil || all[0].Incoming != 310 {
+			t.Fatalf("all servers: %+v %v", all, err)
+		}
+	})
 }
