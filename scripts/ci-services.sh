@@ -2,8 +2,8 @@
 # Makes sure the services the tests need are running on this machine:
 # Redis on 127.0.0.1:6379, PostgreSQL on 127.0.0.1:5432 with a postgres
 # superuser reachable over TCP, and MariaDB on 127.0.0.1:3306 with a user
-# that may create databases (the import-postal tests build Postal-shaped ones). Installs them from Debian's packages when
-# missing. Prints the environment the tests should use (eval it).
+# that may create databases (the import-postal tests build Postal-shaped ones), and tmux (the console
+# e2e test). Installs them from Debian's packages when missing. Prints the environment the tests should use (eval it).
 set -euo pipefail
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 apt_install() {
@@ -20,6 +20,7 @@ if ! port_open 6379; then
 fi
 port_open 6379 || { echo "ci-services: Redis did not start" >&2; exit 1; }
 command -v redis-server >/dev/null 2>&1 || apt_install redis-server   # tests start private servers too
+command -v tmux >/dev/null 2>&1 || apt_install tmux   # the console e2e test runs postalctl tui in tmux
 
 if ! port_open 5432; then
   command -v pg_ctlcluster >/dev/null 2>&1 || apt_install postgresql

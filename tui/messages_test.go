@@ -95,7 +95,20 @@ func messagesFake() *source.FakeMessages {
 		Queued: nil,
 		Deliveries: []*store.Delivery{{Status: store.StatusHeld, Details: "Recipient is on the suppression list (hard fail).",
 			Timestamp: taken.Add(-3 * time.Minute)}},
-		Headers: "From: billing@acme.example\nTo: user26@dest2.example\nSubject: Invoice 26\nMessage-ID: <26@acme.example>"})
+		Headers: "From: billing@acme.example\nTo: user26@dest2.example\nSubject: Invoice 26\nMessage-ID: <26@acme.example>",
+		WebhookAttempts: []*store.WebhookAttempt{
+			{Event: "MessageHeld", URL: "https://hooks.acme.example/postal", Attempt: 2, StatusCode: 200, Result: "ok",
+				CreatedAt: taken.Add(-time.Minute)},
+			{Event: "MessageHeld", URL: "https://hooks.acme.example/postal", Attempt: 1, StatusCode: 502, Result: "http_error",
+				CreatedAt: taken.Add(-2 * time.Minute)},
+		},
+		PendingWebhooks: []*store.WebhookRequest{{Event: "MessageLoaded", URL: "https://crm.acme.example/in", Attempts: 1,
+			Error: "POST: 503 Service Unavailable", RetryAfter: taken.Add(time.Minute), CreatedAt: taken.Add(-30 * time.Second)}},
+		Tracking: &store.MessageTracking{Parsed: true, TrackedLinks: 2, TrackedImages: 1,
+			Loads: []store.LoadEntry{{IP: "192.0.2.7", UserAgent: "Mozilla/5.0 (Mail)", Timestamp: taken.Add(-20 * time.Second)}},
+			Clicks: []store.ClickEntry{{URL: "https://acme.example/invoice/26", IP: "192.0.2.7", UserAgent: "Mozilla/5.0",
+				Timestamp: taken.Add(-10 * time.Second)}}},
+	})
 	return fm
 }
 
@@ -112,6 +125,8 @@ func TestMessagesFrames(t *testing.T) {
 		{"messages_filter_applied", append(append([]tea.Msg{press('/')}, typeText("status:softfail")...), enter)},
 		{"messages_filter_bad", append(append([]tea.Msg{press('/')}, typeText("colour:red")...), enter)},
 		{"messages_detail", []tea.Msg{press('H'), enter}},
+		{"messages_detail_scrolled", []tea.Msg{press('H'), enter, press('j'), press('j'), press('j'), press('j'), press('j'), press('j'),
+			press('j'), press('j'), press('j'), press('j'), press('j'), press('j'), press('j'), press('j')}},
 		{"messages_confirm_release", []tea.Msg{press('H'), press('u')}},
 		{"messages_released", []tea.Msg{press('H'), press('u'), press('y')}},
 		{"messages_confirm_declined", []tea.Msg{press('H'), press('D'), press('n')}},

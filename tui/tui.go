@@ -157,7 +157,10 @@ func (m *Model) keepStale(snap *source.Snapshot) {
 			m.staleDB = prev.Taken
 		}
 		snap.Schema, snap.SQLQueue = prev.Schema, prev.SQLQueue
-		snap.Throughput, snap.Shape, snap.WebhookFailures = prev.Throughput, prev.Shape, prev.WebhookFailures
+		snap.Shape, snap.WebhookFailures = prev.Shape, prev.WebhookFailures
+		if snap.Throughput == nil { // the Redis counters may still have given it
+			snap.Throughput, snap.ThroughputFrom = prev.Throughput, prev.ThroughputFrom
+		}
 		snap.Database.StaleSince = m.staleDB
 	} else if snap.Database.OK {
 		m.staleDB = time.Time{}

@@ -72,7 +72,7 @@ func healthy() source.Snapshot {
 		},
 		RetryShape: []queue.RetryBucket{{Due: taken, Count: 1}, {Due: taken.Add(time.Minute), Count: 2}, {Due: taken.Add(5 * time.Minute), Count: 0},
 			{Due: taken.Add(15 * time.Minute), Count: 3}, {Due: taken.Add(time.Hour)}, {Due: taken.Add(6 * time.Hour)}, {Count: 0}},
-		Throughput: series(),
+		Throughput: series(), ThroughputFrom: source.ThroughputRedis,
 		Shape: &store.QueueShape{Buckets: store.ShapeBuckets(),
 			Total: store.ShapeRow{Domain: "TOTAL", Total: 42, Counts: []int64{30, 5, 3, 2, 1, 1, 0, 0, 0, 0}},
 			Domains: []store.ShapeRow{

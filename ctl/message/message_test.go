@@ -47,6 +47,10 @@ func messages(t *testing.T, e *clitest.Env) []store.Accepted {
 	if err != nil || !applied[0] || !applied[1] {
 		t.Fatalf("record outcomes: %v, %v", applied, err)
 	}
+	if _, err := e.Store.InsertWebhookRequests(ctx, []store.NewWebhookRequest{{ServerID: fx.Server.ID, MessageID: a[1].MessageID,
+		URL: "https://hooks.example.com/postal", Event: "MessageSent", Payload: `{"status":"Sent"}`}}); err != nil {
+		t.Fatal(err)
+	}
 	return a
 }
 
@@ -94,7 +98,7 @@ func TestMessageCommands(t *testing.T) {
 		transcript := run(t, e, []step{
 			{args: []string{"message", "show", sent}, json: true},
 			{args: []string{"message", "show", sent}, out: []string{"Status:      Sent", "To:          sent@dest.test", "Queued:      no",
-				"Sent    Message for sent@dest.test accepted by mx.dest.test  250 2.0.0 OK  yes  0.25s"}},
+				"Sent    Message for sent@dest.test accepted by mx.dest.test  250 2.0.0 OK  yes  0.25s", "MessageSent  1        pending, due"}},
 			{args: []string{"message", "show", a[1].Token}, out: []string{"Message:     " + sent + " (token " + a[1].Token + ")"}},
 			{args: []string{"message", "show", queued}, out: []string{"Status:      Pending", "Queued:      yes (row 3, dest.test, attempts 0", "No deliveries yet."}},
 			{args: []string{"message", "show", held}, out: []string{"Status:      Held, held", "Details:     Held by a hold rule"}},

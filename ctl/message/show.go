@@ -31,6 +31,11 @@ type Details struct {
 	// message was rewritten, first load, last click, loads and clicks
 	// (newest first, at most 1000 of each).
 	Tracking *store.MessageTracking `json:"tracking"`
+	// WebhookAttempts are the logged attempts of the webhook requests about
+	// the message, newest first (at most 50); PendingWebhooks are those
+	// not delivered yet.
+	WebhookAttempts []*store.WebhookAttempt `json:"webhook_attempts"`
+	PendingWebhooks []*store.WebhookRequest `json:"pending_webhooks"`
 	// Raw is the stored body, only with --raw.
 	Raw *string `json:"raw,omitempty"`
 }
@@ -39,8 +44,9 @@ func newShowCmd(f *cli.Factory, runF func(context.Context, *ShowOptions) error) 
 	o := &ShowOptions{Factory: f}
 	cmd := &cobra.Command{
 		Use:   "show ID|TOKEN",
-		Short: "Show a message, its queue state and its deliveries",
-		Long: "Show a message (one recipient's copy), whether it is queued, and every delivery attempt.\n" +
+		Short: "Show a message, its queue state, deliveries, webhook requests, loads and clicks",
+		Long: "Show a message (one recipient's copy), whether it is queued, every delivery attempt, the webhook\n" +
+			"requests about it (attempts logged and requests pending) and the loads and clicks tracking recorded.\n" +
 			"The body is never printed unless --raw is given; then it alone is written, byte for byte,\n" +
 			"so `postalctl message show 42 --raw > 42.eml` saves it.",
 		Args: cli.ExactArgs(1, "a message ID or TOKEN"),
@@ -69,6 +75,12 @@ func runShow(ctx context.Context, o *ShowOptions) error {
 		out.Deliveries = ds
 	}
 	if out.Tracking, err = st.TrackingOf(ctx, m.ID); err != nil {
+		return err
+	}
+	if out.WebhookAttempts, err = st.WebhookAttempts(ctx, store.WebhookAttemptFilter{MessageID: m.ID, Limit: 50}); err != nil {
+		return err
+	}
+	if out.PendingWebhooks, err = st.WebhookRequestsOfMessage(ctx, m.ID); err != nil {
 		return err
 	}
 	q, err := st.QueuedForMessage(ctx, m.ID)
@@ -148,6 +160,7 @@ func printDetails(w io.Writer, d Details) {
 		}
 		fmt.Fprintln(w)
 	}
+	printWebhooks(w, d)
 	if len(d.Deliveries) == 0 {
 		fmt.Fprintln(w, "No deliveries yet.")
 		return
@@ -164,6 +177,23 @@ func printDetails(w io.Writer, d Details) {
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", cli.FormatTime(dl.Timestamp), dl.Status, dashIfEmpty(dl.Details), dashIfEmpty(dl.Output), tls, took)
 	}
+}
+
+// printWebhooks prints the webhook requests about the message, pending
+// first, then the attempt log; nothing when there are none.
+func printWebhooks(w io.Writer, d Details) {
+	if len(d.PendingWebhooks) == 0 && len(d.WebhookAttempts) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "WEBHOOK TIME\tEVENT\tATTEMPT\tRESULT\tURL")
+	for _, r := range d.PendingWebhooks {
+		fmt.Fprintf(w, "%s\t%s\t%d\tpending, due %s\t%s\n", cli.FormatTime(r.CreatedAt), r.Event, r.Attempts+1,
+			cli.FormatTime(r.RetryAfter), r.URL)
+	}
+	for _, a := range d.WebhookAttempts {
+		fmt.Fprintf(w, "%s\t%s\t%d\t%s %d\t%s\n", cli.FormatTime(a.CreatedAt), a.Event, a.Attempt, a.Result, a.StatusCode, a.URL)
+	}
+	fmt.Fprintln(w)
 }
 
 func dashIfEmpty(s string) string {

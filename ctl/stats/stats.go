@@ -1,8 +1,10 @@
-// Package stats is `postalctl stats`: message throughput per hour (the last
-// --hours, default 24) or per day (--days) for one server or all of them,
-// computed from SQL (messages by their timestamp, delivery rows by theirs),
-// as the console's per-minute sparklines are. Exit codes: 0 printed, 1 a
-// store failure or unknown server, 2 usage.
+// Package stats is `postalctl stats`: the per-server statistics postald
+// keeps in SQL (Postal's hourly/daily/monthly figures), per hour (the last
+// --hours, default 24), per day (--days) or per month (--months), for one
+// server or the sum of all of them. The figures are written by intake's
+// commit and the worker's outcome commit, so reading them costs one indexed
+// query whatever the traffic. Exit codes: 0 printed, 1 a store failure or
+// unknown server, 2 usage.
 package stats
 
 import (
@@ -22,34 +24,31 @@ import (
 type Options struct {
 	Factory *cli.Factory
 	// Path is ORG/SERVER, "" for every server.
-	Path  string
-	Hours int
-	Days  int
+	Path   string
+	Hours  int
+	Days   int
+	Months int
 }
 
-// Bounds of --hours and --days.
+// Bounds of --hours, --days and --months.
 const (
-	MaxHours = 24 * 31
-	MaxDays  = 3660
+	MaxHours  = 24 * 31
+	MaxDays   = 3660
+	MaxMonths = 120
 )
 
-// Row is one bucket of the --json output.
+// Row is one period of the --json output.
 type Row struct {
-	Start    time.Time `json:"start"`
-	Accepted int64     `json:"accepted"`
-	Sent     int64     `json:"sent"`
-	SoftFail int64     `json:"soft_fail"`
-	HardFail int64     `json:"hard_fail"`
-	Held     int64     `json:"held"`
-	Bounced  int64     `json:"bounced"`
+	Start time.Time `json:"start"`
+	store.StatCounts
 }
 
 // Output is the --json output.
 type Output struct {
 	Server string `json:"server,omitempty"`
-	// Step is "hour" or "day".
-	Step string `json:"step"`
-	Rows []Row  `json:"rows"`
+	// Period is "hour", "day" or "month" (UTC).
+	Period string `json:"period"`
+	Rows   []Row  `json:"rows"`
 	// Total sums the rows (its Start is the first row's).
 	Total Row `json:"total"`
 }
@@ -59,24 +58,33 @@ func NewCmd(f *cli.Factory, runF func(context.Context, *Options) error) *cobra.C
 	o := &Options{Factory: f}
 	cmd := &cobra.Command{
 		Use:   "stats [ORG/SERVER]",
-		Short: "Print messages accepted and delivery outcomes per hour or per day",
-		Long: "Print, per hour (the last --hours, default 24) or per day (--days), the messages accepted and the\n" +
-			"delivery outcomes recorded (sent, soft-failed, hard-failed, held, bounced), for one server or all.\n" +
-			"Buckets are aligned to the hour or the UTC day; the last one is the current, partial one.",
+		Short: "Print per-server statistics per hour, day or month",
+		Long: "Print, per hour (the last --hours, default 24), per day (--days) or per month (--months), the\n" +
+			"messages stored (incoming, outgoing), held and bounced, and the delivery outcomes recorded (sent,\n" +
+			"soft-failed, hard-failed), for one server or the sum of all. Periods are UTC; the last one is the\n" +
+			"current, partial one. The live per-minute view is `postalctl tui`.",
 		Args:              cobra.MaximumNArgs(1),
 		ValidArgsFunction: server.Complete(f),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 1 {
 				o.Path = args[0]
 			}
+			set := 0
+			for _, v := range []int{o.Hours, o.Days, o.Months} {
+				if v != 0 {
+					set++
+				}
+			}
 			switch {
-			case o.Hours != 0 && o.Days != 0:
-				return cli.Usagef("--hours and --days cannot be used together")
+			case set > 1:
+				return cli.Usagef("--hours, --days and --months cannot be used together")
 			case o.Hours < 0 || o.Hours > MaxHours:
 				return cli.Usagef("--hours must be between 1 and %d (got %d)", MaxHours, o.Hours)
 			case o.Days < 0 || o.Days > MaxDays:
 				return cli.Usagef("--days must be between 1 and %d (got %d)", MaxDays, o.Days)
-			case o.Hours == 0 && o.Days == 0:
+			case o.Months < 0 || o.Months > MaxMonths:
+				return cli.Usagef("--months must be between 1 and %d (got %d)", MaxMonths, o.Months)
+			case set == 0:
 				o.Hours = 24
 			}
 			if runF != nil {
@@ -87,6 +95,7 @@ func NewCmd(f *cli.Factory, runF func(context.Context, *Options) error) *cobra.C
 	}
 	cmd.Flags().IntVar(&o.Hours, "hours", 0, "hourly figures for the last N hours (default 24)")
 	cmd.Flags().IntVar(&o.Days, "days", 0, "daily figures for the last N days")
+	cmd.Flags().IntVar(&o.Months, "months", 0, "monthly figures for the last N months")
 	return cmd
 }
 
@@ -107,33 +116,33 @@ func run(ctx context.Context, o *Options) error {
 		return err
 	}
 	now := f.Now().UTC()
-	step, n, name, layout := time.Hour, o.Hours, "hour", "2006-01-02 15:00"
-	if o.Days > 0 {
-		step, n, name, layout = 24*time.Hour, o.Days, "day", "2006-01-02"
+	p, n, head, layout := store.PeriodHour, o.Hours, "HOUR (UTC)", "2006-01-02 15:00"
+	start := p.Start(now).Add(-time.Duration(n-1) * time.Hour)
+	switch {
+	case o.Days > 0:
+		p, n, head, layout = store.PeriodDay, o.Days, "DAY (UTC)", "2006-01-02"
+		start = p.Start(now).AddDate(0, 0, -(n - 1))
+	case o.Months > 0:
+		p, n, head, layout = store.PeriodMonth, o.Months, "MONTH (UTC)", "2006-01"
+		start = p.Start(now).AddDate(0, -(n - 1), 0)
 	}
-	start := now.Truncate(step).Add(-time.Duration(n-1) * step)
-	sr, err := st.Throughput(ctx, serverID, start, step, n)
+	rows, err := st.Statistics(ctx, serverID, p, start, n)
 	if err != nil {
 		return err
 	}
-	out := Output{Server: o.Path, Step: name, Rows: make([]Row, n), Total: Row{Start: start}}
-	for i := range n {
-		r := Row{Start: start.Add(time.Duration(i) * step), Accepted: sr.Accepted[i], Sent: sr.Sent[i], SoftFail: sr.SoftFail[i],
-			HardFail: sr.HardFail[i], Held: sr.Held[i], Bounced: sr.Bounced[i]}
-		out.Rows[i] = r
-		out.Total.Accepted += r.Accepted
-		out.Total.Sent += r.Sent
-		out.Total.SoftFail += r.SoftFail
-		out.Total.HardFail += r.HardFail
-		out.Total.Held += r.Held
-		out.Total.Bounced += r.Bounced
+	out := Output{Server: o.Path, Period: string(p), Rows: make([]Row, n), Total: Row{Start: rows[0].Start}}
+	for i, r := range rows {
+		out.Rows[i] = Row{Start: r.Start, StatCounts: r.StatCounts}
+		out.Total.StatCounts = out.Total.Add(r.StatCounts)
+	}
+	line := func(w io.Writer, label string, c store.StatCounts) {
+		fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", label, c.Incoming, c.Outgoing, c.Sent, c.SoftFail, c.HardFail, c.Held, c.Bounces)
 	}
 	return f.Render(out, func(w io.Writer) {
-		fmt.Fprintf(w, "%s (UTC)\tACCEPTED\tSENT\tSOFT-FAILED\tHARD-FAILED\tHELD\tBOUNCED\n", map[string]string{"hour": "HOUR", "day": "DAY"}[name])
+		fmt.Fprintf(w, "%s\tINCOMING\tOUTGOING\tSENT\tSOFT-FAILED\tHARD-FAILED\tHELD\tBOUNCES\n", head)
 		for _, r := range out.Rows {
-			fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\t%d\t%d\n", r.Start.Format(layout), r.Accepted, r.Sent, r.SoftFail, r.HardFail, r.Held, r.Bounced)
+			line(w, r.Start.Format(layout), r.StatCounts)
 		}
-		t := out.Total
-		fmt.Fprintf(w, "TOTAL\t%d\t%d\t%d\t%d\t%d\t%d\n", t.Accepted, t.Sent, t.SoftFail, t.HardFail, t.Held, t.Bounced)
+		line(w, "TOTAL", out.Total.StatCounts)
 	})
 }

@@ -125,7 +125,7 @@ func (h *BounceHandler) handleBounce(ctx context.Context, q *store.QueuedMessage
 		}
 		fx.Links = append(fx.Links, store.BounceLink{OriginalID: orig.ID, BounceID: m.ID, Details: details, Output: output})
 		linked = append(linked, fmt.Sprintf("<msg:%d>", orig.ID))
-		fx.Webhooks = append(fx.Webhooks, h.events.Requests(ctx, now, outbound.Event{ServerID: m.ServerID,
+		fx.Webhooks = append(fx.Webhooks, h.events.Requests(ctx, now, outbound.Event{ServerID: m.ServerID, MessageID: orig.ID,
 			Name: webhook.EventMessageBounced, Payload: webhook.Bounced{
 				OriginalMessage: orig.WebhookPayload(), Bounce: m.WebhookPayload()}})...)
 		h.log.Info("bounce linked", "message_id", m.ID, "original", orig.ID, "by", how, "class", string(class))

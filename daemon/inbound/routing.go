@@ -471,7 +471,7 @@ func (h *Handler) finish(ctx context.Context, w *work, o store.Outcome, bounce b
 	}
 	if d := o.Delivery(); d != nil {
 		if name := outbound.DeliveryEvent(d.Status); name != "" {
-			fx.Webhooks = h.events.Requests(ctx, now, outbound.Event{ServerID: w.m.ServerID, Name: name,
+			fx.Webhooks = h.events.Requests(ctx, now, outbound.Event{ServerID: w.m.ServerID, MessageID: w.m.ID, Name: name,
 				Payload: outbound.DeliveryPayload(w.m, d, now)})
 		}
 	}

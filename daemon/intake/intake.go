@@ -37,9 +37,11 @@ type Storer interface {
 	InsertSubmissions(ctx context.Context, subs []store.Submission) ([][]store.Accepted, error)
 }
 
-// Dispatcher is what intake needs of the queue.
+// Dispatcher is what intake needs of the queue: stream entries, and the
+// per-minute counters (messages accepted).
 type Dispatcher interface {
 	Enqueue(ctx context.Context, kind queue.Kind, jobs ...queue.Job) error
+	Count(ctx context.Context, at time.Time, c queue.Counts) error
 }
 
 // ErrStopped is returned by Submit once the intake has shut down.
@@ -79,7 +81,7 @@ type Intake struct {
 	reqs chan request
 	// committed carries committed work from the committers (and Dispatch)
 	// to the dispatcher; closed once the committers have finished.
-	committed chan map[queue.Kind][]queue.Job
+	committed chan committedWork
 	// backlogFull is set when a batch was left to reconciliation, and
 	// cleared when a dispatch round succeeds (it limits the logging).
 	backlogFull atomic.Bool
@@ -111,7 +113,7 @@ func New(o Options) *Intake {
 	in := &Intake{
 		o:         o,
 		reqs:      make(chan request, o.MaxBatch*o.Committers),
-		committed: make(chan map[queue.Kind][]queue.Job, dispatchBacklog),
+		committed: make(chan committedWork, dispatchBacklog),
 		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "postal_intake_batch_size",
 			Help: "Submissions committed per SQL transaction.", Buckets: prometheus.ExponentialBuckets(1, 2, 10)}),
 		commitTime: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "postal_intake_commit_seconds",
@@ -224,7 +226,19 @@ func (in *Intake) commit(batch []request) {
 	}
 	in.batchSize.Observe(float64(len(batch)))
 	in.commitTime.Observe(time.Since(start).Seconds())
-	in.enqueueCommitted(jobsOf(accepted))
+	var n int64
+	for _, a := range accepted {
+		n += int64(len(a))
+	}
+	in.enqueueCommitted(committedWork{jobs: jobsOf(accepted), accepted: n, at: time.Now()})
+}
+
+// committedWork is what the dispatcher does for one committed batch: its
+// stream entries, and the messages it stored for the per-minute counters.
+type committedWork struct {
+	jobs     map[queue.Kind][]queue.Job
+	accepted int64
+	at       time.Time
 }
 
 // jobsOf returns the stream entries committed submissions need.
@@ -257,13 +271,14 @@ func (in *Intake) Dispatch(jobs map[queue.Kind][]queue.Job) {
 		in.o.Log.Warn("intake stopped; reconciliation will dispatch the new work")
 		return
 	}
-	in.enqueueCommitted(jobs)
+	in.enqueueCommitted(committedWork{jobs: jobs})
 }
 
-// enqueueCommitted passes jobs to the dispatcher unless its backlog is full.
-func (in *Intake) enqueueCommitted(jobs map[queue.Kind][]queue.Job) {
+// enqueueCommitted passes work to the dispatcher unless its backlog is full
+// (then its messages go uncounted in the per-minute counters too).
+func (in *Intake) enqueueCommitted(w committedWork) {
 	select {
-	case in.committed <- jobs:
+	case in.committed <- w:
 	default:
 		// Redis is slower than SQL for now (or hangs): the rows are
 		// durable and due, so reconciliation dispatches them; answering
@@ -280,13 +295,17 @@ func (in *Intake) enqueueCommitted(jobs map[queue.Kind][]queue.Job) {
 // empty, taking every batch waiting at once into one round trip per stream.
 func (in *Intake) dispatchLoop() {
 	byKind := map[queue.Kind][]queue.Job{}
-	add := func(jobs map[queue.Kind][]queue.Job) {
-		for k, js := range jobs {
+	accepted := map[int64]int64{} // unix minute -> messages
+	add := func(w committedWork) {
+		for k, js := range w.jobs {
 			byKind[k] = append(byKind[k], js...)
 		}
+		if w.accepted > 0 {
+			accepted[w.at.Unix()/60] += w.accepted
+		}
 	}
-	for jobs := range in.committed {
-		add(jobs)
+	for w := range in.committed {
+		add(w)
 	more:
 		for {
 			select {
@@ -299,15 +318,16 @@ func (in *Intake) dispatchLoop() {
 				break more
 			}
 		}
-		in.dispatch(byKind)
+		in.dispatch(byKind, accepted)
 		clear(byKind)
+		clear(accepted)
 	}
 }
 
 // dispatch writes one stream entry per queued message, one round trip per
 // stream. A failure is logged and left to reconciliation: the rows are
 // already durable and due, so the requeuer finds them.
-func (in *Intake) dispatch(byKind map[queue.Kind][]queue.Job) {
+func (in *Intake) dispatch(byKind map[queue.Kind][]queue.Job, accepted map[int64]int64) {
 	ctx, cancel := context.WithTimeout(context.Background(), in.o.CommitTimeout)
 	defer cancel()
 	ok := true
@@ -320,5 +340,11 @@ func (in *Intake) dispatch(byKind map[queue.Kind][]queue.Job) {
 	}
 	if ok {
 		in.backlogFull.Store(false)
+	}
+	for minute, n := range accepted {
+		if err := in.o.Queue.Count(ctx, time.Unix(minute*60, 0), queue.Counts{Accepted: n}); err != nil {
+			in.o.Log.Warn("per-minute counters not updated; the console reads SQL for minutes it cannot vouch for",
+				"messages", n, "err", err)
+		}
 	}
 }

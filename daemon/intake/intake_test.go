@@ -85,6 +85,22 @@ func TestConcurrentSubmissionsAreStoredAndDispatched(t *testing.T) {
 			}
 			delete(ids, d.Job.ID)
 		}
+		// Every stored message is counted in the per-minute counters, by the
+		// dispatcher after the commit.
+		var accepted int64
+		for deadline := time.Now().Add(10 * time.Second); accepted != 2*n && time.Now().Before(deadline); {
+			m, err := q.ReadMinutes(ctx, time.Now().Add(-time.Minute), 2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			accepted = m.Counts[0].Accepted + m.Counts[1].Accepted
+			if accepted != 2*n {
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+		if accepted != 2*n {
+			t.Fatalf("counted %d accepted, want %d", accepted, 2*n)
+		}
 		cancel()
 		if err := <-done; err != nil {
 			t.Fatal(err)

@@ -628,6 +628,10 @@ func TestWebhookEventsAreStoredAndDispatched(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.Payload), &p); err != nil {
 		t.Fatal(err)
 	}
+	// The request is about the message: the console lists it there.
+	if mine, err := e.s.WebhookRequestsOfMessage(ctx, row.MessageID); err != nil || len(mine) != 1 || mine[0].ID != r.ID {
+		t.Errorf("requests of message %d = %+v, %v", row.MessageID, mine, err)
+	}
 	m := e.message(row.MessageID)
 	if p.Status != store.StatusSent || p.Message.Token != m.Token || p.Message.ID != m.ID || p.Message.Direction != "outgoing" ||
 		p.Message.To != "ok@dest.test" || p.Message.From != "sender@example.com" || p.Message.SpamStatus != "NotChecked" ||

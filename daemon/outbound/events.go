@@ -48,6 +48,8 @@ func DeliveryPayload(m *store.Message, d *store.NewDelivery, now time.Time) webh
 // Event is one webhook event of a server.
 type Event struct {
 	ServerID int64
+	// MessageID is the message the event is about (0: a server event).
+	MessageID int64
 	// Name is the event's name (webhook.EventMessageSent, ...).
 	Name string
 	// Payload is encoded as the request's JSON payload.
@@ -98,7 +100,8 @@ func (e *Events) Requests(ctx context.Context, now time.Time, evs ...Event) []st
 					break
 				}
 			}
-			reqs = append(reqs, store.NewWebhookRequest{ServerID: ev.ServerID, WebhookID: h.ID, URL: h.URL, Event: ev.Name, Payload: string(body)})
+			reqs = append(reqs, store.NewWebhookRequest{ServerID: ev.ServerID, WebhookID: h.ID, MessageID: ev.MessageID, URL: h.URL,
+				Event: ev.Name, Payload: string(body)})
 		}
 	}
 	return reqs

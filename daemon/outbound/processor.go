@@ -643,7 +643,7 @@ func (p *Processor) finish(ctx context.Context, jobs []*job, suppressed map[int6
 		}
 		if name := DeliveryEvent(d.Status); name != "" {
 			j.fx.Webhooks = append(j.fx.Webhooks, p.events.Requests(ctx, now,
-				Event{ServerID: j.msg.ServerID, Name: name, Payload: DeliveryPayload(j.msg, d, now)})...)
+				Event{ServerID: j.msg.ServerID, MessageID: j.msg.ID, Name: name, Payload: DeliveryPayload(j.msg, d, now)})...)
 		}
 		if j.limit != nil && j.server != nil {
 			sl := *j.limit

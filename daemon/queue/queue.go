@@ -351,26 +351,34 @@ func (q *Queue) discardMalformed(ctx context.Context, kind Kind, bad []redis.XMe
 // that is no longer pending is harmless. Every delivery must be of kind. It
 // returns a wrapped error when Redis fails, in which case nothing changed.
 func (q *Queue) Ack(ctx context.Context, kind Kind, ds ...Delivery) error {
-	if err := checkKind(kind); err != nil {
+	if len(ds) == 0 {
+		return checkKind(kind)
+	}
+	keys, args, err := q.ackArgs(kind, ds)
+	if err != nil {
 		return err
 	}
-	if len(ds) == 0 {
-		return nil
+	if err := q.scripts.ack.Run(ctx, q.c, keys, args...).Err(); err != nil {
+		return fmt.Errorf("queue: ack %d %s entries: %w", len(ds), kind, err)
+	}
+	q.metrics.add(cAcked, kind, len(ds))
+	return nil
+}
+
+// ackArgs returns the ack script's keys and arguments for ds.
+func (q *Queue) ackArgs(kind Kind, ds []Delivery) ([]string, []any, error) {
+	if err := checkKind(kind); err != nil {
+		return nil, nil, err
 	}
 	args := make([]any, 0, 2+2*len(ds))
 	args = append(args, q.group, string(kind))
 	for _, d := range ds {
 		if d.Kind != kind {
-			return fmt.Errorf("queue: ack %s: delivery %s is of kind %q", kind, d.StreamID, d.Kind)
+			return nil, nil, fmt.Errorf("queue: ack %s: delivery %s is of kind %q", kind, d.StreamID, d.Kind)
 		}
 		args = append(args, d.StreamID, strconv.FormatInt(d.Job.ID, 10))
 	}
-	err := q.scripts.ack.Run(ctx, q.c, []string{q.stream(kind), q.inflight}, args...).Err()
-	if err != nil {
-		return fmt.Errorf("queue: ack %d %s entries: %w", len(ds), kind, err)
-	}
-	q.metrics.add(cAcked, kind, len(ds))
-	return nil
+	return []string{q.stream(kind), q.inflight}, args, nil
 }
 
 // Retry atomically removes d from its stream (XACK + XDEL) and puts its job

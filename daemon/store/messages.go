@@ -121,8 +121,11 @@ func (s *Store) InsertSubmissions(ctx context.Context, subs []Submission) ([][]A
 	var out [][]Accepted
 	err := s.inTx(ctx, func(t tx) error {
 		var err error
-		out, err = insertSubmissions(ctx, t, now, subs)
-		return err
+		tl := tally{}
+		if out, err = insertSubmissions(ctx, t, now, subs, tl); err != nil {
+			return err
+		}
+		return tl.write(ctx, t, time.UnixMicro(now))
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store submissions: %w", err)
@@ -131,7 +134,7 @@ func (s *Store) InsertSubmissions(ctx context.Context, subs []Submission) ([][]A
 }
 
 // insertSubmissions is InsertSubmissions inside t.
-func insertSubmissions(ctx context.Context, t tx, now int64, subs []Submission) ([][]Accepted, error) {
+func insertSubmissions(ctx context.Context, t tx, now int64, subs []Submission, tl tally) ([][]Accepted, error) {
 	out := make([][]Accepted, len(subs))
 	rawStmt, err := t.PrepareContext(ctx, t.d.rebind(`INSERT INTO raw_messages (data, size, created_at) VALUES (?, ?, ?) RETURNING id`))
 	if err != nil {
@@ -183,6 +186,7 @@ func insertSubmissions(ctx context.Context, t tx, now int64, subs []Submission) 
 				return nil, fmt.Errorf("insert message for %s: %w", m.RcptTo, err)
 			}
 			acc[j] = Accepted{MessageID: id, Token: token, RcptTo: m.RcptTo, Scope: m.Scope, Domain: m.QueueDomain}
+			tl.countMessage(m)
 			if m.Queue {
 				if err := qStmt.QueryRowContext(ctx, id, m.ServerID, m.Scope, strings.ToLower(m.QueueDomain), now, now, now).Scan(&acc[j].QueuedID); err != nil {
 					return nil, fmt.Errorf("insert queued message for %s: %w", m.RcptTo, err)

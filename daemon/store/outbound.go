@@ -315,6 +315,8 @@ func (s *Store) RemoveSuppression(ctx context.Context, serverID int64, address s
 type NewWebhookRequest struct {
 	ServerID  int64
 	WebhookID int64
+	// MessageID is the message the event is about (0: a server event).
+	MessageID int64
 	URL       string
 	Event     string
 	// Payload is the event's JSON object.
@@ -358,14 +360,14 @@ func (s *Store) InsertWebhookRequests(ctx context.Context, reqs []NewWebhookRequ
 // insertWebhookRequests is InsertWebhookRequests inside t.
 func insertWebhookRequests(ctx context.Context, t tx, now int64, reqs []NewWebhookRequest) ([]int64, error) {
 	ids := make([]int64, len(reqs))
-	stmt, err := t.PrepareContext(ctx, t.d.rebind(`INSERT INTO webhook_requests (uuid, server_id, webhook_id, url, event, payload,
-		retry_after, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`))
+	stmt, err := t.PrepareContext(ctx, t.d.rebind(`INSERT INTO webhook_requests (uuid, server_id, webhook_id, message_id, url, event,
+		payload, retry_after, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`))
 	if err != nil {
 		return nil, fmt.Errorf("prepare: %w", err)
 	}
 	defer stmt.Close()
 	for i, r := range reqs {
-		if err := stmt.QueryRowContext(ctx, newUUID(), r.ServerID, nullID(r.WebhookID), r.URL, r.Event, r.Payload, now, now).Scan(&ids[i]); err != nil {
+		if err := stmt.QueryRowContext(ctx, newUUID(), r.ServerID, nullID(r.WebhookID), nullID(r.MessageID), r.URL, r.Event, r.Payload, now, now).Scan(&ids[i]); err != nil {
 			return nil, fmt.Errorf("insert %s request: %w", r.Event, err)
 		}
 	}

@@ -96,12 +96,14 @@ func (e Effects) empty() bool {
 // Outcome names no row and is never applied.
 type Outcome struct {
 	queuedID, messageID int64
-	owner               string
-	status              string
-	details             string
-	delivery            *NewDelivery
-	retry               bool
-	retryAfter          time.Time
+	// serverID is the queued row's server, for statistics (0: uncounted).
+	serverID   int64
+	owner      string
+	status     string
+	details    string
+	delivery   *NewDelivery
+	retry      bool
+	retryAfter time.Time
 	// keepAttempts keeps a retried row's attempt count (a hold, not a try).
 	keepAttempts bool
 	held         bool
@@ -110,7 +112,7 @@ type Outcome struct {
 }
 
 func base(q *QueuedMessage) Outcome {
-	return Outcome{queuedID: q.ID, messageID: q.MessageID, owner: q.LockedBy}
+	return Outcome{queuedID: q.ID, messageID: q.MessageID, serverID: q.ServerID, owner: q.LockedBy}
 }
 
 // Drop finishes q's queued row and changes nothing else (its message is
@@ -231,7 +233,7 @@ func (o Outcome) Effects() Effects { return o.effects }
 // sent again), the message keeps Sent or becomes HardFail, and an Error
 // delivery says why. It has no effects.
 func (o Outcome) fallback(reason string) Outcome {
-	f := base(&QueuedMessage{ID: o.queuedID, MessageID: o.messageID, LockedBy: o.owner})
+	f := base(&QueuedMessage{ID: o.queuedID, MessageID: o.messageID, ServerID: o.serverID, LockedBy: o.owner})
 	reason = cleanReason(reason)
 	f.status = StatusHardFail
 	f.details = "The outcome of this attempt could not be recorded (" + reason + ")."
@@ -277,6 +279,9 @@ type Committed struct {
 	// Webhooks lists the webhook_requests created; each needs an entry on
 	// the webhooks stream.
 	Webhooks []int64
+	// Counts sums what the recorded outcomes added to the servers'
+	// statistics (outcomes, holds, bounces, generated bounce messages).
+	Counts StatCounts
 }
 
 // CommitOutcomes records outcomes and their effects in ONE transaction.
@@ -337,8 +342,10 @@ func (s *Store) commitInto(ctx context.Context, outs []Outcome, c *Committed, at
 	applied := make([]bool, len(outs))
 	var queued []Accepted
 	var hooks []int64
+	tl := tally{}
 	err := s.inTx(ctx, func(t tx) error {
 		used := map[string][]int64{}
+		clear(tl) // a retried transaction counts afresh
 		st, err := prepareOutcome(ctx, t)
 		if err != nil {
 			return err
@@ -369,7 +376,8 @@ func (s *Store) commitInto(ctx context.Context, outs []Outcome, c *Committed, at
 				continue
 			}
 			applied[i] = true
-			q, h, err := applyEffects(ctx, t, now.UnixMicro(), &o)
+			tl.countOutcome(o.serverID, &o)
+			q, h, err := applyEffects(ctx, t, now.UnixMicro(), &o, tl)
 			if err != nil {
 				return fmt.Errorf("effects of queued message %d: %w", o.queuedID, err)
 			}
@@ -383,7 +391,10 @@ func (s *Store) commitInto(ctx context.Context, outs []Outcome, c *Committed, at
 				return err
 			}
 		}
-		return markUsed(ctx, t, now.UnixMicro(), used)
+		if err := markUsed(ctx, t, now.UnixMicro(), used); err != nil {
+			return err
+		}
+		return tl.write(ctx, t, now)
 	})
 	if err != nil {
 		return err
@@ -391,6 +402,7 @@ func (s *Store) commitInto(ctx context.Context, outs []Outcome, c *Committed, at
 	copy(c.Applied[at:], applied)
 	c.Queued = append(c.Queued, queued...)
 	c.Webhooks = append(c.Webhooks, hooks...)
+	c.Counts = c.Counts.Add(tl.total())
 	return nil
 }
 
@@ -413,14 +425,14 @@ func markUsed(ctx context.Context, t tx, now int64, used map[string][]int64) err
 
 // applyEffects writes o's effects inside t and returns the queued rows and
 // webhook requests it created. It may append to o's delivery details.
-func applyEffects(ctx context.Context, t tx, now int64, o *Outcome) ([]Accepted, []int64, error) {
+func applyEffects(ctx context.Context, t tx, now int64, o *Outcome, tl tally) ([]Accepted, []int64, error) {
 	e := o.effects
 	if e.empty() {
 		return nil, nil, nil
 	}
 	var queued []Accepted
 	if len(e.Bounces) > 0 {
-		accs, err := insertSubmissions(ctx, t, now, e.Bounces)
+		accs, err := insertSubmissions(ctx, t, now, e.Bounces, tl)
 		if err != nil {
 			return nil, nil, fmt.Errorf("bounce: %w", err)
 		}
@@ -439,7 +451,7 @@ func applyEffects(ctx context.Context, t tx, now int64, o *Outcome) ([]Accepted,
 		}
 	}
 	if len(e.Messages) > 0 {
-		accs, err := insertSubmissions(ctx, t, now, e.Messages)
+		accs, err := insertSubmissions(ctx, t, now, e.Messages, tl)
 		if err != nil {
 			return nil, nil, fmt.Errorf("new messages: %w", err)
 		}

@@ -304,9 +304,9 @@ func (s *Store) recordHit(ctx context.Context, serverToken, messageToken, linkTo
 		reqs := events(TrackingEvent{Message: m, Link: res.Link, Hit: hit, Webhooks: hooks})
 		for _, r := range reqs {
 			var id int64
-			if err := t.queryRow(ctx, `INSERT INTO webhook_requests (uuid, server_id, webhook_id, url, event, payload,
-				retry_after, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-				newUUID(), r.ServerID, nullID(r.WebhookID), r.URL, r.Event, r.Payload, at, at).Scan(&id); err != nil {
+			if err := t.queryRow(ctx, `INSERT INTO webhook_requests (uuid, server_id, webhook_id, message_id, url, event, payload,
+				retry_after, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+				newUUID(), r.ServerID, nullID(r.WebhookID), nullID(r.MessageID), r.URL, r.Event, r.Payload, at, at).Scan(&id); err != nil {
 				return fmt.Errorf("insert %s request: %w", r.Event, err)
 			}
 			res.WebhookIDs = append(res.WebhookIDs, id)

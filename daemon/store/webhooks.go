@@ -152,9 +152,9 @@ func (s *Store) RecordWebhookAttempts(ctx context.Context, outs []WebhookAttempt
 	err := s.inTx(ctx, func(t tx) error {
 		var stmts [4]*sql.Stmt
 		for i, q := range []string{
-			`INSERT INTO webhook_attempts (request_uuid, server_id, webhook_id, event, url, attempt, status_code, result,
+			`INSERT INTO webhook_attempts (request_uuid, server_id, webhook_id, message_id, event, url, attempt, status_code, result,
 				duration_us, response, payload, will_retry, created_at)
-				SELECT uuid, server_id, webhook_id, event, url, attempts + 1, ?, ?, ?, ?, payload, ?, ?
+				SELECT uuid, server_id, webhook_id, message_id, event, url, attempts + 1, ?, ?, ?, ?, payload, ?, ?
 				FROM webhook_requests WHERE id = ? AND locked_by = ?`,
 			`UPDATE webhooks SET last_used_at = ? WHERE id = (SELECT webhook_id FROM webhook_requests WHERE id = ?)`,
 			`DELETE FROM webhook_requests WHERE id = ? AND locked_by = ?`,
@@ -244,9 +244,9 @@ func (s *Store) ReleaseWebhookRequests(ctx context.Context, rs []WebhookRelease)
 func (s *Store) AbandonWebhookRequest(ctx context.Context, id int64, reason string) error {
 	now := s.now().UnixMicro()
 	err := s.inTx(ctx, func(t tx) error {
-		if _, err := t.exec(ctx, `INSERT INTO webhook_attempts (request_uuid, server_id, webhook_id, event, url, attempt, status_code,
-			result, duration_us, response, payload, will_retry, created_at)
-			SELECT uuid, server_id, webhook_id, event, url, attempts + 1, 0, 'dead', 0, ?, payload, ?, ? FROM webhook_requests WHERE id = ?`,
+		if _, err := t.exec(ctx, `INSERT INTO webhook_attempts (request_uuid, server_id, webhook_id, message_id, event, url, attempt,
+			status_code, result, duration_us, response, payload, will_retry, created_at)
+			SELECT uuid, server_id, webhook_id, message_id, event, url, attempts + 1, 0, 'dead', 0, ?, payload, ?, ? FROM webhook_requests WHERE id = ?`,
 			reason, false, now, id); err != nil {
 			return err
 		}
@@ -287,6 +287,9 @@ type WebhookAttemptFilter struct {
 	Failed bool
 	// RequestUUID, when not "", keeps only the attempts of that request.
 	RequestUUID string
+	// MessageID, when not 0, keeps only the attempts of requests about
+	// that message; ServerID may then be 0 (any server).
+	MessageID int64
 	// BeforeID, when not 0, pages: only attempts with a smaller id.
 	BeforeID int64
 	// Limit caps the rows (default 50, at most 1000).
@@ -301,6 +304,13 @@ func (s *Store) WebhookAttempts(ctx context.Context, f WebhookAttemptFilter) ([]
 	f.Limit = min(f.Limit, 1000)
 	where := `server_id = ?`
 	args := []any{f.ServerID}
+	if f.MessageID != 0 {
+		where, args = `message_id = ?`, []any{f.MessageID}
+		if f.ServerID != 0 {
+			where += ` AND server_id = ?`
+			args = append(args, f.ServerID)
+		}
+	}
 	if f.WebhookID != 0 {
 		where += ` AND webhook_id = ?`
 		args = append(args, f.WebhookID)
@@ -380,4 +390,29 @@ func (s *Store) CountWebhookRequests(ctx context.Context, now time.Time) (Webhoo
 		return c, fmt.Errorf("count webhook requests: %w", err)
 	}
 	return c, nil
+}
+
+// MaxMessageWebhooks caps the pending requests WebhookRequestsOfMessage returns.
+const MaxMessageWebhooks = 100
+
+// WebhookRequestsOfMessage returns the webhook requests about message id
+// that are still pending (not yet delivered, or being retried), oldest
+// first, at most MaxMessageWebhooks.
+func (s *Store) WebhookRequestsOfMessage(ctx context.Context, id int64) ([]*WebhookRequest, error) {
+	rows, err := s.query(ctx, `SELECT id FROM webhook_requests WHERE message_id = ? ORDER BY id LIMIT ?`, id, MaxMessageWebhooks)
+	if err != nil {
+		return nil, fmt.Errorf("webhook requests of message %d: %w", id, err)
+	}
+	ids, err := scanIDs(rows)
+	if err != nil {
+		return nil, fmt.Errorf("webhook requests of message %d: %w", id, err)
+	}
+	reqs, err := s.WebhookRequests(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	if reqs == nil {
+		reqs = []*WebhookRequest{}
+	}
+	return reqs, nil
 }

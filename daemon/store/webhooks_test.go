@@ -125,3 +125,39 @@ func TestWebhookRequestClaimAttemptAndLog(t *testing.T) {
 		}
 	})
 }
+
+func TestWebhookRequestsAndAttemptsOfAMessage(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		fx := storetest.NewFixture(t, s, "example.com", "")
+		acc := queueOutgoing(t, s, fx, "a@dest.test", "b@dest.test")
+		ids, err := s.InsertWebhookRequests(ctx, []store.NewWebhookRequest{
+			{ServerID: fx.Server.ID, MessageID: acc[0].MessageID, URL: "https://h.test/", Event: "MessageSent", Payload: `{}`},
+			{ServerID: fx.Server.ID, MessageID: acc[0].MessageID, URL: "https://h.test/", Event: "MessageLoaded", Payload: `{}`},
+			{ServerID: fx.Server.ID, MessageID: acc[1].MessageID, URL: "https://h.test/", Event: "MessageSent", Payload: `{}`},
+			{ServerID: fx.Server.ID, URL: "https://h.test/", Event: "DomainDNSError", Payload: `{}`},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := time.Now()
+		if _, err := s.ClaimWebhookRequests(ctx, ids[:1], "w", now, now.Add(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.RecordWebhookAttempts(ctx, []store.WebhookAttemptOutcome{{RequestID: ids[0], Owner: "w", StatusCode: 200,
+			Result: "ok", At: now, Done: true, Success: true}}); err != nil {
+			t.Fatal(err)
+		}
+		pending, err := s.WebhookRequestsOfMessage(ctx, acc[0].MessageID)
+		if err != nil || len(pending) != 1 || pending[0].ID != ids[1] {
+			t.Fatalf("pending of message = %+v, %v", pending, err)
+		}
+		log, err := s.WebhookAttempts(ctx, store.WebhookAttemptFilter{MessageID: acc[0].MessageID})
+		if err != nil || len(log) != 1 || log[0].Event != "MessageSent" || log[0].StatusCode != 200 {
+			t.Fatalf("attempts of message = %+v, %v", log, err)
+		}
+		if log, err := s.WebhookAttempts(ctx, store.WebhookAttemptFilter{MessageID: acc[1].MessageID}); err != nil || len(log) != 0 {
+			t.Fatalf("attempts of the other message = %+v, %v", log, err)
+		}
+	})
+}

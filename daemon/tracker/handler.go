@@ -198,7 +198,8 @@ func (h *Handler) events(ev store.TrackingEvent) []store.NewWebhookRequest {
 				return nil
 			}
 		}
-		out = append(out, store.NewWebhookRequest{ServerID: ev.Message.ServerID, WebhookID: wh.ID, URL: wh.URL, Event: name, Payload: string(body)})
+		out = append(out, store.NewWebhookRequest{ServerID: ev.Message.ServerID, WebhookID: wh.ID, MessageID: ev.Message.ID,
+			URL: wh.URL, Event: name, Payload: string(body)})
 	}
 	return out
 }

@@ -222,6 +222,9 @@ func TestHandler(t *testing.T) {
 			!strings.Contains(reqs[2].Payload, `"url":"https://shop.test/a"`) || !strings.Contains(reqs[0].Payload, `"user_agent":"ua"`) {
 			t.Fatalf("webhook requests = %+v, %v", reqs, err)
 		}
+		if mine, err := s.WebhookRequestsOfMessage(ctx, f.msg.ID); err != nil || len(mine) != 3 {
+			t.Fatalf("requests of the message = %+v, %v", mine, err)
+		}
 	})
 }
 

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/postalgo/postal/daemon/queue"
@@ -137,11 +138,17 @@ func (k *kindRunner) commit(batch []completion) {
 			k.log.Warn("schedule retries failed; reconciliation will dispatch them when due", "jobs", len(jobs), "err", err)
 		}
 	}
-	if len(acks) > 0 {
-		if err := o.Queue.Ack(ctx, k.kind, acks...); err != nil {
-			k.log.Warn("ack failed; entries stay pending and will find their rows done", "entries", len(acks), "err", err)
-		} else {
+	// The acks carry the per-minute counters in the same round trip.
+	if counts := minuteCounts(res.Counts); len(acks) > 0 || !counts.IsZero() {
+		err := o.Queue.AckCounted(ctx, k.kind, now, counts, acks...)
+		switch {
+		case err == nil || errors.Is(err, queue.ErrCountOnly):
+			if err != nil {
+				k.log.Warn("per-minute counters not updated; the console reads SQL for minutes it cannot vouch for", "err", err)
+			}
 			k.w.m.acked.WithLabelValues(kind).Add(float64(len(acks)))
+		default:
+			k.log.Warn("ack failed; entries stay pending and will find their rows done", "entries", len(acks), "err", err)
 		}
 	}
 	// Records of rows whose Sent outcome committed are no longer needed
@@ -152,6 +159,14 @@ func (k *kindRunner) commit(batch []completion) {
 			k.log.Warn("forgetting sent-journal records failed; they expire by themselves", "records", len(forget), "err", err)
 		}
 	}
+}
+
+// minuteCounts turns what an outcome commit added to the SQL statistics
+// into the per-minute counters: accepted counts the messages it stored
+// (bounces), the others its outcomes.
+func minuteCounts(c store.StatCounts) queue.Counts {
+	return queue.Counts{Accepted: c.Incoming + c.Outgoing, Sent: c.Sent, SoftFail: c.SoftFail, HardFail: c.HardFail,
+		Held: c.Held, Bounced: c.Bounces}
 }
 
 // retryAt is when a retried outcome's row is due: its RetryAfter, or now.

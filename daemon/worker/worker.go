@@ -59,6 +59,7 @@ type Queue interface {
 	Read(ctx context.Context, kind queue.Kind, consumer string, limit int, block time.Duration) ([]queue.Delivery, error)
 	Claim(ctx context.Context, kind queue.Kind, consumer string, minIdle time.Duration, limit int) (claimed, dead []queue.Delivery, err error)
 	Ack(ctx context.Context, kind queue.Kind, ds ...queue.Delivery) error
+	AckCounted(ctx context.Context, kind queue.Kind, at time.Time, c queue.Counts, ds ...queue.Delivery) error
 	Retry(ctx context.Context, kind queue.Kind, d queue.Delivery, due time.Time) error
 	Schedule(ctx context.Context, kind queue.Kind, due time.Time, jobs ...queue.Job) error
 	Touch(ctx context.Context, kind queue.Kind, consumer string, ds ...queue.Delivery) error

@@ -66,6 +66,26 @@ func TestWorkerDeliversEveryMessageOnceAndEmptiesTheStream(t *testing.T) {
 		return s.Length == 0 && s.Pending == 0 && st.Inflight == 0 && st.Retry.Size == 0
 	})
 	stop()
+	// Every outcome is counted once: per minute in Redis (with the acks)
+	// and per hour in SQL (with the outcomes).
+	m, err := e.q.ReadMinutes(context.Background(), time.Now().Add(-5*time.Minute), 6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sent int64
+	for _, c := range m.Counts {
+		sent += c.Sent
+	}
+	if sent != int64(len(acc)) {
+		t.Fatalf("per-minute counters: %d sent, want %d", sent, len(acc))
+	}
+	hours, err := e.s.Statistics(context.Background(), e.f.Server.ID, store.PeriodHour, time.Now().Add(-time.Hour), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := hours[0].Sent + hours[1].Sent; got != int64(len(acc)) {
+		t.Fatalf("hourly statistics: %d sent, want %d", got, len(acc))
+	}
 	for id, n := range e.sentCounts(t, acc) {
 		if n != 1 {
 			t.Errorf("message %d has %d Sent deliveries, want 1", id, n)

@@ -512,6 +512,40 @@ func (s *Messages) detailLines() []string {
 		}
 		lines = append(lines, theme.Table(st.Header, rows)...)
 	}
+	lines = append(lines, "", st.Section.Render(fmt.Sprintf("Webhook requests (%d attempts, %d pending)", len(d.WebhookAttempts),
+		len(d.PendingWebhooks))))
+	if len(d.WebhookAttempts) == 0 && len(d.PendingWebhooks) == 0 {
+		lines = append(lines, st.Muted.Render("none"))
+	} else {
+		rows := []string{"TIME	EVENT	ATTEMPT	RESULT	URL"}
+		for _, r := range d.PendingWebhooks {
+			rows = append(rows, fmt.Sprintf("%s\t%s\t%d\tpending, due %s\t%s", r.CreatedAt.UTC().Format(time.DateTime), r.Event,
+				r.Attempts+1, r.RetryAfter.UTC().Format(time.TimeOnly), cell(r.URL, 60)))
+		}
+		for _, a := range d.WebhookAttempts {
+			rows = append(rows, fmt.Sprintf("%s\t%s\t%d\t%s %d\t%s", a.CreatedAt.UTC().Format(time.DateTime), a.Event, a.Attempt,
+				a.Result, a.StatusCode, cell(a.URL, 60)))
+		}
+		lines = append(lines, theme.Table(st.Header, rows)...)
+	}
+	lines = append(lines, "", st.Section.Render("Opens and clicks"))
+	switch tr := d.Tracking; {
+	case tr == nil || (!tr.Parsed && len(tr.Loads) == 0 && len(tr.Clicks) == 0):
+		lines = append(lines, st.Muted.Render("not tracked"))
+	default:
+		lines = append(lines, fmt.Sprintf("%d links and %d images tracked · %d loads · %d clicks", tr.TrackedLinks, tr.TrackedImages,
+			len(tr.Loads), len(tr.Clicks)))
+		if len(tr.Loads)+len(tr.Clicks) > 0 {
+			rows := []string{"TIME	EVENT	IP	DETAIL"}
+			for _, l := range tr.Loads {
+				rows = append(rows, fmt.Sprintf("%s	load	%s	%s", l.Timestamp.UTC().Format(time.DateTime), cell(l.IP, 45), cell(l.UserAgent, 80)))
+			}
+			for _, c := range tr.Clicks {
+				rows = append(rows, fmt.Sprintf("%s	click	%s	%s", c.Timestamp.UTC().Format(time.DateTime), cell(c.IP, 45), cell(c.URL, 80)))
+			}
+			lines = append(lines, theme.Table(st.Header, rows)...)
+		}
+	}
 	lines = append(lines, "", st.Section.Render("Headers"))
 	if d.Headers == "" {
 		lines = append(lines, st.Muted.Render("body removed by retention"))

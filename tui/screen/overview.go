@@ -101,7 +101,9 @@ func (o *Overview) content() []string {
 	} else {
 		lines = append(lines, "Redis  "+st.Muted.Render("unavailable"))
 	}
-	lines = append(lines, "", st.Section.Render("Throughput, last hour per minute"))
+	from := map[string]string{source.ThroughputRedis: " · Redis counters", source.ThroughputSQL: " · from SQL (no Redis counters)",
+		source.ThroughputMixed: " · Redis counters, older minutes from SQL"}[s.ThroughputFrom]
+	lines = append(lines, "", st.Section.Render("Throughput, last hour per minute")+st.Muted.Render(from))
 	lines = append(lines, o.throughput()...)
 	lines = append(lines, "", st.Section.Render("Top destinations by backlog"))
 	switch {

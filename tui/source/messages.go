@@ -63,7 +63,19 @@ type Detail struct {
 	// Headers is the header block of the stored body (at most
 	// MaxHeaderBytes), "" when retention removed the body.
 	Headers string `json:"headers,omitempty"`
+	// WebhookAttempts are the logged attempts of the webhook requests
+	// about the message, newest first (at most MaxDetailWebhooks);
+	// PendingWebhooks the requests not yet delivered (being retried or
+	// waiting for their first attempt).
+	WebhookAttempts []*store.WebhookAttempt `json:"webhook_attempts"`
+	PendingWebhooks []*store.WebhookRequest `json:"pending_webhooks"`
+	// Tracking is what open and click tracking recorded: the newest loads
+	// and clicks.
+	Tracking *store.MessageTracking `json:"tracking,omitempty"`
 }
+
+// MaxDetailWebhooks caps Detail.WebhookAttempts.
+const MaxDetailWebhooks = 50
 
 // MaxHeaderBytes caps the header block Detail carries.
 const MaxHeaderBytes = 16 << 10
@@ -108,6 +120,9 @@ type MessageStore interface {
 	QueuedByIDs(ctx context.Context, ids []int64) ([]*store.QueuedMessage, error)
 	WebhookRequests(ctx context.Context, ids []int64) ([]*store.WebhookRequest, error)
 	RemoveSuppression(ctx context.Context, serverID int64, address string) (bool, error)
+	WebhookAttempts(ctx context.Context, f store.WebhookAttemptFilter) ([]*store.WebhookAttempt, error)
+	WebhookRequestsOfMessage(ctx context.Context, id int64) ([]*store.WebhookRequest, error)
+	TrackingOf(ctx context.Context, id int64) (*store.MessageTracking, error)
 }
 
 // RequeueDead reads up to limit dead letters, asks SQL which rows still
@@ -219,6 +234,15 @@ func (l *Live) MessageDetail(ctx context.Context, id int64) (Detail, error) {
 		case !errors.Is(err, store.ErrNotFound):
 			return Detail{}, err
 		}
+	}
+	if d.WebhookAttempts, err = ms.WebhookAttempts(ctx, store.WebhookAttemptFilter{MessageID: id, Limit: MaxDetailWebhooks}); err != nil {
+		return Detail{}, err
+	}
+	if d.PendingWebhooks, err = ms.WebhookRequestsOfMessage(ctx, id); err != nil {
+		return Detail{}, err
+	}
+	if d.Tracking, err = ms.TrackingOf(ctx, id); err != nil {
+		return Detail{}, err
 	}
 	return d, nil
 }
@@ -401,6 +425,12 @@ func (f *FakeMessages) MessageDetail(_ context.Context, id int64) (Detail, error
 	d.Message = &c
 	if d.Deliveries == nil {
 		d.Deliveries = []*store.Delivery{}
+	}
+	if d.WebhookAttempts == nil {
+		d.WebhookAttempts = []*store.WebhookAttempt{}
+	}
+	if d.PendingWebhooks == nil {
+		d.PendingWebhooks = []*store.WebhookRequest{}
 	}
 	return d, nil
 }

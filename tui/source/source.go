@@ -60,9 +60,14 @@ type Snapshot struct {
 	RetryShape []queue.RetryBucket
 
 	// Throughput is the last ThroughputMinutes minutes, per minute, the
-	// last bucket being the current (partial) minute; nil when the
-	// database did not answer.
+	// last bucket being the current (partial) minute: the per-minute
+	// counters kept in Redis, and for the minutes they cannot vouch for
+	// (Redis lost them, or was down) the same figures computed from SQL.
+	// nil when neither side could provide them.
 	Throughput *store.Series
+	// ThroughputFrom says where Throughput came from: ThroughputRedis,
+	// ThroughputSQL or ThroughputMixed ("" when Throughput is nil).
+	ThroughputFrom string
 	// Shape is the SQL backlog by destination and age (the ShapeDomains
 	// largest); nil when the database did not answer.
 	Shape *store.QueueShape
@@ -70,6 +75,13 @@ type Snapshot struct {
 	// attempt failed, newest first.
 	WebhookFailures []*store.WebhookRequest
 }
+
+// Values of Snapshot.ThroughputFrom.
+const (
+	ThroughputRedis = "redis"
+	ThroughputSQL   = "sql"
+	ThroughputMixed = "redis+sql"
+)
 
 // Sizes of the dashboard's figures.
 const (
@@ -171,13 +183,66 @@ func NewLive(o LiveOptions) *Live {
 func (l *Live) Snapshot(ctx context.Context) (Snapshot, error) {
 	snap := Snapshot{Taken: l.o.Now()}
 	var wg sync.WaitGroup
+	var minutes *queue.Minutes
 	wg.Go(func() { l.readSQL(ctx, &snap) })
-	wg.Go(func() { l.readRedis(ctx, &snap) })
+	wg.Go(func() { minutes = l.readRedis(ctx, &snap) })
 	wg.Wait()
+	l.throughput(ctx, &snap, minutes)
 	if err := ctx.Err(); err != nil {
 		return Snapshot{}, fmt.Errorf("snapshot: %w", err)
 	}
 	return snap, nil
+}
+
+// throughput fills Snapshot.Throughput from the per-minute counters read
+// from Redis (minutes, nil when Redis did not answer), and from SQL for the
+// minutes the counters cannot vouch for: the minutes up to and including
+// the one their since mark falls in, every minute when the mark is missing.
+// SQL is asked only when such minutes exist and the database answered.
+func (l *Live) throughput(ctx context.Context, snap *Snapshot, minutes *queue.Minutes) {
+	start := snap.Taken.Truncate(time.Minute).Add(-(ThroughputMinutes - 1) * time.Minute)
+	missing := ThroughputMinutes // the first `missing` minutes need SQL
+	if minutes != nil {
+		missing = 0
+		for missing < ThroughputMinutes && !minutes.Complete(missing) {
+			missing++
+		}
+	}
+	series := store.Series{Start: start, Step: time.Minute}
+	for _, p := range []*[]int64{&series.Accepted, &series.Sent, &series.SoftFail, &series.HardFail, &series.Held, &series.Bounced} {
+		*p = make([]int64, ThroughputMinutes)
+	}
+	from := ThroughputRedis
+	if missing > 0 {
+		if !snap.Database.OK || snap.Schema == nil || snap.Schema.Current == 0 {
+			return // no source for those minutes: show nothing rather than false zeros
+		}
+		sctx, cancel := context.WithTimeout(ctx, l.o.Timeout)
+		defer cancel()
+		old, err := l.o.Store.Throughput(sctx, 0, start, time.Minute, missing)
+		if err != nil {
+			snap.Database = Health{Error: err.Error()}
+			return
+		}
+		copy(series.Accepted, old.Accepted)
+		copy(series.Sent, old.Sent)
+		copy(series.SoftFail, old.SoftFail)
+		copy(series.HardFail, old.HardFail)
+		copy(series.Held, old.Held)
+		copy(series.Bounced, old.Bounced)
+		from = ThroughputMixed
+		if missing == ThroughputMinutes {
+			from = ThroughputSQL
+		}
+	}
+	if minutes != nil {
+		for i := missing; i < ThroughputMinutes; i++ {
+			c := minutes.Counts[i]
+			series.Accepted[i], series.Sent[i], series.SoftFail[i] = c.Accepted, c.Sent, c.SoftFail
+			series.HardFail[i], series.Held[i], series.Bounced[i] = c.HardFail, c.Held, c.Bounced
+		}
+	}
+	snap.Throughput, snap.ThroughputFrom = &series, from
 }
 
 // readSQL fills the database fields; it touches no Redis field.
@@ -220,13 +285,6 @@ func (l *Live) readSQL(ctx context.Context, snap *Snapshot) {
 		return
 	}
 	snap.Shape = &shape
-	start := snap.Taken.Truncate(time.Minute).Add(-(ThroughputMinutes - 1) * time.Minute)
-	series, err := l.o.Store.Throughput(ctx, 0, start, time.Minute, ThroughputMinutes)
-	if err != nil {
-		fail(err)
-		return
-	}
-	snap.Throughput = &series
 	hooks, err := l.o.Store.FailedWebhookRequests(ctx, WebhookFailures)
 	if err != nil {
 		fail(err)
@@ -236,13 +294,15 @@ func (l *Live) readSQL(ctx context.Context, snap *Snapshot) {
 	snap.Database = Health{OK: true}
 }
 
-// readRedis fills the Redis fields; it touches no database field.
-func (l *Live) readRedis(ctx context.Context, snap *Snapshot) {
+// readRedis fills the Redis fields; it touches no database field. It
+// returns the per-minute counters of the last ThroughputMinutes minutes,
+// nil when they could not be read.
+func (l *Live) readRedis(ctx context.Context, snap *Snapshot) *queue.Minutes {
 	ctx, cancel := context.WithTimeout(ctx, l.o.Timeout)
 	defer cancel()
 	if err := redisconn.Ping(ctx, l.o.Redis); err != nil {
 		snap.Redis = Health{Error: err.Error()}
-		return
+		return nil
 	}
 	var errs []error
 	procs, err := l.board.Processes(ctx)
@@ -278,11 +338,19 @@ func (l *Live) readRedis(ctx context.Context, snap *Snapshot) {
 		errs = append(errs, err)
 	}
 	snap.RetryShape = retry
+	var minutes *queue.Minutes
+	m, err := l.queue.ReadMinutes(ctx, snap.Taken.Add(-(ThroughputMinutes-1)*time.Minute), ThroughputMinutes)
+	if err != nil {
+		errs = append(errs, err)
+	} else {
+		minutes = &m
+	}
 	if len(errs) > 0 {
 		snap.Redis = Health{Error: errs[0].Error()}
-		return
+		return minutes
 	}
 	snap.Redis = Health{OK: true}
+	return minutes
 }
 
 // Fake is a Source that returns a fixed snapshot (or error) and counts its

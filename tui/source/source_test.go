@@ -193,3 +193,119 @@ func TestLiveFailsOnlyWhenContextEnded(t *testing.T) {
 		t.Fatalf("Snapshot with an ended context: %v, want context.Canceled", err)
 	}
 }
+
+// The sparklines read the per-minute counters; the minutes they cannot
+// vouch for (up to the since mark's minute, or all of them once Redis lost
+// its data) come from SQL, so a lost Redis never shows false zeros.
+func TestLiveThroughputReadsCountersAndFallsBackToSQL(t *testing.T) {
+	ctx := context.Background()
+	st := storetest.SQLite(t)
+	rdb, keys := redistest.New(t)
+	fx := storetest.NewFixture(t, st, "example.com", "")
+	if _, err := st.InsertSubmissions(ctx, []store.Submission{{Raw: []byte("Subject: x\r\n\r\nx"), Messages: []store.NewMessage{
+		{ServerID: fx.Server.ID, Scope: store.ScopeOutgoing, RcptTo: "a@dest.test", MailFrom: "m@example.com"},
+		{ServerID: fx.Server.ID, Scope: store.ScopeOutgoing, RcptTo: "b@dest.test", MailFrom: "m@example.com"},
+	}}}); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	q := queue.New(queue.Options{Client: rdb, Keys: keys})
+	// The counters began 10 minutes ago: that minute and earlier ones are SQL's.
+	if err := q.Count(ctx, now.Add(-10*time.Minute), queue.Counts{Accepted: 5}); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Count(ctx, now.Add(-5*time.Minute), queue.Counts{Sent: 4}); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Count(ctx, now, queue.Counts{Sent: 7, Held: 1}); err != nil {
+		t.Fatal(err)
+	}
+	live := source.NewLive(source.LiveOptions{Store: st, Redis: rdb, Keys: keys, Now: func() time.Time { return now }})
+	snap, err := live.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := snap.Throughput
+	last := source.ThroughputMinutes - 1
+	if tp == nil || snap.ThroughputFrom != source.ThroughputMixed {
+		t.Fatalf("throughput from %q: %+v", snap.ThroughputFrom, tp)
+	}
+	if tp.Sent[last] != 7 || tp.Held[last] != 1 || tp.Sent[last-5] != 4 || tp.Accepted[last-10] != 0 || sum(tp.Accepted) != 0 {
+		t.Fatalf("counters not used as kept: sent %v accepted %v", tp.Sent, tp.Accepted)
+	}
+	// Redis loses everything: SQL gives the whole hour, with the 2 messages.
+	if err := redistest.DeleteAll(ctx, rdb, keys); err != nil {
+		t.Fatal(err)
+	}
+	snap, err = live.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap.ThroughputFrom != source.ThroughputSQL || snap.Throughput == nil || sum(snap.Throughput.Accepted) != 2 {
+		t.Fatalf("after losing Redis: from %q, %+v", snap.ThroughputFrom, snap.Throughput)
+	}
+	// Redis down and the database down: no figures rather than zeros.
+	down, err := redisconn.New(redisconn.Options{URL: closedRedis(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer down.Close()
+	snap, err = source.NewLive(source.LiveOptions{StoreErr: errors.New("refused"), Redis: down, Keys: keys}).Snapshot(ctx)
+	if err != nil || snap.Throughput != nil || snap.ThroughputFrom != "" {
+		t.Fatalf("both down: %+v from %q, %v", snap.Throughput, snap.ThroughputFrom, err)
+	}
+}
+
+func sum(xs []int64) int64 {
+	var n int64
+	for _, x := range xs {
+		n += x
+	}
+	return n
+}
+
+// The message detail carries the message's webhook requests (attempt log
+// and pending requests) and its loads and clicks, read from SQL.
+func TestLiveMessageDetailHasWebhooksAndTracking(t *testing.T) {
+	ctx := context.Background()
+	st := storetest.SQLite(t)
+	rdb, keys := redistest.New(t)
+	fx := storetest.NewFixture(t, st, "example.com", "")
+	acc, err := st.InsertSubmissions(ctx, []store.Submission{{Raw: []byte("Subject: x\r\n\r\nx"), Messages: []store.NewMessage{
+		{ServerID: fx.Server.ID, Scope: store.ScopeOutgoing, RcptTo: "a@dest.test", MailFrom: "m@example.com"},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := acc[0][0].MessageID
+	ids, err := st.InsertWebhookRequests(ctx, []store.NewWebhookRequest{
+		{ServerID: fx.Server.ID, MessageID: id, URL: "https://h.test/", Event: "MessageSent", Payload: `{}`},
+		{ServerID: fx.Server.ID, MessageID: id, URL: "https://h.test/", Event: "MessageLoaded", Payload: `{}`},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if _, err := st.ClaimWebhookRequests(ctx, ids[:1], "w", now, now.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.RecordWebhookAttempts(ctx, []store.WebhookAttemptOutcome{{RequestID: ids[0], Owner: "w", StatusCode: 500,
+		Result: "http_error", At: now, RetryAfter: now.Add(time.Minute), Error: "500"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.RecordLoad(ctx, fx.Server.Token, acc[0][0].Token, store.TrackingHit{IP: "192.0.2.1", UserAgent: "UA", At: now},
+		func(store.TrackingEvent) []store.NewWebhookRequest { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	live := source.NewLive(source.LiveOptions{Store: st, Redis: rdb, Keys: keys})
+	d, err := live.MessageDetail(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.WebhookAttempts) != 1 || d.WebhookAttempts[0].StatusCode != 500 || len(d.PendingWebhooks) != 2 {
+		t.Fatalf("webhooks: attempts %+v, pending %+v", d.WebhookAttempts, d.PendingWebhooks)
+	}
+	if d.Tracking == nil || len(d.Tracking.Loads) != 1 || d.Tracking.Loads[0].IP != "192.0.2.1" || d.Tracking.Loaded.IsZero() {
+		t.Fatalf("tracking = %+v", d.Tracking)
+	}
+}

@@ -103,7 +103,14 @@ type Result struct {
 // --config and --json flags, with --config pointing at the Env's file.
 func (e *Env) Run(t testing.TB, newCmd func(*cli.Factory) *cobra.Command, args ...string) Result {
 	t.Helper()
-	io := cli.NewTestIO("", false)
+	return e.RunIO(t, "", false, newCmd, args...)
+}
+
+// RunIO is Run with input on stdin and, when terminal is set, stdout
+// taken for a terminal (prompts, confirmations).
+func (e *Env) RunIO(t testing.TB, input string, terminal bool, newCmd func(*cli.Factory) *cobra.Command, args ...string) Result {
+	t.Helper()
+	io := cli.NewTestIO(input, terminal)
 	lookup := func(k string) (string, bool) {
 		v, ok := e.Env[k]
 		return v, ok

@@ -1,0 +1,4 @@
+package queuecmd
+
+// NewDropCmd exposes `queue drop` with a replaceable action to the tests.
+var NewDropCmd = newDropCmd
