@@ -46,6 +46,9 @@ type Inspection struct {
 	SpamScore     float64
 	Threat        bool
 	ThreatDetails string
+	// Skipped says why the message went (partly) unscanned, "" if it did
+	// not (see NewInspection).
+	Skipped string
 }
 
 // ServerMessage looks up message id of server serverID with its inspection

@@ -49,6 +49,9 @@ type Effects struct {
 	// SendLimit, when set, reports the server's send volume after this
 	// outcome; its events fire once per crossing (see SendLimit).
 	SendLimit *SendLimit
+	// Inspection, when set, records the spam and virus inspection of the
+	// outcome's message (see NewInspection).
+	Inspection *NewInspection
 }
 
 // SendLimit is a server's outgoing volume over the last 60 minutes
@@ -71,7 +74,7 @@ type Unsuppression struct {
 
 func (e Effects) empty() bool {
 	return len(e.Suppress) == 0 && len(e.Unsuppress) == 0 && len(e.Bounces) == 0 && len(e.Links) == 0 &&
-		len(e.Webhooks) == 0 && e.SendLimit == nil
+		len(e.Webhooks) == 0 && e.SendLimit == nil && e.Inspection == nil
 }
 
 // Outcome is the result of working on one claimed queued message: what
@@ -166,6 +169,9 @@ func (o Outcome) With(e Effects) Outcome {
 	o.effects.Webhooks = append(o.effects.Webhooks, e.Webhooks...)
 	if e.SendLimit != nil {
 		o.effects.SendLimit = e.SendLimit
+	}
+	if e.Inspection != nil {
+		o.effects.Inspection = e.Inspection
 	}
 	return o
 }
@@ -377,6 +383,11 @@ func applyEffects(ctx context.Context, t tx, now int64, o *Outcome) ([]Accepted,
 	e := o.effects
 	if e.empty() {
 		return nil, nil, nil
+	}
+	if e.Inspection != nil {
+		if err := recordInspection(ctx, t, o.messageID, e.Inspection); err != nil {
+			return nil, nil, err
+		}
 	}
 	var queued []Accepted
 	if len(e.Bounces) > 0 {
