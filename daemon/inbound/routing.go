@@ -24,6 +24,7 @@ type Store interface {
 	SMTPEndpointByID(ctx context.Context, id int64) (*store.SMTPEndpoint, error)
 	AddressEndpointByID(ctx context.Context, id int64) (*store.AddressEndpoint, error)
 	ManualQueued(ctx context.Context, ids []int64) (map[int64]bool, error)
+	Inspections(ctx context.Context, ids []int64) (map[int64]*store.Inspection, error)
 }
 
 // Forwarder relays a message unchanged to an SMTP endpoint (dest set) or
@@ -62,13 +63,22 @@ type Options struct {
 	// Retry is when mail for SMTP or address endpoints is looked at again
 	// when there is no SMTP forwarder; default 1 h.
 	Retry time.Duration
+	// Inspector scans mail for spam and viruses once, before routing; nil
+	// (or one with no scanner) inspects nothing and adds no header.
+	Inspector Inspector
+	// AcceptUnscanned delivers mail a scanner could not check, marked
+	// unchecked (inspection.when_unavailable: accept); by default such mail
+	// is retried on the message schedule.
+	AcceptUnscanned bool
 }
 
 // Handler is the incoming stream's worker handler. It is safe for
 // concurrent use. Bounces are linked to their originals (BounceHandler);
 // every other incoming message is processed in Postal's order: the maximum
 // number of attempts, development mode (held unless released by hand), no
-// route (HardFail), then the route's mode: Accept (Processed), Hold (Held),
+// route (HardFail), inspection (spam and viruses, once: a score at the
+// server's failure threshold HardFails; a threat is Held; spam follows the
+// route's spam mode), then the route's mode: Accept (Processed), Hold (Held),
 // Bounce or Reject (HardFail with a bounce to the sender), Endpoint (one
 // attempt at the route's endpoint). Each outcome carries its effects:
 // bounce messages and the webhook events of its delivery (direction
@@ -100,6 +110,9 @@ func New(o Options) (*Handler, error) {
 	if o.Retry <= 0 {
 		o.Retry = time.Hour
 	}
+	if o.Inspector != nil && !o.Inspector.Spam() && !o.Inspector.Virus() {
+		o.Inspector = nil // a nil *inspect.Inspector: no scanner
+	}
 	b, err := NewBounceHandler(BounceOptions{Store: o.Store, Log: o.Log, Now: o.Now})
 	if err != nil {
 		return nil, err
@@ -119,12 +132,27 @@ const (
 
 // work is one message being routed.
 type work struct {
-	q      *store.QueuedMessage
-	m      *store.Message
-	raw    []byte
-	server *store.Server
-	route  *store.Route
-	manual bool
+	q          *store.QueuedMessage
+	m          *store.Message
+	raw        []byte
+	server     *store.Server
+	route      *store.Route
+	manual     bool
+	inspection *store.Inspection
+	verdict    *verdict
+}
+
+// delivered is the message an endpoint receives: the raw message with the
+// inspection's headers before it.
+func (w *work) delivered() []byte {
+	if w.verdict == nil {
+		return w.raw
+	}
+	h := w.verdict.headers(w.server.SpamThreshold)
+	if len(h) == 0 {
+		return w.raw
+	}
+	return append(h, w.raw...)
 }
 
 // Handle processes a batch of claimed incoming queued messages and returns
@@ -147,6 +175,8 @@ func (h *Handler) Handle(ctx context.Context, batch []*store.QueuedMessage) []st
 	// Connection failures to an endpoint are reused for the rest of the
 	// batch, as Postal does, rather than tried again at once.
 	dead := map[int64]endpoint.Result{}
+	// A scanner found down is not asked again for the rest of the batch.
+	var down error
 	for i, w := range works {
 		if w == nil {
 			outs[i] = store.Drop(batch[i])
@@ -158,7 +188,10 @@ func (h *Handler) Handle(ctx context.Context, batch []*store.QueuedMessage) []st
 				continue
 			}
 		}
-		outs[i] = h.route(ctx, w, dead, now)
+		outs[i] = h.route(ctx, w, dead, &down, now)
+		if w.verdict != nil && w.verdict.record != nil {
+			outs[i] = outs[i].With(store.Effects{Inspection: w.verdict.record})
+		}
 	}
 	return outs
 }
@@ -189,6 +222,12 @@ func (h *Handler) load(ctx context.Context, batch []*store.QueuedMessage) ([]*wo
 	if err != nil {
 		return nil, err
 	}
+	var inspections map[int64]*store.Inspection
+	if h.o.Inspector != nil {
+		if inspections, err = h.o.Store.Inspections(ctx, ids); err != nil {
+			return nil, err
+		}
+	}
 	servers := map[int64]*store.Server{}
 	routes := map[int64]*store.Route{}
 	works := make([]*work, len(batch))
@@ -197,7 +236,7 @@ func (h *Handler) load(ctx context.Context, batch []*store.QueuedMessage) ([]*wo
 		if m == nil {
 			continue
 		}
-		w := &work{q: q, m: m, raw: raws[m.RawMessageID], manual: manual[q.ID]}
+		w := &work{q: q, m: m, raw: raws[m.RawMessageID], manual: manual[q.ID], inspection: inspections[m.ID]}
 		srv, ok := servers[m.ServerID]
 		if !ok {
 			srv, err = h.o.Store.ServerByID(ctx, m.ServerID)
@@ -227,16 +266,29 @@ func (h *Handler) load(ctx context.Context, batch []*store.QueuedMessage) ([]*wo
 }
 
 // route decides one message's outcome in Postal's order.
-func (h *Handler) route(ctx context.Context, w *work, dead map[int64]endpoint.Result, now time.Time) store.Outcome {
+func (h *Handler) route(ctx context.Context, w *work, dead map[int64]endpoint.Result, down *error, now time.Time) store.Outcome {
 	q, r := w.q, w.route
-	switch {
-	case q.Attempts >= h.o.MaxAttempts:
+	if q.Attempts >= h.o.MaxAttempts {
 		d := fmt.Sprintf("Maximum number of delivery attempts (%d) has been reached.", q.Attempts)
 		return h.finish(ctx, w, store.HardFail(q, store.NewDelivery{Details: d}), true, now)
+	}
+	v, err := h.inspect(ctx, w, down)
+	if err != nil {
+		d := "The message could not be inspected for spam and viruses (" + err.Error() + "); it will be tried again."
+		return h.softFail(ctx, w, store.NewDelivery{Details: d}, now)
+	}
+	w.verdict = v
+	if o, ok := h.inspected(ctx, w, v, now); ok {
+		return o
+	}
+	switch {
 	case w.server.Mode == store.ModeDevelopment && !w.manual:
 		return h.finish(ctx, w, store.Hold(q, now.Add(h.o.HoldExpiry), detailsDevelopment), false, now)
 	case r == nil:
 		return h.finish(ctx, w, store.HardFail(q, store.NewDelivery{Details: detailsNoRoute}), false, now)
+	}
+	if o, ok := h.screened(ctx, w, v, now); ok {
+		return o
 	}
 	switch r.Mode {
 	case store.RouteModeAccept:
@@ -299,7 +351,7 @@ func (h *Handler) deliverSMTP(ctx context.Context, w *work, now time.Time) store
 		}
 		rcpt = ep.Address
 	}
-	f := h.o.SMTP.Forward(ctx, dest, from, rcpt, w.raw)
+	f := h.o.SMTP.Forward(ctx, dest, from, rcpt, w.delivered())
 	switch {
 	case f.Sent:
 		return h.finish(ctx, w, store.Sent(q, f.Delivery), false, now)
@@ -341,7 +393,7 @@ func (h *Handler) deliverHTTP(ctx context.Context, w *work, dead map[int64]endpo
 			StripReplies: ep.StripReplies, IncludeAttachments: ep.IncludeAttachments,
 			Timeout: time.Duration(ep.Timeout) * time.Second}, endpoint.Message{ID: w.m.ID, RcptTo: w.m.RcptTo,
 			MailFrom: w.m.MailFrom, Token: w.m.Token, Timestamp: w.m.Timestamp, Bounce: w.m.Bounce,
-			ReceivedWithSSL: w.m.ReceivedWithSSL, Raw: w.raw})
+			ReceivedWithSSL: w.m.ReceivedWithSSL, SpamStatus: w.verdict.spamStatus(), Raw: w.delivered()})
 		if res.Code < 0 {
 			dead[ep.ID] = res
 		}

@@ -1,0 +1,180 @@
+package inbound
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/postalgo/postal/daemon/inspect"
+	"github.com/postalgo/postal/daemon/store"
+)
+
+// Postal's details texts for inspection verdicts, and ours for a threat.
+const (
+	detailsQuarantine = "Message placed into quarantine."
+	detailsSpamFail   = "Message is spam and the route specifies it should be failed."
+	detailsThreat     = "Message contains a threat (%s): held, never forwarded to an endpoint."
+)
+
+// Inspector scans a message for spam and viruses (*inspect.Inspector).
+type Inspector interface {
+	Inspect(ctx context.Context, env inspect.Envelope, raw []byte) (inspect.Result, error)
+	Spam() bool
+	Virus() bool
+}
+
+// verdict is a message's inspection as routing uses it: recorded earlier,
+// or made now (then record is the effect that stores it).
+type verdict struct {
+	inspected     bool
+	spamChecked   bool
+	spam          bool
+	score         float64
+	threatChecked bool
+	threat        bool
+	threatDetails string
+	record        *store.NewInspection
+}
+
+// inspect returns w's verdict: the recorded one when the message was
+// inspected before, otherwise a new inspection. A scanner that is down
+// (down caches it for the rest of the batch) gives a nil verdict and err,
+// unless the policy accepts unscanned mail.
+func (h *Handler) inspect(ctx context.Context, w *work, down *error) (*verdict, error) {
+	in := h.o.Inspector
+	if in == nil || (!in.Spam() && !in.Virus()) {
+		return &verdict{}, nil
+	}
+	threshold := w.server.SpamThreshold
+	if r := w.inspection; r != nil && r.Inspected {
+		v := &verdict{inspected: true, score: r.SpamScore, spam: r.Spam, threat: r.Threat, threatDetails: r.ThreatDetails}
+		if r.Skipped == "" {
+			v.spamChecked = in.Spam()
+			v.threatChecked = r.ThreatDetails != ""
+		}
+		return v, nil
+	}
+	if w.raw == nil {
+		return &verdict{}, nil
+	}
+	var res inspect.Result
+	err := *down
+	if err == nil {
+		res, err = in.Inspect(ctx, inspect.Envelope{MailFrom: w.m.MailFrom, RcptTo: w.m.RcptTo, Token: w.m.Token}, w.raw)
+	}
+	if err != nil {
+		var u *inspect.UnavailableError
+		if errors.As(err, &u) && ctx.Err() == nil {
+			*down = err
+		}
+		if !h.o.AcceptUnscanned {
+			return nil, err
+		}
+		h.log.Warn("inspection failed; delivering unscanned as inspection.when_unavailable says", "message_id", w.m.ID, "err", err)
+		res = inspect.Result{Skipped: "not scanned: " + err.Error()}
+	}
+	v := &verdict{inspected: true, spamChecked: res.SpamChecked, score: res.SpamScore,
+		threatChecked: res.ThreatChecked, threat: res.Threat, threatDetails: res.ThreatDetails}
+	v.spam = v.spamChecked && v.score > threshold
+	rec := &store.NewInspection{Spam: v.spam, SpamScore: v.score, Threat: v.threat, ThreatDetails: v.threatDetails,
+		Skipped: res.Skipped}
+	for _, c := range res.Checks {
+		rec.Checks = append(rec.Checks, store.SpamCheck{Code: c.Code, Score: c.Score, Description: c.Description})
+	}
+	v.record = rec
+	return v, nil
+}
+
+// inspected applies the inspection steps of Postal's order to w: the
+// failure threshold (HardFail, no bounce), then, for mail that is not a
+// manual release, a threat (Held: ours; Postal only flags it) and the
+// route's spam mode (Quarantine: Held; Fail: HardFail). It returns the
+// outcome when one of them decides, else ok.
+func (h *Handler) inspected(ctx context.Context, w *work, v *verdict, now time.Time) (store.Outcome, bool) {
+	q := w.q
+	if v.spamChecked && v.score >= w.server.SpamFailureThreshold {
+		d := "Message's spam score is higher than the failure threshold for this server. Threshold is currently " +
+			rubyFloat(w.server.SpamFailureThreshold) + "."
+		return h.finish(ctx, w, store.HardFail(q, store.NewDelivery{Details: d}), false, now), true
+	}
+	return store.Outcome{}, false
+}
+
+// screened applies the threat hold and the route's spam mode (steps that
+// come once the message has a route).
+func (h *Handler) screened(ctx context.Context, w *work, v *verdict, now time.Time) (store.Outcome, bool) {
+	if w.manual {
+		return store.Outcome{}, false
+	}
+	q := w.q
+	if v.threat {
+		return h.finish(ctx, w, store.Hold(q, now.Add(h.o.HoldExpiry), fmt.Sprintf(detailsThreat, v.threatDetails)), false, now), true
+	}
+	if v.spam && w.route != nil {
+		switch w.route.SpamMode {
+		case store.SpamModeQuarantine:
+			return h.finish(ctx, w, store.Hold(q, now.Add(h.o.HoldExpiry), detailsQuarantine), false, now), true
+		case store.SpamModeFail:
+			return h.finish(ctx, w, store.HardFail(q, store.NewDelivery{Details: detailsSpamFail}), false, now), true
+		}
+	}
+	return store.Outcome{}, false
+}
+
+// headers are the X-Postal-Spam and X-Postal-Threat fields prepended to
+// what an endpoint receives, as Postal adds them; "unchecked" when no
+// scanner of that kind looked at the message (ours: Postal says "no").
+func (v *verdict) headers(threshold float64) []byte {
+	if !v.inspected {
+		return nil
+	}
+	spam, threat := "unchecked", "unchecked"
+	if v.spamChecked {
+		spam = yesNo(v.spam)
+	}
+	if v.threatChecked {
+		threat = yesNo(v.threat)
+	}
+	var b bytes.Buffer
+	b.WriteString("X-Postal-Spam: " + spam + "\r\n")
+	b.WriteString("X-Postal-Spam-Threshold: " + rubyFloat(threshold) + "\r\n")
+	if v.spamChecked {
+		b.WriteString("X-Postal-Spam-Score: " + rubyFloat(v.score) + "\r\n")
+	}
+	b.WriteString("X-Postal-Threat: " + threat + "\r\n")
+	return b.Bytes()
+}
+
+// spamStatus is the Hash payload's spam_status.
+func (v *verdict) spamStatus() string {
+	switch {
+	case v.spam:
+		return "Spam"
+	case v.spamChecked:
+		return "NotSpam"
+	}
+	return "NotChecked"
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+// rubyFloat prints f as Ruby prints a Float: "5.0", "2.5", "-0.3".
+func rubyFloat(f float64) string {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return "0.0"
+	}
+	s := strconv.FormatFloat(f, 'f', -1, 64)
+	if f == math.Trunc(f) && math.Abs(f) < 1e16 {
+		s += ".0"
+	}
+	return s
+}
