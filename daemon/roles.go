@@ -163,8 +163,10 @@ func trustedProxies(d *deps) []netip.Prefix {
 
 func buildWorker(d *deps) (role, error) {
 	log := d.log.With("role", RoleWorker)
+	inspector, acceptUnscanned := newInspector(d.cfg), d.cfg.Inspection.WhenUnavailable == "accept"
 	proc, err := outbound.New(outbound.Options{
 		Postal: d.cfg.Postal, DNS: d.cfg.DNS, SMTPClient: d.cfg.SMTPClient, Store: d.store,
+		Inspector: inspector, AcceptUnscanned: acceptUnscanned,
 		Log: log.With("component", "outbound"), Registerer: d.registry,
 		Keys:           dkimKeys(d.cfg.Worker, log),
 		Tracker:        tracker.NewTracker(d.store, log.With("component", "tracking")),
@@ -182,7 +184,7 @@ func buildWorker(d *deps) (role, error) {
 		MaxAttempts:      d.cfg.Postal.DefaultMaximumDeliveryAttempts,
 		HoldExpiry:       time.Duration(d.cfg.Postal.DefaultMaximumHoldExpiryDays) * 24 * time.Hour,
 		ReturnPathDomain: d.cfg.DNS.ReturnPathDomain, WebHostname: d.cfg.Postal.WebHostname,
-		Inspector: newInspector(d.cfg), AcceptUnscanned: d.cfg.Inspection.WhenUnavailable == "accept"})
+		Inspector: inspector, AcceptUnscanned: acceptUnscanned})
 	if err != nil {
 		_ = proc.Close()
 		return role{}, fmt.Errorf("worker: inbound: %w", err)
