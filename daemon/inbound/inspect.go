@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/postalgo/postal/daemon/inspect"
@@ -63,7 +64,10 @@ func (h *Handler) inspect(ctx context.Context, w *work, down *error) (*verdict, 
 	}
 	var res inspect.Result
 	err := *down
-	if err == nil {
+	switch {
+	case w.scanned != nil:
+		res, err = w.scanned.res, w.scanned.err
+	case err == nil:
 		res, err = in.Inspect(ctx, inspect.Envelope{MailFrom: w.m.MailFrom, RcptTo: w.m.RcptTo, Token: w.m.Token}, w.raw)
 	}
 	if err != nil {
@@ -87,6 +91,53 @@ func (h *Handler) inspect(ctx context.Context, w *work, down *error) (*verdict, 
 	}
 	v.record = rec
 	return v, nil
+}
+
+// scan is an inspection made ahead of routing.
+type scan struct {
+	res inspect.Result
+	err error
+}
+
+// prescan inspects, at most h.o.InspectConcurrency at a time, the messages
+// of the batch routing will inspect (not yet inspected, not bounces, under
+// the attempt limit), so a batch waits for its slowest scan rather than
+// for the sum of them. A scanner found down stops the scans not started.
+func (h *Handler) prescan(ctx context.Context, works []*work) {
+	if h.o.Inspector == nil {
+		return
+	}
+	var (
+		wg   sync.WaitGroup
+		sem  = make(chan struct{}, h.o.InspectConcurrency)
+		mu   sync.Mutex
+		down bool
+	)
+	for _, w := range works {
+		if w == nil || w.raw == nil || w.m.Bounce || w.q.Attempts >= h.o.MaxAttempts || (w.inspection != nil && w.inspection.Inspected) {
+			continue
+		}
+		sem <- struct{}{}
+		mu.Lock()
+		stop := down
+		mu.Unlock()
+		if stop {
+			<-sem
+			break
+		}
+		wg.Add(1)
+		go func(w *work) {
+			defer func() { <-sem; wg.Done() }()
+			res, err := h.o.Inspector.Inspect(ctx, inspect.Envelope{MailFrom: w.m.MailFrom, RcptTo: w.m.RcptTo, Token: w.m.Token}, w.raw)
+			w.scanned = &scan{res, err}
+			if err != nil {
+				mu.Lock()
+				down = true
+				mu.Unlock()
+			}
+		}(w)
+	}
+	wg.Wait()
 }
 
 // inspected applies the inspection steps of Postal's order to w: the

@@ -70,6 +70,9 @@ type Options struct {
 	// unchecked (inspection.when_unavailable: accept); by default such mail
 	// is retried on the message schedule.
 	AcceptUnscanned bool
+	// InspectConcurrency is how many messages of a batch are inspected at
+	// once; default 8.
+	InspectConcurrency int
 }
 
 // Handler is the incoming stream's worker handler. It is safe for
@@ -110,6 +113,9 @@ func New(o Options) (*Handler, error) {
 	if o.Retry <= 0 {
 		o.Retry = time.Hour
 	}
+	if o.InspectConcurrency <= 0 {
+		o.InspectConcurrency = 8
+	}
 	if o.Inspector != nil && !o.Inspector.Spam() && !o.Inspector.Virus() {
 		o.Inspector = nil // a nil *inspect.Inspector: no scanner
 	}
@@ -139,6 +145,7 @@ type work struct {
 	route      *store.Route
 	manual     bool
 	inspection *store.Inspection
+	scanned    *scan
 	verdict    *verdict
 }
 
@@ -177,6 +184,7 @@ func (h *Handler) Handle(ctx context.Context, batch []*store.QueuedMessage) []st
 	dead := map[int64]endpoint.Result{}
 	// A scanner found down is not asked again for the rest of the batch.
 	var down error
+	h.prescan(ctx, works)
 	for i, w := range works {
 		if w == nil {
 			outs[i] = store.Drop(batch[i])

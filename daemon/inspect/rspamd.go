@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/postalgo/postal/daemon/untrusted"
@@ -26,8 +27,24 @@ type Rspamd struct {
 	Password, Flags string
 	// Timeout bounds the whole request (Postal: 10 s).
 	Timeout time.Duration
-	// Client is the HTTP client; nil uses a default one without redirects.
+	// Client is the HTTP client; nil uses one of its own that keeps up to
+	// 32 idle connections to rspamd and follows no redirects.
 	Client *http.Client
+
+	once sync.Once
+	own  *http.Client
+}
+
+func (r *Rspamd) client() *http.Client {
+	if r.Client != nil {
+		return r.Client
+	}
+	r.once.Do(func() {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConnsPerHost = 32
+		r.own = &http.Client{Transport: t, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	})
+	return r.own
 }
 
 // Check posts raw to rspamd and parses its verdict.
@@ -64,11 +81,7 @@ func (r *Rspamd) Check(ctx context.Context, env Envelope, raw []byte) (SpamResul
 		// No client IP nor user: the message did not come from outside.
 		h["User"], h["Ip"] = []string{""}, []string{""}
 	}
-	c := r.Client
-	if c == nil {
-		c = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	}
-	resp, err := c.Do(req)
+	resp, err := r.client().Do(req)
 	if err != nil {
 		return SpamResult{}, unavailable("rspamd", err)
 	}
