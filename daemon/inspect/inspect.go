@@ -139,7 +139,7 @@ func (i *Inspector) Spam() bool { return i != nil && i.spam != nil }
 // Virus reports whether a virus scanner is configured.
 func (i *Inspector) Virus() bool { return i != nil && i.virus != nil }
 
-// Inspect runs the spam scanner and the virus scanner over raw. A message
+// Inspect runs the spam scanner and the virus scanner over raw, at once. A message
 // over the size limit comes back with Skipped set and nothing checked. Any
 // scanner's failure fails the whole inspection with an *UnavailableError.
 func (i *Inspector) Inspect(ctx context.Context, env Envelope, raw []byte) (Result, error) {
@@ -151,17 +151,32 @@ func (i *Inspector) Inspect(ctx context.Context, env Envelope, raw []byte) (Resu
 		r.Skipped = fmt.Sprintf("message of %d bytes is larger than the inspection limit of %d bytes", len(raw), i.maxSize)
 		return r, nil
 	}
+	// The two scanners are asked at once: a message waits for the slower.
+	var (
+		t    ThreatResult
+		terr error
+		done = make(chan struct{})
+	)
+	if i.virus != nil {
+		go func() {
+			defer close(done)
+			t, terr = i.virus.Scan(ctx, raw)
+		}()
+	} else {
+		close(done)
+	}
 	if i.spam != nil {
 		s, err := i.spam.Check(ctx, env, raw)
 		if err != nil {
+			<-done
 			return Result{}, err
 		}
 		r.SpamChecked, r.SpamScore, r.Checks = true, s.Score, s.Checks
 	}
+	<-done
 	if i.virus != nil {
-		t, err := i.virus.Scan(ctx, raw)
-		if err != nil {
-			return Result{}, err
+		if terr != nil {
+			return Result{}, terr
 		}
 		r.ThreatChecked, r.Threat, r.ThreatDetails = true, t.Threat, t.Details
 	}
