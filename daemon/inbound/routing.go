@@ -436,8 +436,11 @@ func (h *Handler) finish(ctx context.Context, w *work, o store.Outcome, bounce b
 	}
 	if d := o.Delivery(); d != nil {
 		if name := outbound.DeliveryEvent(d.Status); name != "" {
-			fx.Webhooks = h.events.Requests(ctx, now, outbound.Event{ServerID: w.m.ServerID, Name: name,
-				Payload: outbound.DeliveryPayload(w.m, d, now)})
+			p := outbound.DeliveryPayload(w.m, d, now)
+			if w.verdict != nil {
+				p.Message.SpamStatus = w.verdict.spamStatus()
+			}
+			fx.Webhooks = h.events.Requests(ctx, now, outbound.Event{ServerID: w.m.ServerID, Name: name, Payload: p})
 		}
 	}
 	return o.With(fx)
