@@ -75,8 +75,8 @@ func (h *Handler) inspect(ctx context.Context, w *work, down *error) (*verdict, 
 		if errors.As(err, &u) && ctx.Err() == nil {
 			*down = err
 		}
-		if !h.o.AcceptUnscanned {
-			return nil, err
+		if !h.o.AcceptUnscanned || ctx.Err() != nil {
+			return nil, err // our own shutdown is never a reason to pass mail unscanned
 		}
 		h.log.Warn("inspection failed; delivering unscanned as inspection.when_unavailable says", "message_id", w.m.ID, "err", err)
 		res = inspect.Result{Skipped: "not scanned: " + err.Error()}

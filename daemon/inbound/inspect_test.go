@@ -147,6 +147,24 @@ func TestInspectionVerdicts(t *testing.T) {
 			t.Errorf("recorded: %+v, %v", ins[row.MessageID], err)
 		}
 
+		// Our own shutdown is not a scanner failure: even under accept, the
+		// message is retried, unscanned and undelivered.
+		hung, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer hung.Close()
+		row = incoming(a, spam)
+		cctx, cancel := context.WithCancel(ctx)
+		time.AfterFunc(300*time.Millisecond, cancel)
+		outs := handler(inspect.New(&inspect.Spamd{Addr: hung.Addr().String(), Timeout: time.Hour}, nil, 0), true).Handle(cctx, []*store.QueuedMessage{row})
+		if o := outs[0]; !o.Retries() || o.Status() != "" || o.Effects().Inspection != nil || !strings.Contains(o.Details(), "internal error") {
+			t.Fatalf("cancelled scan under accept: status %q retry=%v %q, inspection %+v", o.Status(), o.Retries(), o.Details(), o.Effects().Inspection)
+		}
+		if _, err := s.CommitOutcomes(ctx, outs); err != nil {
+			t.Fatal(err)
+		}
+
 		// Over the size limit: not scanned, said so.
 		big := route("big", store.SpamModeQuarantine)
 		row = incoming(big, spam)

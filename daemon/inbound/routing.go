@@ -282,6 +282,9 @@ func (h *Handler) route(ctx context.Context, w *work, dead map[int64]endpoint.Re
 	}
 	v, err := h.inspect(ctx, w, down)
 	if err != nil {
+		if ctx.Err() != nil {
+			return internalRetry(q, now, err) // shutting down: not the scanner's fault
+		}
 		d := "The message could not be inspected for spam and viruses (" + err.Error() + "); it will be tried again."
 		return h.softFail(ctx, w, store.NewDelivery{Details: d}, now)
 	}

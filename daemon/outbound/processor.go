@@ -623,7 +623,7 @@ func (p *Processor) inspect(ctx context.Context, j *job, now time.Time) bool {
 	} else {
 		res, err := in.Inspect(ctx, inspect.Envelope{MailFrom: j.msg.MailFrom, RcptTo: j.msg.RcptTo, Token: j.msg.Token, Outgoing: true}, j.raw)
 		if err != nil {
-			if !p.o.AcceptUnscanned {
+			if !p.o.AcceptUnscanned || ctx.Err() != nil {
 				j.res = result{verdict: vRetry, at: now.Add(RetryDelay(j.q.Attempts)),
 					details: "The message could not be inspected for spam and viruses (" + err.Error() + "); it will be tried again."}
 				return false
