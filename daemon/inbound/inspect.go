@@ -6,12 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/postalgo/postal/daemon/inspect"
+	"github.com/postalgo/postal/daemon/mailheader"
 	"github.com/postalgo/postal/daemon/store"
+	"github.com/postalgo/postal/daemon/untrusted"
 )
 
 // Postal's details texts for inspection verdicts, and ours for a threat.
@@ -68,7 +72,7 @@ func (h *Handler) inspect(ctx context.Context, w *work, down *error) (*verdict, 
 	case w.scanned != nil:
 		res, err = w.scanned.res, w.scanned.err
 	case err == nil:
-		res, err = in.Inspect(ctx, inspect.Envelope{MailFrom: w.m.MailFrom, RcptTo: w.m.RcptTo, Token: w.m.Token}, w.raw)
+		res, err = in.Inspect(ctx, envelope(w), w.raw)
 	}
 	if err != nil {
 		var u *inspect.UnavailableError
@@ -91,6 +95,42 @@ func (h *Handler) inspect(ctx context.Context, w *work, down *error) (*verdict, 
 	}
 	v.record = rec
 	return v, nil
+}
+
+// envelope is what the scanners are told about w: its envelope, and the
+// client's IP and HELO name from the Received field our SMTP server put
+// first.
+func envelope(w *work) inspect.Envelope {
+	env := inspect.Envelope{MailFrom: w.m.MailFrom, RcptTo: w.m.RcptTo, Token: w.m.Token}
+	env.Helo, env.IP = peer(w.raw)
+	return env
+}
+
+// peer reads "from HELO (RDNS [IP])" from raw's first field when it is a
+// Received field; "" for what it does not find.
+func peer(raw []byte) (helo, ip string) {
+	h := mailheader.Parse(raw)
+	fs := h.Fields()
+	if len(fs) == 0 || !strings.EqualFold(fs[0].Name, "Received") {
+		return "", ""
+	}
+	v := h.Value(fs[0])
+	if i := strings.Index(v, " by "); i >= 0 {
+		v = v[:i]
+	}
+	rest, ok := strings.CutPrefix(v, "from ")
+	if !ok {
+		return "", ""
+	}
+	helo, rest, _ = strings.Cut(rest, " ")
+	if i := strings.LastIndexByte(rest, '['); i >= 0 {
+		if j := strings.IndexByte(rest[i:], ']'); j > 0 {
+			if a, err := netip.ParseAddr(rest[i+1 : i+j]); err == nil {
+				ip = a.String()
+			}
+		}
+	}
+	return untrusted.Text(helo, 255), ip
 }
 
 // scan is an inspection made ahead of routing.
@@ -128,7 +168,7 @@ func (h *Handler) prescan(ctx context.Context, works []*work) {
 		wg.Add(1)
 		go func(w *work) {
 			defer func() { <-sem; wg.Done() }()
-			res, err := h.o.Inspector.Inspect(ctx, inspect.Envelope{MailFrom: w.m.MailFrom, RcptTo: w.m.RcptTo, Token: w.m.Token}, w.raw)
+			res, err := h.o.Inspector.Inspect(ctx, envelope(w), w.raw)
 			w.scanned = &scan{res, err}
 			if err != nil {
 				mu.Lock()

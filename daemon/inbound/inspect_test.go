@@ -179,3 +179,21 @@ func TestInspectionVerdicts(t *testing.T) {
 		}
 	})
 }
+
+func TestPeerFromOurReceivedField(t *testing.T) {
+	cases := []struct{ raw, helo, ip string }{
+		{"Received: from mx.far.test (mail.far.test [192.0.2.7])\r\n\tby postal.test with SMTP; x\r\nSubject: a\r\n\r\nb", "mx.far.test", "192.0.2.7"},
+		{"Received: from [IPv6:2001:db8::1] (unknown [2001:db8::1])\r\n\tby postal.test; x\r\n\r\n", "[IPv6:2001:db8::1]", "2001:db8::1"},
+		{"Subject: no received first\r\nReceived: from a (b [192.0.2.1]) by c\r\n\r\n", "", ""},
+		{"Received: by postal.test; x\r\n\r\n", "", ""},
+		{"Received: from h (r [not-an-ip]) by c\r\n\r\n", "h", ""},
+		{"Received: from h\x00\x01 (r) by c [192.0.2.9]\r\n\r\n", "h\ufffd\ufffd", ""},
+		{"", "", ""},
+	}
+	for _, c := range cases {
+		helo, ip := peer([]byte(c.raw))
+		if helo != c.helo || ip != c.ip {
+			t.Errorf("%q: %q %q, want %q %q", c.raw, helo, ip, c.helo, c.ip)
+		}
+	}
+}

@@ -81,6 +81,9 @@ type Envelope struct {
 	RcptTo   string
 	// Token is the message's token (rspamd's Queue-Id).
 	Token string
+	// IP and Helo are the sending client's address and HELO name, when
+	// known (rspamd's IP and Helo headers).
+	IP, Helo string
 	// Outgoing is set for mail a server sends (rather than receives):
 	// rspamd is told there is no client IP nor user, and spamd's rules
 	// about the receiving hop are ignored, as Postal does.

@@ -77,6 +77,12 @@ func (r *Rspamd) Check(ctx context.Context, env Envelope, raw []byte) (SpamResul
 	if env.Token != "" {
 		h.Set("Queue-Id", env.Token)
 	}
+	if env.IP != "" {
+		h.Set("IP", env.IP)
+	}
+	if env.Helo != "" {
+		h.Set("Helo", env.Helo)
+	}
 	if env.Outgoing {
 		// No client IP nor user: the message did not come from outside.
 		h["User"], h["Ip"] = []string{""}, []string{""}
