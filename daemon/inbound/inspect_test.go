@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"net"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/postalgo/postal/daemon/endpoint"
 	"github.com/postalgo/postal/daemon/inspect"
@@ -196,4 +198,20 @@ func TestPeerFromOurReceivedField(t *testing.T) {
 			t.Errorf("%q: %q %q, want %q %q", c.raw, helo, ip, c.helo, c.ip)
 		}
 	}
+}
+
+func FuzzPeer(f *testing.F) {
+	f.Add([]byte("Received: from mx.far.test (mail.far.test [192.0.2.7])\r\n\tby postal.test with SMTP; x\r\n\r\nbody"))
+	f.Add([]byte("Received: from [ (]]] [[::1] by\r\n\r\n"))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		helo, ip := peer(raw)
+		if len(helo) > 255 || !utf8.ValidString(helo) || strings.ContainsAny(helo, "\x00\r\n") {
+			t.Fatalf("helo %q", helo)
+		}
+		if ip != "" {
+			if _, err := netip.ParseAddr(ip); err != nil {
+				t.Fatalf("ip %q", ip)
+			}
+		}
+	})
 }
