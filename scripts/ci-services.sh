@@ -65,12 +65,12 @@ command -v rspamd >/dev/null 2>&1 && command -v spamd >/dev/null 2>&1 && command
   apt_install --no-install-recommends rspamd spamd clamav-daemon
 if ! port_open 11334; then
   as_root mkdir -p /run/rspamd && as_root chown _rspamd:_rspamd /run/rspamd
-  as_root rspamd -u _rspamd -g _rspamd >&2
+  as_root rspamd -u _rspamd -g _rspamd >&2 || true
   scanners+=(11334)
 fi
 if ! port_open 783; then
   as_root spamd --daemonize --local --listen=127.0.0.1:783 --allowed-ips=127.0.0.1 \
-    --username=debian-spamd --pidfile=/run/postal-spamd.pid --syslog=stderr 2>/dev/null
+    --username=debian-spamd --pidfile=/run/postal-spamd.pid --syslog=stderr 2>/dev/null || true
   scanners+=(783)
 fi
 if ! port_open 3310; then
@@ -84,15 +84,15 @@ if ! port_open 3310; then
     "User clamav" "ScanMail true" "StreamMaxLength 50M" "MaxThreads 4" "LogFile /tmp/postal-clamd.log" \
     "PidFile /tmp/postal-clamd.pid" "SelfCheck 0" | as_root tee "$clamdir/clamd.conf" >/dev/null
   as_root chown -R clamav:clamav "$clamdir"
-  as_root clamd --config-file="$clamdir/clamd.conf" >&2
+  as_root clamd --config-file="$clamdir/clamd.conf" >&2 || true
   scanners+=(3310)
 fi
 for p in "${scanners[@]}"; do
   for _ in $(seq 600); do port_open "$p" && break; sleep 0.1; done
 done
-port_open 11334 || { echo "ci-services: rspamd did not start" >&2; exit 1; }
+port_open 11334 || { echo "ci-services: rspamd did not start (see its log in /var/log/rspamd)" >&2; exit 1; }
 port_open 783 || { echo "ci-services: spamd did not start" >&2; exit 1; }
-port_open 3310 || { echo "ci-services: clamd did not start" >&2; exit 1; }
+port_open 3310 || { echo "ci-services: clamd did not start (see /tmp/postal-clamd.log)" >&2; exit 1; }
 
 echo "export POSTAL_TEST_POSTGRES_URL='$url'"
 echo "export POSTAL_TEST_MYSQL_URL='$mysql_url'"
