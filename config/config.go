@@ -95,6 +95,9 @@ type Config struct {
 	Cron Cron `yaml:"cron"`
 	// Webhooks configures webhook delivery and its attempt log (section webhooks; ours).
 	Webhooks Webhooks `yaml:"webhooks"`
+	// Inspection says what spam and virus inspection does with large messages
+	// and when a scanner is down (section inspection; ours).
+	Inspection Inspection `yaml:"inspection"`
 
 	// FilePath is the absolute path of the file the configuration came from, "" if none.
 	FilePath string `yaml:"-"`
@@ -380,6 +383,8 @@ type Spamd struct {
 	Host string `yaml:"host" validate:"required_if=Enabled true"`
 	// Port is the spamd port.
 	Port int `yaml:"port" validate:"port"`
+	// Timeout bounds one check (ours; Postal's is 15 s).
+	Timeout Seconds `yaml:"timeout" validate:"gt=0"`
 }
 
 // ClamAV is the clamav section.
@@ -390,6 +395,8 @@ type ClamAV struct {
 	Host string `yaml:"host" validate:"required_if=Enabled true"`
 	// Port is the clamd port.
 	Port int `yaml:"port" validate:"port"`
+	// Timeout bounds one scan (ours; Postal's is 10 s).
+	Timeout Seconds `yaml:"timeout" validate:"gt=0"`
 }
 
 // Rspamd is the rspamd section.
@@ -406,6 +413,8 @@ type Rspamd struct {
 	Password string `yaml:"password"`
 	// Flags are passed to rspamd.
 	Flags string `yaml:"flags"`
+	// Timeout bounds one check (ours; Postal's is 10 s).
+	Timeout Seconds `yaml:"timeout" validate:"gt=0"`
 }
 
 // MigrationWaiter is the migration_waiter section.
@@ -523,6 +532,23 @@ type Webhooks struct {
 	PerDestination int `yaml:"per_destination" validate:"gte=1"`
 }
 
+// Inspection is the inspection section (ours): limits and the policy shared
+// by the rspamd, spamd and clamav scanners.
+type Inspection struct {
+	// MaxMessageSize is the largest message scanned, in megabytes (MiB);
+	// larger mail is delivered with X-Postal-Spam: unchecked and
+	// X-Postal-Threat: unchecked. Keep it within clamd's StreamMaxLength.
+	MaxMessageSize int `yaml:"max_message_size" validate:"gte=1"`
+	// WhenUnavailable is what happens to a message a scanner could not check:
+	// "retry" keeps it and tries again on the message schedule (its attempts
+	// count); "accept" delivers it with X-Postal-Spam: unchecked and
+	// X-Postal-Threat: unchecked.
+	WhenUnavailable string `yaml:"when_unavailable" validate:"oneof=retry accept"`
+}
+
+// MaxMessageBytes is MaxMessageSize in bytes.
+func (i Inspection) MaxMessageBytes() int { return i.MaxMessageSize * 1024 * 1024 }
+
 // Defaults returns a configuration with every default filled in: Postal's for Postal's
 // keys, ours for the rest. Path values keep the `$config-file-root` placeholder unexpanded
 // (Load expands it); each call returns a new value that the caller may modify.
@@ -609,9 +635,9 @@ func Defaults() *Config {
 		},
 		Logging:         Logging{Enabled: true, Level: "info", Format: "auto"},
 		GELF:            GELF{Port: 12201, Facility: "postal"},
-		Spamd:           Spamd{Host: "127.0.0.1", Port: 783},
-		ClamAV:          ClamAV{Host: "127.0.0.1", Port: 2000},
-		Rspamd:          Rspamd{Host: "127.0.0.1", Port: 11334},
+		Spamd:           Spamd{Host: "127.0.0.1", Port: 783, Timeout: 15},
+		ClamAV:          ClamAV{Host: "127.0.0.1", Port: 2000, Timeout: 10},
+		Rspamd:          Rspamd{Host: "127.0.0.1", Port: 11334, Timeout: 10},
 		MigrationWaiter: MigrationWaiter{Attempts: 120, SleepTime: 2},
 		Rails:           Rails{Environment: "production"},
 		OIDC: OIDC{
@@ -631,9 +657,10 @@ func Defaults() *Config {
 			Path:               ConfigFileRoot + "/postal.sqlite",
 			MaxOpenConnections: 20,
 		},
-		Redis:    Redis{URL: "redis://127.0.0.1:6379/0", KeyPrefix: "postal"},
-		Requeuer: Requeuer{Interval: 1, ReconcileInterval: 15, LockTTL: 15},
-		Cron:     Cron{LockTTL: 15},
-		Webhooks: Webhooks{LogRetentionDays: 10, MaxInFlight: 64, PerDestination: 8},
+		Redis:      Redis{URL: "redis://127.0.0.1:6379/0", KeyPrefix: "postal"},
+		Requeuer:   Requeuer{Interval: 1, ReconcileInterval: 15, LockTTL: 15},
+		Cron:       Cron{LockTTL: 15},
+		Webhooks:   Webhooks{LogRetentionDays: 10, MaxInFlight: 64, PerDestination: 8},
+		Inspection: Inspection{MaxMessageSize: 25, WhenUnavailable: "retry"},
 	}
 }

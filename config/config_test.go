@@ -163,6 +163,11 @@ func TestDefaultsMatchPostal(t *testing.T) {
 		{"webhooks.log_retention_days", d.Webhooks.LogRetentionDays, 10},
 		{"webhooks.max_in_flight", d.Webhooks.MaxInFlight, 64},
 		{"webhooks.per_destination", d.Webhooks.PerDestination, 8},
+		{"rspamd.timeout", d.Rspamd.Timeout, Seconds(10)},
+		{"spamd.timeout", d.Spamd.Timeout, Seconds(15)},
+		{"clamav.timeout", d.ClamAV.Timeout, Seconds(10)},
+		{"inspection.max_message_size", d.Inspection.MaxMessageSize, 25},
+		{"inspection.when_unavailable", d.Inspection.WhenUnavailable, "retry"},
 		{"logging.level", d.Logging.Level, "info"},
 		{"logging.format", d.Logging.Format, "auto"},
 	}
@@ -203,8 +208,8 @@ func TestKeysAreUniqueAndCoverEverySection(t *testing.T) {
 			t.Errorf("no key in section %s", s)
 		}
 	}
-	if len(sectionNames()) != 22 {
-		t.Errorf("sections = %v, want the 22 of the schema", sectionNames())
+	if len(sectionNames()) != 23 {
+		t.Errorf("sections = %v, want the 23 of the schema", sectionNames())
 	}
 }
 

@@ -164,7 +164,7 @@ var legacySections = map[string]bool{"web": true, "general": true, "smtp_relays"
 
 // ourSections are postal's own sections: they are read the same way in
 // either layout, so a version 1 file can carry them.
-var ourSections = map[string]bool{"database": true, "redis": true, "requeuer": true, "cron": true}
+var ourSections = map[string]bool{"database": true, "redis": true, "requeuer": true, "cron": true, "inspection": true}
 
 // looksLegacy reports whether a file without a version key is in the version
 // 1 layout: it has a section or a key only that layout has. (Postal reads

@@ -44,7 +44,7 @@ func TestDependencyRules(t *testing.T) {
 		return ok
 	}
 	roles := []string{"daemon/smtpserver", "daemon/webserver", "daemon/worker", "daemon/requeuer", "daemon/cron"}
-	leaves := []string{"daemon/compose", "daemon/dkim", "daemon/dsn", "daemon/endpoint", "daemon/forwarded", "daemon/libcrypto", "daemon/mailheader", "daemon/tracking",
+	leaves := []string{"daemon/compose", "daemon/dkim", "daemon/dsn", "daemon/endpoint", "daemon/forwarded", "daemon/inspect", "daemon/libcrypto", "daemon/mailheader", "daemon/tracking",
 		"daemon/resolver", "daemon/signing", "daemon/smtpclient", "daemon/untrusted", "daemon/webhook"}
 	sqlDrivers := []string{"database/sql", "github.com/jackc/pgx/v5/stdlib", "modernc.org/sqlite", "github.com/go-sql-driver/mysql"}
 	redisHolders := []string{"daemon/redisconn", "daemon/queue", "daemon/lease", "daemon/status", "daemon/ratelimit",

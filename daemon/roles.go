@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strconv"
 	"time"
 
 	"github.com/postalgo/postal/config"
@@ -14,6 +15,7 @@ import (
 	"github.com/postalgo/postal/daemon/dnscheck"
 	"github.com/postalgo/postal/daemon/endpoint"
 	"github.com/postalgo/postal/daemon/inbound"
+	"github.com/postalgo/postal/daemon/inspect"
 	"github.com/postalgo/postal/daemon/intake"
 	"github.com/postalgo/postal/daemon/lease"
 	"github.com/postalgo/postal/daemon/libcrypto"
@@ -167,8 +169,10 @@ func buildWorker(d *deps) (role, error) {
 	if err != nil {
 		return role{}, fmt.Errorf("worker: sent-journal: %w", err)
 	}
+	inspector, acceptUnscanned := newInspector(d.cfg), d.cfg.Inspection.WhenUnavailable == "accept"
 	proc, err := outbound.New(outbound.Options{
 		Postal: d.cfg.Postal, DNS: d.cfg.DNS, SMTPClient: d.cfg.SMTPClient, Store: d.store, Journal: journal,
+		Inspector: inspector, AcceptUnscanned: acceptUnscanned,
 		Log: log.With("component", "outbound"), Registerer: d.registry,
 		Keys:           dkimKeys(d.cfg.Worker, log),
 		Tracker:        tracker.NewTracker(d.store, log.With("component", "tracking")),
@@ -187,7 +191,8 @@ func buildWorker(d *deps) (role, error) {
 		HoldExpiry:       time.Duration(d.cfg.Postal.DefaultMaximumHoldExpiryDays) * 24 * time.Hour,
 		ReturnPathDomain: d.cfg.DNS.ReturnPathDomain, WebHostname: d.cfg.Postal.WebHostname,
 		SuppressHardBounces: d.cfg.Worker.SuppressHardBounces,
-		SuppressFor:         time.Duration(d.cfg.Postal.DefaultSuppressionListAutomaticRemovalDays) * 24 * time.Hour})
+		SuppressFor:         time.Duration(d.cfg.Postal.DefaultSuppressionListAutomaticRemovalDays) * 24 * time.Hour,
+		Inspector:           inspector, AcceptUnscanned: acceptUnscanned})
 	if err != nil {
 		_ = proc.Close()
 		return role{}, fmt.Errorf("worker: inbound: %w", err)
@@ -332,4 +337,27 @@ func dkimKeys(c config.Worker, log *slog.Logger) outbound.KeyHolder {
 	}
 	log.Info("dkim signing with libcrypto", "version", lib.Version())
 	return lib
+}
+
+// newInspector builds the scanners config enables, as Postal chooses them:
+// rspamd if enabled, else spamd; ClamAV beside either. It returns nil when
+// none is enabled.
+func newInspector(cfg *config.Config) *inspect.Inspector {
+	var spam inspect.SpamChecker
+	switch {
+	case cfg.Rspamd.Enabled:
+		scheme := "http"
+		if cfg.Rspamd.SSL {
+			scheme = "https"
+		}
+		spam = &inspect.Rspamd{URL: scheme + "://" + net.JoinHostPort(cfg.Rspamd.Host, strconv.Itoa(cfg.Rspamd.Port)),
+			Password: cfg.Rspamd.Password, Flags: cfg.Rspamd.Flags, Timeout: cfg.Rspamd.Timeout.Duration()}
+	case cfg.Spamd.Enabled:
+		spam = &inspect.Spamd{Addr: net.JoinHostPort(cfg.Spamd.Host, strconv.Itoa(cfg.Spamd.Port)), Timeout: cfg.Spamd.Timeout.Duration()}
+	}
+	var virus *inspect.ClamAV
+	if cfg.ClamAV.Enabled {
+		virus = &inspect.ClamAV{Addr: net.JoinHostPort(cfg.ClamAV.Host, strconv.Itoa(cfg.ClamAV.Port)), Timeout: cfg.ClamAV.Timeout.Duration()}
+	}
+	return inspect.New(spam, virus, cfg.Inspection.MaxMessageBytes())
 }

@@ -2,8 +2,11 @@
 # Makes sure the services the tests need are running on this machine:
 # Redis on 127.0.0.1:6379, PostgreSQL on 127.0.0.1:5432 with a postgres
 # superuser reachable over TCP, and MariaDB on 127.0.0.1:3306 with a user
-# that may create databases (the import-postal tests build Postal-shaped ones), and tmux (the console
-# e2e test). Installs them from Debian's packages when missing. Prints the environment the tests should use (eval it).
+# that may create databases (the import-postal tests build Postal-shaped ones), tmux (the console
+# e2e test), and the message scanners: rspamd (HTTP 127.0.0.1:11334), SpamAssassin spamd
+# (127.0.0.1:783, local tests only) and ClamAV clamd (127.0.0.1:3310, a private database with one
+# signature for the EICAR test string: signature downloads are not possible offline). Installs them
+# from Debian's packages when missing. Prints the environment the tests should use (eval it).
 set -euo pipefail
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 apt_install() {
@@ -56,6 +59,45 @@ if ! mysql --protocol=tcp -h127.0.0.1 -uroot -e 'select 1' >/dev/null 2>&1; then
   mysql_url="mysql://postal_test@127.0.0.1:3306/"
 fi
 
+# Message scanners. Each starts in the background; the waits come last so
+# their start-up (clamd loading, rspamd's maps) overlaps.
+scanners=()
+command -v rspamd >/dev/null 2>&1 && command -v spamd >/dev/null 2>&1 && command -v clamd >/dev/null 2>&1 ||
+  apt_install --no-install-recommends rspamd spamd clamav-daemon
+if ! port_open 11334; then
+  as_root mkdir -p /run/rspamd && as_root chown _rspamd:_rspamd /run/rspamd
+  as_root rspamd -u _rspamd -g _rspamd >&2 || true
+  scanners+=(11334)
+fi
+if ! port_open 783; then
+  as_root spamd --daemonize --local --listen=127.0.0.1:783 --allowed-ips=127.0.0.1 \
+    --username=debian-spamd --pidfile=/run/postal-spamd.pid --syslog=stderr 2>/dev/null || true
+  scanners+=(783)
+fi
+if ! port_open 3310; then
+  clamdir=/var/lib/postal-clamav
+  as_root mkdir -p "$clamdir"
+  # An .ndb body signature: the EICAR string anywhere in any part.
+  eicar='X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*'
+  printf 'Eicar-Test-Signature:0:*:%s\n' "$(printf '%s' "$eicar" | od -An -tx1 | tr -d ' \n')" |
+    as_root tee "$clamdir/eicar.ndb" >/dev/null
+  printf '%s\n' "TCPSocket 3310" "TCPAddr 127.0.0.1" "DatabaseDirectory $clamdir" "Foreground false" \
+    "User clamav" "ScanMail true" "StreamMaxLength 50M" "MaxThreads 4" "LogFile /tmp/postal-clamd.log" \
+    "PidFile /tmp/postal-clamd.pid" "SelfCheck 0" | as_root tee "$clamdir/clamd.conf" >/dev/null
+  as_root chown -R clamav:clamav "$clamdir"
+  as_root clamd --config-file="$clamdir/clamd.conf" >&2 || true
+  scanners+=(3310)
+fi
+for p in "${scanners[@]}"; do
+  for _ in $(seq 600); do port_open "$p" && break; sleep 0.1; done
+done
+port_open 11334 || { echo "ci-services: rspamd did not start (see its log in /var/log/rspamd)" >&2; exit 1; }
+port_open 783 || { echo "ci-services: spamd did not start" >&2; exit 1; }
+port_open 3310 || { echo "ci-services: clamd did not start (see /tmp/postal-clamd.log)" >&2; exit 1; }
+
 echo "export POSTAL_TEST_POSTGRES_URL='$url'"
 echo "export POSTAL_TEST_MYSQL_URL='$mysql_url'"
 echo "export POSTAL_TEST_REDIS_URL='redis://127.0.0.1:6379/0'"
+echo "export POSTAL_TEST_RSPAMD_URL='http://127.0.0.1:11334'"
+echo "export POSTAL_TEST_SPAMD_ADDR='127.0.0.1:783'"
+echo "export POSTAL_TEST_CLAMD_ADDR='127.0.0.1:3310'"

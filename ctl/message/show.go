@@ -36,6 +36,11 @@ type Details struct {
 	// not delivered yet.
 	WebhookAttempts []*store.WebhookAttempt `json:"webhook_attempts"`
 	PendingWebhooks []*store.WebhookRequest `json:"pending_webhooks"`
+	// Inspection is the message's spam and virus inspection; absent when it
+	// was not inspected.
+	Inspection *store.Inspection `json:"inspection,omitempty"`
+	// SpamChecks are the rules the spam scanner matched.
+	SpamChecks []store.SpamCheck `json:"spam_checks,omitempty"`
 	// Raw is the stored body, only with --raw.
 	Raw *string `json:"raw,omitempty"`
 }
@@ -82,6 +87,16 @@ func runShow(ctx context.Context, o *ShowOptions) error {
 	}
 	if out.PendingWebhooks, err = st.WebhookRequestsOfMessage(ctx, m.ID); err != nil {
 		return err
+	}
+	ins, err := st.Inspections(ctx, []int64{m.ID})
+	if err != nil {
+		return err
+	}
+	if in := ins[m.ID]; in != nil && in.Inspected {
+		out.Inspection = in
+		if out.SpamChecks, err = st.SpamChecks(ctx, m.ID); err != nil {
+			return err
+		}
 	}
 	q, err := st.QueuedForMessage(ctx, m.ID)
 	switch {
@@ -145,6 +160,20 @@ func printDetails(w io.Writer, d Details) {
 		fmt.Fprintf(w, "Queued:\tyes (row %d, %s, attempts %d, next attempt %s%s)\n", q.ID, q.Domain, q.Attempts, cli.FormatTime(q.RetryAfter), lock)
 	} else {
 		fmt.Fprintln(w, "Queued:\tno")
+	}
+	if in := d.Inspection; in != nil {
+		threat := "no threat"
+		if in.Threat {
+			threat = "threat " + in.ThreatDetails
+		}
+		spam := "not spam"
+		if in.Spam {
+			spam = "spam"
+		}
+		fmt.Fprintf(w, "Inspection:\t%s (score %g, %d checks), %s\n", spam, in.SpamScore, len(d.SpamChecks), threat)
+		if in.Skipped != "" {
+			fmt.Fprintf(w, "Unscanned:\t%s\n", in.Skipped)
+		}
 	}
 	if tr := d.Tracking; tr != nil && (tr.Parsed || len(tr.Loads) > 0 || len(tr.Clicks) > 0) {
 		fmt.Fprintf(w, "Tracking:\t%d links, %d pixels, %d loads, %d clicks\n", tr.TrackedLinks, tr.TrackedImages, len(tr.Loads), len(tr.Clicks))

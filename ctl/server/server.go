@@ -154,12 +154,17 @@ func printServer(w io.Writer, s *store.Server) {
 			suspended += " (" + s.SuspensionReason + ")"
 		}
 	}
+	outbound := "not inspected"
+	if t := s.OutboundSpamThreshold; t != nil {
+		outbound = fmt.Sprintf("inspected, held at %g or more", *t)
+	}
 	for _, kv := range [][2]string{
 		{"Server", s.Path()}, {"Name", s.Name}, {"UUID", s.UUID}, {"Mode", s.Mode}, {"Token", s.Token},
 		{"Send limit", limit},
 		{"Message retention", fmt.Sprintf("%d days", s.MessageRetentionDays)},
 		{"Raw message retention", fmt.Sprintf("%d days, %d MB", s.RawMessageRetentionDays, s.RawMessageRetentionSize)},
 		{"Spam threshold", fmt.Sprintf("%g (fail at %g)", s.SpamThreshold, s.SpamFailureThreshold)},
+		{"Outbound spam", outbound},
 		{"Privacy mode", yesNo(s.PrivacyMode)}, {"Allow sender", yesNo(s.AllowSender)},
 		{"Log SMTP data", yesNo(s.LogSMTPData)}, {"Require TLS", yesNo(s.RequireTLS)},
 		{"Suspended", suspended}, {"Created", cli.FormatTime(s.CreatedAt)},

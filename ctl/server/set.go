@@ -3,6 +3,8 @@ package server
 import (
 	"context"
 	"io"
+	"math"
+	"strconv"
 
 	"github.com/spf13/cobra"
 
@@ -26,6 +28,7 @@ func newSetCmd(f *cli.Factory, runF func(context.Context, *SetOptions) error) *c
 		sendLimit                     int64
 		retention, rawDays, rawSize   int
 		spam, spamFail                float64
+		outboundSpam                  string
 		privacy, allow, logData, tlsR bool
 	)
 	cmd := &cobra.Command{
@@ -70,6 +73,17 @@ func newSetCmd(f *cli.Factory, runF func(context.Context, *SetOptions) error) *c
 			if fl.Changed("spam-failure-threshold") {
 				s.SpamFailureThreshold = &spamFail
 			}
+			if fl.Changed("outbound-spam-threshold") {
+				if outboundSpam == "off" {
+					s.NoOutboundSpamThreshold = true
+				} else {
+					v, err := strconv.ParseFloat(outboundSpam, 64)
+					if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
+						return cli.Usagef("--outbound-spam-threshold %q: want a number or off", outboundSpam)
+					}
+					s.OutboundSpamThreshold = &v
+				}
+			}
 			for _, c := range []struct {
 				flag string
 				v    *bool
@@ -95,6 +109,7 @@ func newSetCmd(f *cli.Factory, runF func(context.Context, *SetOptions) error) *c
 	fl.IntVar(&rawSize, "raw-message-retention-size", 0, "MB of raw message bodies kept")
 	fl.Float64Var(&spam, "spam-threshold", 0, "spam score at which a message is spam")
 	fl.Float64Var(&spamFail, "spam-failure-threshold", 0, "spam score at which a message fails")
+	fl.StringVar(&outboundSpam, "outbound-spam-threshold", "", "inspect outgoing mail and hold what scores this much (off: do not inspect)")
 	fl.BoolVar(&privacy, "privacy-mode", false, "hide sender details in Received headers")
 	fl.BoolVar(&allow, "allow-sender", false, "allow the Sender header to be used for authentication")
 	fl.BoolVar(&logData, "log-smtp-data", false, "log SMTP conversations")

@@ -26,6 +26,7 @@ type Store interface {
 	ReturnPathRoute(ctx context.Context, serverID int64) (*store.Route, error)
 	AdditionalEndpoints(ctx context.Context, routeID int64) ([]*store.AdditionalEndpoint, error)
 	ManualQueued(ctx context.Context, ids []int64) (map[int64]bool, error)
+	Inspections(ctx context.Context, ids []int64) (map[int64]*store.Inspection, error)
 }
 
 // Forwarder relays a message unchanged to an SMTP endpoint (dest set) or
@@ -69,6 +70,16 @@ type Options struct {
 	// (postal.default_suppression_list_automatic_removal_days).
 	SuppressHardBounces bool
 	SuppressFor         time.Duration
+	// Inspector scans mail for spam and viruses once, before routing; nil
+	// (or one with no scanner) inspects nothing and adds no header.
+	Inspector Inspector
+	// AcceptUnscanned delivers mail a scanner could not check, marked
+	// unchecked (inspection.when_unavailable: accept); by default such mail
+	// is retried on the message schedule.
+	AcceptUnscanned bool
+	// InspectConcurrency is how many messages of a batch are inspected at
+	// once; default 8.
+	InspectConcurrency int
 }
 
 // Handler is the incoming stream's worker handler. It is safe for
@@ -76,7 +87,9 @@ type Options struct {
 // a bounce linked to nothing goes to the server's __returnpath__ route, or
 // is finished Processed when there is none; every other incoming message is processed in Postal's order: the maximum
 // number of attempts, development mode (held unless released by hand), no
-// route (HardFail), then the route's mode: Accept (Processed), Hold (Held),
+// route (HardFail), inspection (spam and viruses, once: a score at the
+// server's failure threshold HardFails; a threat is Held; spam follows the
+// route's spam mode), then the route's mode: Accept (Processed), Hold (Held),
 // Bounce or Reject (HardFail with a bounce to the sender), Endpoint (one
 // attempt at the route's endpoint, or at the additional endpoint the
 // message was made for). The first try of a message for a route in mode
@@ -111,6 +124,12 @@ func New(o Options) (*Handler, error) {
 	if o.Retry <= 0 {
 		o.Retry = time.Hour
 	}
+	if o.InspectConcurrency <= 0 {
+		o.InspectConcurrency = 8
+	}
+	if o.Inspector != nil && !o.Inspector.Spam() && !o.Inspector.Virus() {
+		o.Inspector = nil // a nil *inspect.Inspector: no scanner
+	}
 	b, err := NewBounceHandler(BounceOptions{Store: o.Store, Log: o.Log, Now: o.Now,
 		SuppressHardBounces: o.SuppressHardBounces, SuppressFor: o.SuppressFor})
 	if err != nil {
@@ -131,12 +150,28 @@ const (
 
 // work is one message being routed.
 type work struct {
-	q      *store.QueuedMessage
-	m      *store.Message
-	raw    []byte
-	server *store.Server
-	route  *store.Route
-	manual bool
+	q          *store.QueuedMessage
+	m          *store.Message
+	raw        []byte
+	server     *store.Server
+	route      *store.Route
+	manual     bool
+	inspection *store.Inspection
+	scanned    *scan
+	verdict    *verdict
+}
+
+// delivered is the message an endpoint receives: the raw message with the
+// inspection's headers before it.
+func (w *work) delivered() []byte {
+	if w.verdict == nil {
+		return w.raw
+	}
+	h := w.verdict.headers(w.server.SpamThreshold)
+	if len(h) == 0 {
+		return w.raw
+	}
+	return append(h, w.raw...)
 }
 
 // endpoint is where w goes in mode Endpoint: the additional endpoint its
@@ -169,6 +204,9 @@ func (h *Handler) Handle(ctx context.Context, batch []*store.QueuedMessage) []st
 	// batch, as Postal does, rather than tried again at once.
 	dead := map[int64]endpoint.Result{}
 	extra := map[int64][]*store.AdditionalEndpoint{}
+	// A scanner found down is not asked again for the rest of the batch.
+	var down error
+	h.prescan(ctx, works)
 	for i, w := range works {
 		if w == nil {
 			outs[i] = store.Drop(batch[i])
@@ -190,7 +228,10 @@ func (h *Handler) Handle(ctx context.Context, batch []*store.QueuedMessage) []st
 			outs[i] = internalRetry(w.q, now, err)
 			continue
 		}
-		outs[i] = h.route(ctx, w, dead, now).With(store.Effects{Messages: copies})
+		outs[i] = h.route(ctx, w, dead, &down, now).With(store.Effects{Messages: copies})
+		if w.verdict != nil && w.verdict.record != nil {
+			outs[i] = outs[i].With(store.Effects{Inspection: w.verdict.record})
+		}
 	}
 	return outs
 }
@@ -276,6 +317,12 @@ func (h *Handler) load(ctx context.Context, batch []*store.QueuedMessage) ([]*wo
 	if err != nil {
 		return nil, err
 	}
+	var inspections map[int64]*store.Inspection
+	if h.o.Inspector != nil {
+		if inspections, err = h.o.Store.Inspections(ctx, ids); err != nil {
+			return nil, err
+		}
+	}
 	servers := map[int64]*store.Server{}
 	routes := map[int64]*store.Route{}
 	works := make([]*work, len(batch))
@@ -284,7 +331,7 @@ func (h *Handler) load(ctx context.Context, batch []*store.QueuedMessage) ([]*wo
 		if m == nil {
 			continue
 		}
-		w := &work{q: q, m: m, raw: raws[m.RawMessageID], manual: manual[q.ID]}
+		w := &work{q: q, m: m, raw: raws[m.RawMessageID], manual: manual[q.ID], inspection: inspections[m.ID]}
 		srv, ok := servers[m.ServerID]
 		if !ok {
 			srv, err = h.o.Store.ServerByID(ctx, m.ServerID)
@@ -314,16 +361,32 @@ func (h *Handler) load(ctx context.Context, batch []*store.QueuedMessage) ([]*wo
 }
 
 // route decides one message's outcome in Postal's order.
-func (h *Handler) route(ctx context.Context, w *work, dead map[int64]endpoint.Result, now time.Time) store.Outcome {
+func (h *Handler) route(ctx context.Context, w *work, dead map[int64]endpoint.Result, down *error, now time.Time) store.Outcome {
 	q, r := w.q, w.route
-	switch {
-	case q.Attempts >= h.o.MaxAttempts:
+	if q.Attempts >= h.o.MaxAttempts {
 		d := fmt.Sprintf("Maximum number of delivery attempts (%d) has been reached.", q.Attempts)
 		return h.finish(ctx, w, store.HardFail(q, store.NewDelivery{Details: d}), true, now)
+	}
+	v, err := h.inspect(ctx, w, down)
+	if err != nil {
+		if ctx.Err() != nil {
+			return internalRetry(q, now, err) // shutting down: not the scanner's fault
+		}
+		d := "The message could not be inspected for spam and viruses (" + err.Error() + "); it will be tried again."
+		return h.softFail(ctx, w, store.NewDelivery{Details: d}, now)
+	}
+	w.verdict = v
+	if o, ok := h.inspected(ctx, w, v, now); ok {
+		return o
+	}
+	switch {
 	case w.server.Mode == store.ModeDevelopment && !w.manual:
 		return h.finish(ctx, w, store.Hold(q, now.Add(h.o.HoldExpiry), detailsDevelopment), false, now)
 	case r == nil:
 		return h.finish(ctx, w, store.HardFail(q, store.NewDelivery{Details: detailsNoRoute}), false, now)
+	}
+	if o, ok := h.screened(ctx, w, v, now); ok {
+		return o
 	}
 	switch r.Mode {
 	case store.RouteModeAccept:
@@ -387,7 +450,7 @@ func (h *Handler) deliverSMTP(ctx context.Context, w *work, now time.Time) store
 		}
 		rcpt = ep.Address
 	}
-	f := h.o.SMTP.Forward(ctx, dest, from, rcpt, w.raw)
+	f := h.o.SMTP.Forward(ctx, dest, from, rcpt, w.delivered())
 	switch {
 	case f.Sent:
 		return h.finish(ctx, w, store.Sent(q, f.Delivery), false, now).With(used(epType, epID))
@@ -430,7 +493,7 @@ func (h *Handler) deliverHTTP(ctx context.Context, w *work, dead map[int64]endpo
 			StripReplies: ep.StripReplies, IncludeAttachments: ep.IncludeAttachments,
 			Timeout: time.Duration(ep.Timeout) * time.Second}, endpoint.Message{ID: w.m.ID, RcptTo: w.m.RcptTo,
 			MailFrom: w.m.MailFrom, Token: w.m.Token, Timestamp: w.m.Timestamp, Bounce: w.m.Bounce,
-			ReceivedWithSSL: w.m.ReceivedWithSSL, Raw: w.raw})
+			ReceivedWithSSL: w.m.ReceivedWithSSL, SpamStatus: w.verdict.spamStatus(), Raw: w.delivered()})
 		if res.Code < 0 {
 			dead[ep.ID] = res
 		}
@@ -471,8 +534,11 @@ func (h *Handler) finish(ctx context.Context, w *work, o store.Outcome, bounce b
 	}
 	if d := o.Delivery(); d != nil {
 		if name := outbound.DeliveryEvent(d.Status); name != "" {
-			fx.Webhooks = h.events.Requests(ctx, now, outbound.Event{ServerID: w.m.ServerID, MessageID: w.m.ID, Name: name,
-				Payload: outbound.DeliveryPayload(w.m, d, now)})
+			p := outbound.DeliveryPayload(w.m, d, now)
+			if w.verdict != nil {
+				p.Message.SpamStatus = w.verdict.spamStatus()
+			}
+			fx.Webhooks = h.events.Requests(ctx, now, outbound.Event{ServerID: w.m.ServerID, MessageID: w.m.ID, Name: name, Payload: p})
 		}
 	}
 	return o.With(fx)

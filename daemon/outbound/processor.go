@@ -12,12 +12,14 @@ import (
 	"math/rand/v2"
 	"net"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/postalgo/postal/config"
+	"github.com/postalgo/postal/daemon/inspect"
 	"github.com/postalgo/postal/daemon/mailheader"
 	"github.com/postalgo/postal/daemon/resolver"
 	"github.com/postalgo/postal/daemon/smtpclient"
@@ -37,7 +39,15 @@ type Store interface {
 	OutgoingVolume(ctx context.Context, serverID int64, since time.Time) (int64, error)
 	CountedAt(ctx context.Context, serverID int64, since time.Time, offset int64) (time.Time, error)
 	IPPoolRouting(ctx context.Context, serverID int64) (*store.IPPoolRouting, error)
+	Inspections(ctx context.Context, ids []int64) (map[int64]*store.Inspection, error)
 	WebhookStore
+}
+
+// Inspector scans a message for spam and viruses (*inspect.Inspector).
+type Inspector interface {
+	Inspect(ctx context.Context, env inspect.Envelope, raw []byte) (inspect.Result, error)
+	Spam() bool
+	Virus() bool
 }
 
 // WebhookStore is what building webhook requests needs of the database:
@@ -117,6 +127,13 @@ type Options struct {
 	// signed or sent.
 	MaxHeaderBytes int
 	MaxHeaderLines int
+	// Inspector, when it has a scanner, inspects the outgoing mail of
+	// servers with an outbound_spam_threshold: mail scoring at least that
+	// much, or carrying a threat, is held. AcceptUnscanned sends mail a
+	// scanner could not check (inspection.when_unavailable: accept);
+	// otherwise it is retried on the message schedule.
+	Inspector       Inspector
+	AcceptUnscanned bool
 }
 
 // SMTPClientOptions returns the smtpclient configuration postal delivers
@@ -554,6 +571,9 @@ func (p *Processor) check(ctx context.Context, j *job, now time.Time, suppressed
 			return false
 		}
 	}
+	if !p.inspect(ctx, j, now) {
+		return false
+	}
 	if limit := j.server.SendLimit; limit != nil && *limit > 0 {
 		v, ok := volumes[m.ServerID]
 		if !ok {
@@ -588,6 +608,67 @@ func (p *Processor) check(ctx context.Context, j *job, now time.Time, suppressed
 		return false
 	}
 	return true
+}
+
+// inspect inspects j's message when its server asks for outgoing
+// inspection (outbound_spam_threshold) and holds it, unless it was released
+// by hand, when it scores at least the threshold or carries a threat, as
+// Postal fails it (ours: held, so an operator can release a false
+// positive). A message inspected before is judged on the recorded result.
+// It reports whether the message may go on.
+func (p *Processor) inspect(ctx context.Context, j *job, now time.Time) bool {
+	in := p.o.Inspector
+	t := j.server.OutboundSpamThreshold
+	if in == nil || t == nil || (!in.Spam() && !in.Virus()) || j.manual {
+		return true
+	}
+	var score float64
+	var threat bool
+	var threatName string
+	recorded, err := p.o.Store.Inspections(ctx, []int64{j.msg.ID})
+	if err != nil {
+		j.internalRetry(now, err)
+		return false
+	}
+	if r := recorded[j.msg.ID]; r != nil && r.Inspected {
+		score, threat, threatName = r.SpamScore, r.Threat, r.ThreatDetails
+	} else {
+		res, err := in.Inspect(ctx, inspect.Envelope{MailFrom: j.msg.MailFrom, RcptTo: j.msg.RcptTo, Token: j.msg.Token, Outgoing: true}, j.raw)
+		if err != nil {
+			if !p.o.AcceptUnscanned || ctx.Err() != nil {
+				j.res = result{verdict: vRetry, at: now.Add(RetryDelay(j.q.Attempts)),
+					details: "The message could not be inspected for spam and viruses (" + err.Error() + "); it will be tried again."}
+				return false
+			}
+			p.log.Warn("inspection failed; sending unscanned as inspection.when_unavailable says", "message_id", j.msg.ID, "err", err)
+			res = inspect.Result{Skipped: "not scanned: " + err.Error()}
+		}
+		score, threat, threatName = res.SpamScore, res.Threat, res.ThreatDetails
+		rec := &store.NewInspection{Spam: res.SpamChecked && score >= *t, SpamScore: score, Threat: threat,
+			ThreatDetails: res.ThreatDetails, Skipped: res.Skipped}
+		for _, c := range res.Checks {
+			rec.Checks = append(rec.Checks, store.SpamCheck{Code: c.Code, Score: c.Score, Description: c.Description})
+		}
+		j.fx.Inspection = rec
+	}
+	switch {
+	case score >= *t:
+		p.hold(j, now, fmt.Sprintf("Message is likely spam. Threshold is %s and the message scored %s.", rubyFloat(*t), rubyFloat(score)))
+		return false
+	case threat:
+		p.hold(j, now, fmt.Sprintf("Message contains a threat (%s).", threatName))
+		return false
+	}
+	return true
+}
+
+// rubyFloat prints f as Ruby prints a Float: "5.0", "2.5".
+func rubyFloat(f float64) string {
+	s := strconv.FormatFloat(f, 'f', -1, 64)
+	if f == math.Trunc(f) && math.Abs(f) < 1e16 {
+		s += ".0"
+	}
+	return s
 }
 
 func (p *Processor) hold(j *job, now time.Time, details string) {

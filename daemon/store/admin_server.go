@@ -20,6 +20,10 @@ type ServerSettings struct {
 	RawMessageRetentionSize *int
 	SpamThreshold           *float64
 	SpamFailureThreshold    *float64
+	// OutboundSpamThreshold turns on the inspection of outgoing mail with
+	// that threshold; NoOutboundSpamThreshold turns it off.
+	OutboundSpamThreshold   *float64
+	NoOutboundSpamThreshold bool
 	PrivacyMode             *bool
 	AllowSender             *bool
 	LogSMTPData             *bool
@@ -75,10 +79,17 @@ func (s *Store) UpdateServer(ctx context.Context, id int64, u ServerSettings) (*
 	for _, c := range []struct {
 		col string
 		v   *float64
-	}{{"spam_threshold", u.SpamThreshold}, {"spam_failure_threshold", u.SpamFailureThreshold}} {
+	}{{"spam_threshold", u.SpamThreshold}, {"spam_failure_threshold", u.SpamFailureThreshold},
+		{"outbound_spam_threshold", u.OutboundSpamThreshold}} {
 		if c.v != nil {
 			add(c.col, *c.v)
 		}
+	}
+	if u.NoOutboundSpamThreshold {
+		if u.OutboundSpamThreshold != nil {
+			return nil, fmt.Errorf("update server %d: an outbound spam threshold both set and removed", id)
+		}
+		add("outbound_spam_threshold", nil)
 	}
 	for _, c := range []struct {
 		col string

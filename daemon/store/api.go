@@ -41,11 +41,14 @@ func (s *Store) APICredential(ctx context.Context, key string) (*APIAuth, error)
 
 // Inspection is a message's spam and threat inspection result.
 type Inspection struct {
-	Inspected     bool
-	Spam          bool
-	SpamScore     float64
-	Threat        bool
-	ThreatDetails string
+	Inspected     bool    `json:"inspected"`
+	Spam          bool    `json:"spam"`
+	SpamScore     float64 `json:"spam_score"`
+	Threat        bool    `json:"threat"`
+	ThreatDetails string  `json:"threat_details,omitempty"`
+	// Skipped says why the message went (partly) unscanned, "" if it did
+	// not (see NewInspection).
+	Skipped string `json:"skipped,omitempty"`
 }
 
 // ServerMessage looks up message id of server serverID with its inspection

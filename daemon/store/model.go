@@ -40,28 +40,31 @@ type Organization struct {
 // Server is a mail server: the unit that owns domains, credentials, routes
 // and messages.
 type Server struct {
-	ID                      int64     `json:"id"`
-	UUID                    string    `json:"uuid"`
-	OrganizationID          int64     `json:"organization_id"`
-	OrganizationPermalink   string    `json:"organization"`
-	Name                    string    `json:"name"`
-	Permalink               string    `json:"permalink"`
-	Mode                    string    `json:"mode"`
-	Token                   string    `json:"token"`
-	SendLimit               *int64    `json:"send_limit"`
-	MessageRetentionDays    int       `json:"message_retention_days"`
-	RawMessageRetentionDays int       `json:"raw_message_retention_days"`
-	RawMessageRetentionSize int       `json:"raw_message_retention_size"`
-	SpamThreshold           float64   `json:"spam_threshold"`
-	SpamFailureThreshold    float64   `json:"spam_failure_threshold"`
-	PrivacyMode             bool      `json:"privacy_mode"`
-	AllowSender             bool      `json:"allow_sender"`
-	LogSMTPData             bool      `json:"log_smtp_data"`
-	RequireTLS              bool      `json:"require_tls"`
-	SuspendedAt             time.Time `json:"suspended_at,omitzero"`
-	SuspensionReason        string    `json:"suspension_reason,omitempty"`
-	CreatedAt               time.Time `json:"created_at"`
-	UpdatedAt               time.Time `json:"updated_at"`
+	ID                      int64   `json:"id"`
+	UUID                    string  `json:"uuid"`
+	OrganizationID          int64   `json:"organization_id"`
+	OrganizationPermalink   string  `json:"organization"`
+	Name                    string  `json:"name"`
+	Permalink               string  `json:"permalink"`
+	Mode                    string  `json:"mode"`
+	Token                   string  `json:"token"`
+	SendLimit               *int64  `json:"send_limit"`
+	MessageRetentionDays    int     `json:"message_retention_days"`
+	RawMessageRetentionDays int     `json:"raw_message_retention_days"`
+	RawMessageRetentionSize int     `json:"raw_message_retention_size"`
+	SpamThreshold           float64 `json:"spam_threshold"`
+	SpamFailureThreshold    float64 `json:"spam_failure_threshold"`
+	// OutboundSpamThreshold, when set, has outgoing mail inspected; mail
+	// scoring at least this much is held.
+	OutboundSpamThreshold *float64  `json:"outbound_spam_threshold,omitempty"`
+	PrivacyMode           bool      `json:"privacy_mode"`
+	AllowSender           bool      `json:"allow_sender"`
+	LogSMTPData           bool      `json:"log_smtp_data"`
+	RequireTLS            bool      `json:"require_tls"`
+	SuspendedAt           time.Time `json:"suspended_at,omitzero"`
+	SuspensionReason      string    `json:"suspension_reason,omitempty"`
+	CreatedAt             time.Time `json:"created_at"`
+	UpdatedAt             time.Time `json:"updated_at"`
 }
 
 // Suspended reports whether the server is suspended.
@@ -258,7 +261,7 @@ func (s *Store) CreateServer(ctx context.Context, org string, ns NewServer) (*Se
 
 const serverColumns = `s.id, s.uuid, s.organization_id, o.permalink, s.name, s.permalink, s.mode, s.token, s.send_limit,
 	s.message_retention_days, s.raw_message_retention_days, s.raw_message_retention_size, s.spam_threshold,
-	s.spam_failure_threshold, s.privacy_mode, s.allow_sender, s.log_smtp_data, s.require_tls, s.suspended_at,
+	s.spam_failure_threshold, s.outbound_spam_threshold, s.privacy_mode, s.allow_sender, s.log_smtp_data, s.require_tls, s.suspended_at,
 	s.suspension_reason, s.created_at, s.updated_at`
 
 const serverFrom = ` FROM servers s JOIN organizations o ON o.id = s.organization_id `
@@ -268,16 +271,20 @@ func scanServer(sc interface{ Scan(...any) error }) (*Server, error) {
 		v                Server
 		limit, susp      sql.NullInt64
 		reason           sql.NullString
+		outbound         sql.NullFloat64
 		created, updated int64
 	)
 	if err := sc.Scan(&v.ID, &v.UUID, &v.OrganizationID, &v.OrganizationPermalink, &v.Name, &v.Permalink, &v.Mode, &v.Token, &limit,
 		&v.MessageRetentionDays, &v.RawMessageRetentionDays, &v.RawMessageRetentionSize, &v.SpamThreshold,
-		&v.SpamFailureThreshold, &v.PrivacyMode, &v.AllowSender, &v.LogSMTPData, &v.RequireTLS, &susp,
+		&v.SpamFailureThreshold, &outbound, &v.PrivacyMode, &v.AllowSender, &v.LogSMTPData, &v.RequireTLS, &susp,
 		&reason, &created, &updated); err != nil {
 		return nil, err
 	}
 	if limit.Valid {
 		v.SendLimit = &limit.Int64
+	}
+	if outbound.Valid {
+		v.OutboundSpamThreshold = &outbound.Float64
 	}
 	v.SuspendedAt = fromMicros(susp)
 	v.SuspensionReason = reason.String

@@ -57,6 +57,9 @@ type Effects struct {
 	// to the commit time, one UPDATE per endpoint table for the whole
 	// committed group.
 	Used []EndpointRef
+	// Inspection, when set, records the spam and virus inspection of the
+	// outcome's message (see NewInspection).
+	Inspection *NewInspection
 }
 
 // EndpointRef names one endpoint: its type (EndpointHTTP, EndpointSMTP,
@@ -86,7 +89,7 @@ type Unsuppression struct {
 
 func (e Effects) empty() bool {
 	return len(e.Suppress) == 0 && len(e.Unsuppress) == 0 && len(e.Bounces) == 0 && len(e.Messages) == 0 && len(e.Links) == 0 &&
-		len(e.Webhooks) == 0 && e.SendLimit == nil && len(e.Used) == 0
+		len(e.Webhooks) == 0 && e.SendLimit == nil && len(e.Used) == 0 && e.Inspection == nil
 }
 
 // Outcome is the result of working on one claimed queued message: what
@@ -185,6 +188,9 @@ func (o Outcome) With(e Effects) Outcome {
 	o.effects.Used = append(o.effects.Used, e.Used...)
 	if e.SendLimit != nil {
 		o.effects.SendLimit = e.SendLimit
+	}
+	if e.Inspection != nil {
+		o.effects.Inspection = e.Inspection
 	}
 	return o
 }
@@ -429,6 +435,11 @@ func applyEffects(ctx context.Context, t tx, now int64, o *Outcome, tl tally) ([
 	e := o.effects
 	if e.empty() {
 		return nil, nil, nil
+	}
+	if e.Inspection != nil {
+		if err := recordInspection(ctx, t, o.messageID, e.Inspection); err != nil {
+			return nil, nil, err
+		}
 	}
 	var queued []Accepted
 	if len(e.Bounces) > 0 {
