@@ -129,6 +129,19 @@ MASTER
   wait_port "$PF_PORT" || { cat "$d/start.log" "$d/maillog" >&2 2>/dev/null; return 1; }
 }
 
+# postfix_cpu: CPU seconds (user + system) the running private Postfix used:
+# its processes work in its queue directory, and the master's children
+# counters hold those that already exited.
+postfix_cpu() {
+  local t total=0 p
+  t=$(getconf CLK_TCK)
+  for p in /proc/[0-9]*; do
+    [ "$(readlink "$p/cwd" 2>/dev/null)" = "$PF_DIR/queue" ] || continue
+    total=$(awk -v a="$total" '{print a + $14 + $15 + $16 + $17}' "$p/stat" 2>/dev/null || echo "$total")
+  done
+  echo "scale=2; $total / $t" | bc
+}
+
 # stop_postfix: stops the running private Postfix instance, if any.
 stop_postfix() {
   if [ -n "${PF_DIR:-}" ] && [ -f "$PF_DIR/main.cf" ]; then
@@ -263,6 +276,9 @@ postald_half() {
     if [ "$BENCH_WEBHOOK" = 1 ]; then
       wait_hooks "$BENCH_N" 600
       PD_HOOKS=$(rate "$s" "$HOOK_AT")
+      # Webhooks yield to mail under load: how long after the last message
+      # reached the sink the last webhook reached the receiver.
+      HOOK_LAG=$(echo "scale=2; ($HOOK_AT - $done_at) / 1" | bc)
     fi
   fi
   stop_postald
@@ -277,6 +293,7 @@ postfix_half() {
   read -r s e < <(load "$PF_PORT")
   done_at=$(wait_sink "$sink/postfix" "$BENCH_N" 600)
   PF_ACCEPT=$(rate "$s" "$e"); PF_E2E=$(rate "$s" "$done_at")
+  PF_CPU=$(postfix_cpu)
   stop_postfix
   stop_sink
 }
