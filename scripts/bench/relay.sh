@@ -19,7 +19,7 @@ for i in $(seq "$BENCH_RUNS"); do
     "$PD_E2E" "$PF_E2E" "$r" "$BENCH_DKIM_BITS"
   printf 'accept  postald %6s msg/s   postfix %6s msg/s   ratio %sx\n' \
     "$PD_ACCEPT" "$PF_ACCEPT" "$(ratio "$PD_ACCEPT" "$PF_ACCEPT")"
-  [ "$BENCH_WEBHOOK" = 1 ] && printf 'webhook postald %6s MessageSent/s received (end to end), the last %ss after the last message; left afterwards: %s\n' "$PD_HOOKS" "$HOOK_LAG" "$HOOK_LEFT"
+  [ "$BENCH_WEBHOOK" = 1 ] && printf 'webhook postald %6s MessageSent/s received (end to end), the last %ss after the last message; left afterwards: %s; receiver CPU %s s\n' "$PD_HOOKS" "$HOOK_LAG" "$HOOK_LEFT" "$HOOK_CPU"
   printf 'cpu     postald %s s for %s messages (%s ms/msg)   postfix %s s (%s ms/msg)\n' "$PD_CPU" "$BENCH_N" \
     "$(echo "scale=3; $PD_CPU * 1000 / $BENCH_N" | bc 2>/dev/null || echo -)" "$PF_CPU" "$(echo "scale=3; $PF_CPU * 1000 / $BENCH_N" | bc 2>/dev/null || echo -)"
 done
