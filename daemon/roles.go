@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/postalgo/postal/config"
@@ -200,7 +201,7 @@ func buildWorker(d *deps) (role, error) {
 	w, err := worker.New(worker.Options{
 		Config: d.cfg.Worker, Postal: d.cfg.Postal, Store: d.store, Queue: d.queue, Owner: d.owner, Grace: d.grace,
 		Dispatcher: d.intakeFor(), Liveness: status.NewBoard(d.redis, d.keys),
-		Handlers: map[queue.Kind]worker.Handler{queue.Outgoing: proc, queue.Incoming: incoming},
+		Handlers: map[queue.Kind]worker.Handler{queue.Outgoing: d.mail.track(proc), queue.Incoming: d.mail.track(incoming)},
 		Journals: map[queue.Kind]worker.Journal{queue.Outgoing: journal},
 		Log:      log, Registerer: d.registry,
 	})
@@ -216,11 +217,14 @@ func buildWorker(d *deps) (role, error) {
 }
 
 // buildWebhookWorker builds the worker role's consumer of the webhooks
-// stream (daemon/webhookworker); it runs beside the mail worker.
+// stream (daemon/webhookworker); it runs beside the mail worker and yields
+// to it: while the mail worker of this process has deliveries in flight,
+// webhook signing is paced to webhook.DefaultFloorShare of one CPU (mail
+// first; webhooks lag under saturation by design and catch up after).
 func buildWebhookWorker(d *deps) (role, error) {
 	log := d.log.With("role", RoleWorker, "component", "webhooks")
 	client, err := webhook.NewClient(webhook.ClientOptions{Signer: webhookSigner(d, log), UserAgent: "Postal/" + Version,
-		MaxIdlePerHost: d.cfg.Webhooks.PerDestination})
+		MaxIdlePerHost: d.cfg.Webhooks.PerDestination, Busy: d.mail.busy})
 	if err != nil {
 		return role{}, fmt.Errorf("worker: webhooks: %w", err)
 	}
@@ -235,6 +239,21 @@ func buildWebhookWorker(d *deps) (role, error) {
 		return ww.Run(ctx)
 	}}, nil
 }
+
+// mailLoad counts the mail worker's batches being handled in this process.
+type mailLoad struct{ n atomic.Int64 }
+
+// track wraps h so that mailLoad counts its calls in progress.
+func (l *mailLoad) track(h worker.Handler) worker.Handler {
+	return worker.HandlerFunc(func(ctx context.Context, batch []*store.QueuedMessage) []store.Outcome {
+		l.n.Add(1)
+		defer l.n.Add(-1)
+		return h.Handle(ctx, batch)
+	})
+}
+
+// busy reports whether mail deliveries are in flight.
+func (l *mailLoad) busy() bool { return l.n.Load() > 0 }
 
 // webhookSigner signs webhook requests through libcrypto (same bytes,
 // about four times faster) under the same switch as DKIM,

@@ -59,6 +59,9 @@ type deps struct {
 	services []service
 	// reloaders run on SIGHUP (TLS certificates).
 	reloaders []func() error
+	// mail counts the mail worker's batches being handled; while there are
+	// any, webhook signing yields to them (see buildWebhookWorker).
+	mail mailLoad
 }
 
 // role is a started role: Run blocks until the role has drained.

@@ -26,5 +26,12 @@ func (s *Store) LightlyForTest(ctx context.Context, fn func(q interface {
 	return s.lightly(ctx, func(q querier) error { return fn(q) })
 }
 
+// LightTxForTest runs fn as webhook attempt records run: see lightTx.
+func (s *Store) LightTxForTest(ctx context.Context, fn func(q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}) error) error {
+	return s.lightTx(ctx, func(t tx) error { return fn(t.Tx) })
+}
+
 // DBForTest exposes the pool to tests.
 func (s *Store) DBForTest() *sql.DB { return s.db }

@@ -160,13 +160,45 @@ type querier interface {
 // transaction on PostgreSQL and in autocommit on SQLite.
 func (s *Store) lightly(ctx context.Context, fn func(querier) error) error {
 	if s.dialect.driver == Postgres {
+		return s.lightTx(ctx, func(t tx) error { return fn(t.Tx) })
+	}
+	return s.relaxed(ctx, func(conn *sql.Conn) error { return fn(conn) })
+}
+
+// lightTx is inTx with lightly's commit: fn's statements commit together,
+// and the commit returns before it reaches the disk. For a transaction
+// whose loss to a machine crash is harmless (a webhook attempt record: the
+// request's lock then expires and it is sent again with the same uuid).
+func (s *Store) lightTx(ctx context.Context, fn func(tx) error) error {
+	if s.dialect.driver == Postgres {
 		return s.inTx(ctx, func(t tx) error {
 			if _, err := t.ExecContext(ctx, "SET LOCAL synchronous_commit TO OFF"); err != nil {
 				return fmt.Errorf("relax commit: %w", err)
 			}
-			return fn(t.Tx)
+			return fn(t)
 		})
 	}
+	return s.relaxed(ctx, func(conn *sql.Conn) error {
+		sqlTx, err := conn.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("begin: %w", err)
+		}
+		if err := fn(tx{Tx: sqlTx, d: s.dialect}); err != nil {
+			_ = sqlTx.Rollback()
+			return err
+		}
+		if err := sqlTx.Commit(); err != nil {
+			return fmt.Errorf("commit: %w", err)
+		}
+		return nil
+	})
+}
+
+// relaxed runs fn on one SQLite connection set to synchronous=NORMAL, in
+// this process's write turn, and restores synchronous=FULL before the
+// connection goes back to the pool (a connection that cannot be restored is
+// dropped).
+func (s *Store) relaxed(ctx context.Context, fn func(*sql.Conn) error) error {
 	release, err := s.admitWriter(ctx)
 	if err != nil {
 		return err

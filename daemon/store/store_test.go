@@ -364,6 +364,43 @@ func TestClaimsCommitLightlyAndNothingElseDoes(t *testing.T) {
 			if got := durability(); got != b.durable {
 				t.Fatalf("after lightly the pool commits with %q, want %q", got, b.durable)
 			}
+			// lightTx: relaxed inside, a real transaction (a failing fn
+			// rolls its writes back), durable again afterwards.
+			err = s.LightTxForTest(ctx, func(q interface {
+				QueryRowContext(context.Context, string, ...any) *sql.Row
+			}) error {
+				v, err := store.CommitDurabilityForTest(ctx, q, s.Driver())
+				if err == nil && v != b.relaxd {
+					t.Errorf("inside lightTx commits are %q, want %q", v, b.relaxd)
+				}
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := durability(); got != b.durable {
+				t.Fatalf("after lightTx the pool commits with %q, want %q", got, b.durable)
+			}
+			boom := errors.New("boom")
+			err = s.LightTxForTest(ctx, func(q interface {
+				QueryRowContext(context.Context, string, ...any) *sql.Row
+			}) error {
+				var n int
+				if err := q.QueryRowContext(ctx, "INSERT INTO organizations (uuid, name, permalink, time_zone, created_at, updated_at) VALUES ('lt', 'lt', 'lt', 'UTC', 0, 0) RETURNING 1").Scan(&n); err != nil {
+					return err
+				}
+				return boom
+			})
+			if !errors.Is(err, boom) {
+				t.Fatalf("lightTx error = %v, want boom", err)
+			}
+			var orgs int
+			if err := s.DBForTest().QueryRowContext(ctx, "SELECT count(*) FROM organizations WHERE uuid = 'lt'").Scan(&orgs); err != nil || orgs != 0 {
+				t.Fatalf("a failed lightTx left %d rows (%v)", orgs, err)
+			}
+			if got := durability(); got != b.durable {
+				t.Fatalf("after a failed lightTx the pool commits with %q, want %q", got, b.durable)
+			}
 			f := storetest.NewFixture(t, s, "example.com", "")
 			acc, err := s.InsertSubmissions(ctx, []store.Submission{{Raw: []byte("Subject: x\r\n\r\nx\r\n"), Messages: []store.NewMessage{{
 				ServerID: f.Server.ID, Scope: store.ScopeOutgoing, RcptTo: "a@dest.test", MailFrom: "b@example.com", Queue: true, QueueDomain: "dest.test"}}}})

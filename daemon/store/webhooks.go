@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -140,57 +141,85 @@ type WebhookAttemptOutcome struct {
 
 // RecordWebhookAttempts applies outcomes in ONE transaction: for each, an
 // attempt row is logged (attempt = the request's attempts + 1, will_retry =
-// !Done) and the request is deleted or rescheduled. Each is guarded by the
-// lock owner: an outcome whose request is no longer locked by its Owner
-// (lock expired and taken over, or row gone) changes nothing and is
-// reported false.
+// !Done) and the request is deleted or rescheduled; each webhook with a
+// successful attempt gets last_used_at = its latest such attempt. Each is
+// guarded by the lock owner: an outcome whose request is no longer locked
+// by its Owner (lock expired and taken over, or row gone) changes nothing
+// and is reported false.
+//
+// The transaction commits lightly (see lightTx): a machine crash may undo
+// it, and then the request's lock expires and it is sent again with the
+// same uuid, as after a worker crash before recording; the next durable
+// commit of the process (intake, outcomes) makes it durable too. So a
+// stream of attempts does not hold SQLite's single writer for one fsync
+// per batch.
 func (s *Store) RecordWebhookAttempts(ctx context.Context, outs []WebhookAttemptOutcome) ([]bool, error) {
 	applied := make([]bool, len(outs))
 	if len(outs) == 0 {
 		return applied, nil
 	}
-	err := s.inTx(ctx, func(t tx) error {
-		var stmts [4]*sql.Stmt
-		for i, q := range []string{
-			`INSERT INTO webhook_attempts (request_uuid, server_id, webhook_id, message_id, event, url, attempt, status_code, result,
-				duration_us, response, payload, will_retry, created_at)
-				SELECT uuid, server_id, webhook_id, message_id, event, url, attempts + 1, ?, ?, ?, ?, payload, ?, ?
-				FROM webhook_requests WHERE id = ? AND locked_by = ?`,
-			`UPDATE webhooks SET last_used_at = ? WHERE id = (SELECT webhook_id FROM webhook_requests WHERE id = ?)`,
-			`DELETE FROM webhook_requests WHERE id = ? AND locked_by = ?`,
-			`UPDATE webhook_requests SET attempts = attempts + 1, retry_after = ?, error = ?, locked_by = NULL,
-				locked_until = NULL WHERE id = ? AND locked_by = ?`,
-		} {
-			st, err := t.PrepareContext(ctx, t.d.rebind(q))
-			if err != nil {
-				return fmt.Errorf("prepare: %w", err)
+	err := s.lightTx(ctx, func(t tx) error {
+		// Statements are prepared once per transaction, when first needed.
+		var stmts [3]*sql.Stmt
+		prepare := func(i int, q string) (*sql.Stmt, error) {
+			if stmts[i] == nil {
+				st, err := t.PrepareContext(ctx, t.d.rebind(q))
+				if err != nil {
+					return nil, fmt.Errorf("prepare: %w", err)
+				}
+				stmts[i] = st
 			}
-			defer st.Close()
-			stmts[i] = st
+			return stmts[i], nil
 		}
-		logAttempt, touch, finish, retry := stmts[0], stmts[1], stmts[2], stmts[3]
+		defer func() {
+			for _, st := range stmts {
+				if st != nil {
+					st.Close()
+				}
+			}
+		}()
+		lastUsed := map[int64]int64{} // webhook id -> latest successful attempt
 		for i, o := range outs {
-			res, err := logAttempt.ExecContext(ctx, o.StatusCode, o.Result, o.Duration.Microseconds(), o.Response, !o.Done,
-				o.At.UnixMicro(), o.RequestID, o.Owner)
+			logAttempt, err := prepare(0, `INSERT INTO webhook_attempts (request_uuid, server_id, webhook_id, message_id, event, url, attempt,
+				status_code, result, duration_us, response, payload, will_retry, created_at)
+				SELECT uuid, server_id, webhook_id, message_id, event, url, attempts + 1, ?, ?, ?, ?, payload, ?, ?
+				FROM webhook_requests WHERE id = ? AND locked_by = ? RETURNING webhook_id`)
+			if err != nil {
+				return err
+			}
+			var hook sql.NullInt64
+			err = logAttempt.QueryRowContext(ctx, o.StatusCode, o.Result, o.Duration.Microseconds(), o.Response, !o.Done,
+				o.At.UnixMicro(), o.RequestID, o.Owner).Scan(&hook)
+			if errors.Is(err, sql.ErrNoRows) {
+				continue
+			}
 			if err != nil {
 				return fmt.Errorf("log attempt of request %d: %w", o.RequestID, err)
 			}
-			if n, _ := res.RowsAffected(); n == 0 {
-				continue
-			}
 			applied[i] = true
-			if o.Success {
-				if _, err := touch.ExecContext(ctx, o.At.UnixMicro(), o.RequestID); err != nil {
-					return fmt.Errorf("stamp webhook of request %d: %w", o.RequestID, err)
-				}
+			if o.Success && hook.Valid && o.At.UnixMicro() > lastUsed[hook.Int64] {
+				lastUsed[hook.Int64] = o.At.UnixMicro()
 			}
 			if o.Done {
-				_, err = finish.ExecContext(ctx, o.RequestID, o.Owner)
+				var finish *sql.Stmt
+				if finish, err = prepare(1, `DELETE FROM webhook_requests WHERE id = ? AND locked_by = ?`); err == nil {
+					_, err = finish.ExecContext(ctx, o.RequestID, o.Owner)
+				}
 			} else {
-				_, err = retry.ExecContext(ctx, o.RetryAfter.UnixMicro(), nullString(o.Error), o.RequestID, o.Owner)
+				var retry *sql.Stmt
+				if retry, err = prepare(2, `UPDATE webhook_requests SET attempts = attempts + 1, retry_after = ?, error = ?,
+					locked_by = NULL, locked_until = NULL WHERE id = ? AND locked_by = ?`); err == nil {
+					_, err = retry.ExecContext(ctx, o.RetryAfter.UnixMicro(), nullString(o.Error), o.RequestID, o.Owner)
+				}
 			}
 			if err != nil {
 				return fmt.Errorf("settle request %d: %w", o.RequestID, err)
+			}
+		}
+		for hook, at := range lastUsed {
+			if _, err := t.exec(ctx, `UPDATE webhooks SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)`,
+				at, hook, at); err != nil {
+				return fmt.Errorf("stamp webhook %d: %w", hook, err)
 			}
 		}
 		return nil

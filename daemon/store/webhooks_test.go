@@ -161,3 +161,75 @@ func TestWebhookRequestsAndAttemptsOfAMessage(t *testing.T) {
 		}
 	})
 }
+
+// One batch with several successful attempts of one webhook stamps its
+// last_used_at once, with the latest of them, never moving it back; an
+// attempt refused for a lost lock stamps nothing.
+func TestRecordWebhookAttemptsStampsLatestSuccess(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		fx := storetest.NewFixture(t, s, "example.com", "")
+		hook, err := s.CreateWebhook(ctx, fx.Server.ID, store.NewWebhook{Name: "h", URL: "https://h.test/x", AllEvents: true, Enabled: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		other, err := s.CreateWebhook(ctx, fx.Server.ID, store.NewWebhook{Name: "o", URL: "https://o.test/x", AllEvents: true, Enabled: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var news []store.NewWebhookRequest
+		for range 4 {
+			news = append(news, store.NewWebhookRequest{ServerID: fx.Server.ID, WebhookID: hook.ID, URL: hook.URL, Event: "MessageSent", Payload: `{}`})
+		}
+		news = append(news, store.NewWebhookRequest{ServerID: fx.Server.ID, WebhookID: other.ID, URL: other.URL, Event: "MessageSent", Payload: `{}`})
+		ids, err := s.InsertWebhookRequests(ctx, news)
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := time.Now().Add(time.Second).Truncate(time.Second) // after retry_after, whole microseconds
+		if got, err := s.ClaimWebhookRequests(ctx, ids, "w1", now, now.Add(time.Minute)); err != nil || len(got) != len(ids) {
+			t.Fatalf("claim = %v, %v", got, err)
+		}
+		at := func(s int) time.Time { return now.Add(time.Duration(s) * time.Second) }
+		applied, err := s.RecordWebhookAttempts(ctx, []store.WebhookAttemptOutcome{
+			{RequestID: ids[0], Owner: "w1", StatusCode: 200, Result: "ok", At: at(3), Done: true, Success: true},
+			{RequestID: ids[1], Owner: "w1", StatusCode: 200, Result: "ok", At: at(7), Done: true, Success: true},
+			{RequestID: ids[2], Owner: "w1", StatusCode: 200, Result: "ok", At: at(5), Done: true, Success: true},
+			{RequestID: ids[3], Owner: "w1", StatusCode: 500, Result: "http_error", At: at(9), RetryAfter: at(99)},
+			{RequestID: ids[4], Owner: "lost", StatusCode: 200, Result: "ok", At: at(9), Done: true, Success: true},
+		})
+		if err != nil || !applied[0] || !applied[1] || !applied[2] || !applied[3] || applied[4] {
+			t.Fatalf("applied = %v, %v", applied, err)
+		}
+		lastUsed := func() map[int64]time.Time {
+			t.Helper()
+			hooks, err := s.Webhooks(ctx, fx.Server.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := map[int64]time.Time{}
+			for _, h := range hooks {
+				m[h.ID] = h.LastUsedAt
+			}
+			return m
+		}
+		if got := lastUsed(); !got[hook.ID].Equal(at(7)) || !got[other.ID].IsZero() {
+			t.Fatalf("last_used_at = %v, want %v for the webhook and none for the other", got, at(7))
+		}
+		// A later batch with an older success leaves the stamp alone.
+		if got, err := s.ClaimWebhookRequests(ctx, ids[3:4], "w2", at(99), at(200)); err != nil || len(got) != 1 {
+			t.Fatalf("claim again = %v, %v", got, err)
+		}
+		if applied, err := s.RecordWebhookAttempts(ctx, []store.WebhookAttemptOutcome{
+			{RequestID: ids[3], Owner: "w2", StatusCode: 200, Result: "ok", At: at(1), Done: true, Success: true},
+		}); err != nil || !applied[0] {
+			t.Fatalf("applied = %v, %v", applied, err)
+		}
+		if got := lastUsed(); !got[hook.ID].Equal(at(7)) {
+			t.Fatalf("last_used_at = %v after an older success, want %v", got[hook.ID], at(7))
+		}
+		if reqs, err := s.WebhookRequests(ctx, ids); err != nil || len(reqs) != 1 || reqs[0].ID != ids[4] {
+			t.Fatalf("requests left = %v, %v (want only the lost one)", reqs, err)
+		}
+	})
+}

@@ -167,11 +167,26 @@ type ClientOptions struct {
 	// outside GOMAXPROCS: unbounded, every concurrent attempt would sign at
 	// once and take the CPU from mail delivery in the same process.
 	MaxSigning int
+	// Busy reports whether the process has work that comes before
+	// webhooks (mail deliveries in flight); nil means never. While it
+	// reports true, signing is paced (mail first): one body at a time, and
+	// after a signature that took d the next one waits
+	// d*(1-FloorShare)/FloorShare, so webhook signing (most of an
+	// attempt's CPU) takes at most FloorShare of one CPU's time. It never
+	// stops: that share is the floor under which webhooks keep draining,
+	// and once Busy reports false they go at full speed again.
+	Busy func() bool
+	// FloorShare is the share of one CPU's time signing keeps while Busy
+	// (default DefaultFloorShare; at most 1, which disables the pacing).
+	FloorShare float64
 	// RootCAs verifies HTTPS receivers (nil: the system's roots).
 	RootCAs *x509.CertPool
 	// Now is the clock for durations (default time.Now).
 	Now func() time.Time
 }
+
+// DefaultFloorShare is ClientOptions.FloorShare's default.
+const DefaultFloorShare = 0.25
 
 // Client makes webhook attempts. It is safe for concurrent use.
 type Client struct {
@@ -179,6 +194,10 @@ type Client struct {
 	http *http.Client
 	// signing holds one token per body being signed (MaxSigning).
 	signing chan struct{}
+	// paced holds the one token of a body signed while Busy; next is when
+	// the next paced signature may start (guarded by the token).
+	paced chan struct{}
+	next  time.Time
 }
 
 // NewClient returns a Client; it fails without a Signer.
@@ -201,6 +220,10 @@ func NewClient(o ClientOptions) (*Client, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.FloorShare <= 0 {
+		o.FloorShare = DefaultFloorShare
+	}
+	o.FloorShare = min(o.FloorShare, 1)
 	tr := &http.Transport{
 		Proxy:                  http.ProxyFromEnvironment, // HTTPS_PROXY etc., as Ruby's Net::HTTP
 		DialContext:            (&net.Dialer{Timeout: o.Timeout, KeepAlive: 30 * time.Second}).DialContext,
@@ -217,7 +240,7 @@ func NewClient(o ClientOptions) (*Client, error) {
 		// Redirects are never followed: a 3xx is the answer.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
-	return &Client{o: o, http: hc, signing: make(chan struct{}, o.MaxSigning)}, nil
+	return &Client{o: o, http: hc, signing: make(chan struct{}, o.MaxSigning), paced: make(chan struct{}, 1)}, nil
 }
 
 // Close releases idle connections.
@@ -317,7 +340,8 @@ func (c *Client) Send(ctx context.Context, r Request) Result {
 }
 
 // sign returns the signature headers of body, made in one of the
-// MaxSigning slots; it fails only when ctx ends while waiting for a slot.
+// MaxSigning slots, and paced while Busy (see ClientOptions.Busy); it fails
+// only when ctx ends while waiting for a slot or for its pace.
 func (c *Client) sign(ctx context.Context, body []byte) (http.Header, error) {
 	select {
 	case c.signing <- struct{}{}:
@@ -325,7 +349,31 @@ func (c *Client) sign(ctx context.Context, body []byte) (http.Header, error) {
 		return nil, fmt.Errorf("waiting to sign: %w", ctx.Err())
 	}
 	defer func() { <-c.signing }()
-	return SignatureHeaders(c.o.Signer, body), nil
+	if c.o.Busy == nil || c.o.FloorShare >= 1 || !c.o.Busy() {
+		return SignatureHeaders(c.o.Signer, body), nil
+	}
+	select {
+	case c.paced <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("waiting to sign: %w", ctx.Err())
+	}
+	defer func() { <-c.paced }()
+	// Real time, not o.Now: this shares the CPU, it is not a duration
+	// reported to anyone.
+	if wait := time.Until(c.next); wait > 0 {
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("waiting to sign: %w", ctx.Err())
+		}
+	}
+	start := time.Now()
+	h := SignatureHeaders(c.o.Signer, body)
+	took := time.Since(start)
+	c.next = time.Now().Add(time.Duration(float64(took) * (1 - c.o.FloorShare) / c.o.FloorShare))
+	return h, nil
 }
 
 // classify maps a transport error to an Outcome.

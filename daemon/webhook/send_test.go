@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -365,5 +366,106 @@ func TestSendDurationLeavesOutSigning(t *testing.T) {
 	// A minute spent signing must not count: the receiver is not slow.
 	if res.Duration != 0 {
 		t.Errorf("duration = %s, want 0 (signing left out)", res.Duration)
+	}
+}
+
+// spanSigner records when each body's signing started and ended and how
+// many were signed at once; each signature takes at least cost.
+type spanSigner struct {
+	webhook.Signer
+	cost    time.Duration
+	mu      sync.Mutex
+	in, max int
+	spans   [][2]time.Time
+	// both, when not nil, holds every signer until two sign at once.
+	both chan struct{}
+}
+
+func (s *spanSigner) SignSHA1(body []byte) string {
+	start := time.Now()
+	s.mu.Lock()
+	s.in++
+	s.max = max(s.max, s.in)
+	if s.in == 2 && s.both != nil {
+		close(s.both)
+	}
+	both := s.both
+	s.mu.Unlock()
+	if both != nil {
+		select {
+		case <-both:
+		case <-time.After(10 * time.Second):
+		}
+	}
+	time.Sleep(s.cost)
+	sig := s.Signer.SignSHA1(body)
+	s.mu.Lock()
+	s.spans = append(s.spans, [2]time.Time{start})
+	s.mu.Unlock()
+	return sig
+}
+
+func (s *spanSigner) SignSHA256(body []byte) string {
+	sig := s.Signer.SignSHA256(body)
+	s.mu.Lock()
+	s.in--
+	s.spans[len(s.spans)-1][1] = time.Now()
+	s.mu.Unlock()
+	return sig
+}
+
+// While mail is busy, signing is paced: one body at a time, each followed
+// by a pause of (1-share)/share times its signing time, and every attempt
+// still goes out (the floor); once mail is idle, bodies are signed
+// concurrently again.
+func TestSendYieldsToMailWhileBusy(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer srv.Close()
+	var busy atomic.Bool
+	busy.Store(true)
+	sg := &spanSigner{Signer: key(t), cost: 5 * time.Millisecond}
+	c, err := webhook.NewClient(webhook.ClientOptions{Signer: sg, MaxSigning: 4, Busy: busy.Load, FloorShare: 0.25})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	sendAll := func(n int) {
+		t.Helper()
+		var wg sync.WaitGroup
+		results := make(chan webhook.Result, n)
+		for range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				results <- c.Send(context.Background(), request(srv.URL+"/hook"))
+			}()
+		}
+		wg.Wait()
+		close(results)
+		for res := range results {
+			if !res.OK() {
+				t.Fatalf("result = %+v", res)
+			}
+		}
+	}
+	sendAll(4)
+	if sg.max != 1 || len(sg.spans) != 4 {
+		t.Fatalf("while busy: %d signed at most at once over %d bodies, want 1 over 4", sg.max, len(sg.spans))
+	}
+	for i := 1; i < len(sg.spans); i++ {
+		prev, next := sg.spans[i-1], sg.spans[i]
+		took := prev[1].Sub(prev[0])
+		if gap := next[0].Sub(prev[1]); gap < 3*took {
+			t.Errorf("body %d signed %s after body %d, which took %s: want a pause of at least %s", i, gap, i-1, took, 3*took)
+		}
+	}
+
+	busy.Store(false)
+	sg.mu.Lock()
+	sg.max, sg.spans, sg.both = 0, nil, make(chan struct{})
+	sg.mu.Unlock()
+	sendAll(4)
+	if sg.max < 2 {
+		t.Errorf("mail idle: at most %d body signed at once, want concurrent signing again", sg.max)
 	}
 }

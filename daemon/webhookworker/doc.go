@@ -28,7 +28,10 @@
 //     request (2xx, or the last attempt failed) or reschedules it
 //     (retry_after = now + 2, 3, 6, 10, 15 minutes after attempts 1-5),
 //     guarded by the lock owner. Only after that commit are the entries
-//     acked, or moved to the retry set for a rescheduled request.
+//     acked, or moved to the retry set for a rescheduled request. The
+//     commit does not wait for the disk (store.RecordWebhookAttempts): a
+//     machine crash that undoes it leaves the request locked until the
+//     visibility timeout, and it is then sent again with the same uuid.
 //
 // # Failures
 //

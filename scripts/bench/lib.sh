@@ -11,6 +11,7 @@ BENCH_SIZE=${BENCH_SIZE:-2048}     # message size in bytes
 BENCH_DKIM_BITS=${BENCH_DKIM_BITS:-2048}  # postald's DKIM key size (1024 is Postal's)
 BENCH_RUNS=${BENCH_RUNS:-1}        # postald/Postfix pairs; more than one prints the median ratio
 BENCH_WEBHOOK=${BENCH_WEBHOOK:-0}  # 1: postald's server has an all-events webhook to a local receiver
+BENCH_SQL=${BENCH_SQL:-}           # SQL run on postald's SQLite after the migrations (e.g. DROP INDEX ...)
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 WORK=$(mktemp -d /tmp/postal-bench.XXXXXX)
 chmod 755 "$WORK"
@@ -129,6 +130,19 @@ MASTER
   wait_port "$PF_PORT" || { cat "$d/start.log" "$d/maillog" >&2 2>/dev/null; return 1; }
 }
 
+# postfix_cpu: CPU seconds (user + system) the running private Postfix used:
+# its processes work in its queue directory, and the master's children
+# counters hold those that already exited.
+postfix_cpu() {
+  local t total=0 p
+  t=$(getconf CLK_TCK)
+  for p in /proc/[0-9]*; do
+    [ "$(readlink "$p/cwd" 2>/dev/null)" = "$PF_DIR/queue" ] || continue
+    total=$(awk -v a="$total" '{print a + $14 + $15 + $16 + $17}' "$p/stat" 2>/dev/null || echo "$total")
+  done
+  echo "scale=2; $total / $t" | bc
+}
+
 # stop_postfix: stops the running private Postfix instance, if any.
 stop_postfix() {
   if [ -n "${PF_DIR:-}" ] && [ -f "$PF_DIR/main.cf" ]; then
@@ -158,6 +172,9 @@ start_postald() {
   export SMTP_SERVER_MAX_CONNECTIONS_PER_IP=1000
   local ctl="$WORK/bin/postalctl"
   $ctl upgrade >/dev/null
+  # BENCH_SQL: statements run on postald's database after the migrations
+  # (to measure what an index costs, drop it here).
+  [ -n "${BENCH_SQL:-}" ] && sqlite3 "$d/postal.sqlite" "$BENCH_SQL"
   $ctl org create acme >/dev/null
   $ctl server create acme/mail >/dev/null
   $ctl domain add acme/mail example.com --verified --dkim-bits "$BENCH_DKIM_BITS" >/dev/null
@@ -263,8 +280,13 @@ postald_half() {
     if [ "$BENCH_WEBHOOK" = 1 ]; then
       wait_hooks "$BENCH_N" 600
       PD_HOOKS=$(rate "$s" "$HOOK_AT")
+      # Webhooks yield to mail under load: how long after the last message
+      # reached the sink the last webhook reached the receiver.
+      HOOK_LAG=$(echo "scale=2; ($HOOK_AT - $done_at) / 1" | bc)
     fi
   fi
+  HOOK_CPU=-
+  [ -n "${HOOK_PID:-}" ] && HOOK_CPU=$(awk -v t="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / t}' "/proc/$HOOK_PID/stat" 2>/dev/null || echo -)
   stop_postald
   [ -n "${HOOK_PID:-}" ] && { kill "$HOOK_PID" 2>/dev/null; wait "$HOOK_PID" 2>/dev/null || true; HOOK_PID=; }
   stop_sink
@@ -277,6 +299,7 @@ postfix_half() {
   read -r s e < <(load "$PF_PORT")
   done_at=$(wait_sink "$sink/postfix" "$BENCH_N" 600)
   PF_ACCEPT=$(rate "$s" "$e"); PF_E2E=$(rate "$s" "$done_at")
+  PF_CPU=$(postfix_cpu)
   stop_postfix
   stop_sink
 }

@@ -5,7 +5,10 @@
 # the same run. Prints both rates and their ratio; BENCH_RUNS=N repeats the
 # pair and ends with the median ratio; BENCH_WEBHOOK=1 gives postald's server an
 # all-events webhook to a local receiver (one MessageSent per message) and
-# reports when the last arrived and what was left of them afterwards.
+# reports when the last arrived (webhooks yield to mail under load, so they
+# may finish after the mail: the lag is printed) and what was left of them
+# afterwards. The cpu line is the CPU time of postald and of the private
+# Postfix for the run (smtp-source, smtp-sink and the receiver not counted).
 # Usage: sudo scripts/bench/relay.sh
 source "$(dirname "$0")/lib.sh"
 ratios=()
@@ -16,7 +19,8 @@ for i in $(seq "$BENCH_RUNS"); do
     "$PD_E2E" "$PF_E2E" "$r" "$BENCH_DKIM_BITS"
   printf 'accept  postald %6s msg/s   postfix %6s msg/s   ratio %sx\n' \
     "$PD_ACCEPT" "$PF_ACCEPT" "$(ratio "$PD_ACCEPT" "$PF_ACCEPT")"
-  [ "$BENCH_WEBHOOK" = 1 ] && printf 'webhook postald %6s MessageSent/s received (end to end); left afterwards: %s\n' "$PD_HOOKS" "$HOOK_LEFT"
-  printf 'cpu     postald %s s for %s messages (%s ms/msg)\n' "$PD_CPU" "$BENCH_N" "$(echo "scale=3; $PD_CPU * 1000 / $BENCH_N" | bc 2>/dev/null || echo -)"
+  [ "$BENCH_WEBHOOK" = 1 ] && printf 'webhook postald %6s MessageSent/s received (end to end), the last %ss after the last message; left afterwards: %s; receiver CPU %s s\n' "$PD_HOOKS" "$HOOK_LAG" "$HOOK_LEFT" "$HOOK_CPU"
+  printf 'cpu     postald %s s for %s messages (%s ms/msg)   postfix %s s (%s ms/msg)\n' "$PD_CPU" "$BENCH_N" \
+    "$(echo "scale=3; $PD_CPU * 1000 / $BENCH_N" | bc 2>/dev/null || echo -)" "$PF_CPU" "$(echo "scale=3; $PF_CPU * 1000 / $BENCH_N" | bc 2>/dev/null || echo -)"
 done
 summary relay "${ratios[@]}"
