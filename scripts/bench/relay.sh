@@ -6,17 +6,19 @@
 # pair and ends with the median ratio; BENCH_WEBHOOK=1 gives postald's server an
 # all-events webhook to a local receiver (one MessageSent per message) and
 # reports when the last arrived and what was left of them afterwards.
+# BENCH_DB=postgres runs postald on a fresh PostgreSQL database (see lib.sh).
 # Usage: sudo scripts/bench/relay.sh
 source "$(dirname "$0")/lib.sh"
 ratios=()
 for i in $(seq "$BENCH_RUNS"); do
   run_pair all "$(pair_order "$i")"
   r=$(ratio "$PD_E2E" "$PF_E2E"); ratios+=("$r")
-  printf 'relay   postald %6s msg/s   postfix %6s msg/s   ratio %sx   (end to end, postald signs with %s-bit DKIM)\n' \
-    "$PD_E2E" "$PF_E2E" "$r" "$BENCH_DKIM_BITS"
+  printf 'relay   postald(%s) %6s msg/s   postfix %6s msg/s   ratio %sx   (end to end, postald signs with %s-bit DKIM)\n' \
+    "$BENCH_DB" "$PD_E2E" "$PF_E2E" "$r" "$BENCH_DKIM_BITS"
   printf 'accept  postald %6s msg/s   postfix %6s msg/s   ratio %sx\n' \
     "$PD_ACCEPT" "$PF_ACCEPT" "$(ratio "$PD_ACCEPT" "$PF_ACCEPT")"
   [ "$BENCH_WEBHOOK" = 1 ] && printf 'webhook postald %6s MessageSent/s received (end to end); left afterwards: %s\n' "$PD_HOOKS" "$HOOK_LEFT"
-  printf 'cpu     postald %s s for %s messages (%s ms/msg)\n' "$PD_CPU" "$BENCH_N" "$(echo "scale=3; $PD_CPU * 1000 / $BENCH_N" | bc 2>/dev/null || echo -)"
+  printf 'cpu     postald %s s for %s messages (%s ms/msg); PostgreSQL backends %s s (%s ms/msg)\n' "$PD_CPU" "$BENCH_N" \
+    "$(echo "scale=3; $PD_CPU * 1000 / $BENCH_N" | bc 2>/dev/null || echo -)" "$PG_CPU" "$(echo "scale=3; $PG_CPU * 1000 / $BENCH_N" | bc 2>/dev/null || echo -)"
 done
 summary relay "${ratios[@]}"
