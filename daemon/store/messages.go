@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -118,36 +119,25 @@ func (s *Store) InsertSubmissions(ctx context.Context, subs []Submission) ([][]A
 	return out, nil
 }
 
-// insertSubmissions is InsertSubmissions inside t.
+// insertSubmissions is InsertSubmissions inside t: one multi-row INSERT per
+// table (per maxBatchRows rows) for the bodies, the messages and the queued
+// rows, whatever the number of submissions, plus one UPDATE per
+// idempotency key.
 func insertSubmissions(ctx context.Context, t tx, now int64, subs []Submission) ([][]Accepted, error) {
 	out := make([][]Accepted, len(subs))
-	rawStmt, err := t.PrepareContext(ctx, t.d.rebind(`INSERT INTO raw_messages (data, size, created_at) VALUES (?, ?, ?) RETURNING id`))
-	if err != nil {
-		return nil, fmt.Errorf("prepare raw insert: %w", err)
-	}
-	defer rawStmt.Close()
-	msgStmt, err := t.PrepareContext(ctx, t.d.rebind(`INSERT INTO messages (server_id, token, scope, rcpt_to, mail_from,
-		subject, message_id, tag, status, held, hold_expiry, bounce, bounce_for_id, domain_id, credential_id, route_id,
-		raw_message_id, size, received_with_ssl, timestamp)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`))
-	if err != nil {
-		return nil, fmt.Errorf("prepare message insert: %w", err)
-	}
-	defer msgStmt.Close()
-	qStmt, err := t.PrepareContext(ctx, t.d.rebind(`INSERT INTO queued_messages (message_id, server_id, scope, domain,
-		retry_after, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`))
-	if err != nil {
-		return nil, fmt.Errorf("prepare queue insert: %w", err)
-	}
-	defer qStmt.Close()
+	rawArgs := make([][]any, len(subs))
 	for i, sub := range subs {
-		var rawID int64
-		if err := rawStmt.QueryRowContext(ctx, sub.Raw, len(sub.Raw), now).Scan(&rawID); err != nil {
-			return nil, fmt.Errorf("insert raw message: %w", err)
-		}
+		rawArgs[i] = []any{sub.Raw, len(sub.Raw), now}
+	}
+	rawIDs, err := insertRows(ctx, t, `INSERT INTO raw_messages (data, size, created_at) VALUES `, "(?, ?, ?)", rawArgs)
+	if err != nil {
+		return nil, fmt.Errorf("insert raw messages: %w", err)
+	}
+	var msgArgs [][]any
+	for i, sub := range subs {
 		if sub.IdempotencyID != 0 {
 			if _, err := t.exec(ctx, `UPDATE api_idempotency SET raw_message_id = ?, done = TRUE WHERE id = ?`,
-				rawID, sub.IdempotencyID); err != nil {
+				rawIDs[i], sub.IdempotencyID); err != nil {
 				return nil, fmt.Errorf("complete idempotency key %d: %w", sub.IdempotencyID, err)
 			}
 		}
@@ -161,22 +151,113 @@ func insertSubmissions(ctx context.Context, t tx, now int64, subs []Submission) 
 			if status == "" {
 				status = StatusPending
 			}
-			var id int64
-			if err := msgStmt.QueryRowContext(ctx, m.ServerID, token, m.Scope, m.RcptTo, m.MailFrom, m.Subject, m.MessageID,
+			acc[j] = Accepted{Token: token, RcptTo: m.RcptTo, Scope: m.Scope, Domain: m.QueueDomain}
+			msgArgs = append(msgArgs, []any{m.ServerID, token, m.Scope, m.RcptTo, m.MailFrom, m.Subject, m.MessageID,
 				nullString(m.Tag), status, m.Held, micros(m.HoldExpiry), m.Bounce, nullID(m.BounceForID), nullID(m.DomainID),
-				nullID(m.CredentialID), nullID(m.RouteID), rawID, len(sub.Raw), m.ReceivedWithSSL, now).Scan(&id); err != nil {
-				return nil, fmt.Errorf("insert message for %s: %w", m.RcptTo, err)
-			}
-			acc[j] = Accepted{MessageID: id, Token: token, RcptTo: m.RcptTo, Scope: m.Scope, Domain: m.QueueDomain}
-			if m.Queue {
-				if err := qStmt.QueryRowContext(ctx, id, m.ServerID, m.Scope, strings.ToLower(m.QueueDomain), now, now, now).Scan(&acc[j].QueuedID); err != nil {
-					return nil, fmt.Errorf("insert queued message for %s: %w", m.RcptTo, err)
-				}
-			}
+				nullID(m.CredentialID), nullID(m.RouteID), rawIDs[i], len(sub.Raw), m.ReceivedWithSSL, now})
 		}
 		out[i] = acc
 	}
+	msgIDs, err := insertRows(ctx, t, `INSERT INTO messages (server_id, token, scope, rcpt_to, mail_from,
+		subject, message_id, tag, status, held, hold_expiry, bounce, bounce_for_id, domain_id, credential_id, route_id,
+		raw_message_id, size, received_with_ssl, timestamp) VALUES `, "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", msgArgs)
+	if err != nil {
+		return nil, fmt.Errorf("insert messages: %w", err)
+	}
+	var (
+		qArgs [][]any
+		qAt   []*Accepted
+		n     int
+	)
+	for i, sub := range subs {
+		for j, m := range sub.Messages {
+			out[i][j].MessageID = msgIDs[n]
+			if m.Queue {
+				qArgs = append(qArgs, []any{msgIDs[n], m.ServerID, m.Scope, strings.ToLower(m.QueueDomain), now, now, now})
+				qAt = append(qAt, &out[i][j])
+			}
+			n++
+		}
+	}
+	qIDs, err := insertRows(ctx, t, `INSERT INTO queued_messages (message_id, server_id, scope, domain,
+		retry_after, created_at, updated_at) VALUES `, "(?, ?, ?, ?, ?, ?, ?)", qArgs)
+	if err != nil {
+		return nil, fmt.Errorf("insert queued messages: %w", err)
+	}
+	for k, a := range qAt {
+		a.QueuedID = qIDs[k]
+	}
 	return out, nil
+}
+
+// insertRows inserts rows (each the arguments of one tuple) with
+// `head` + tuple, tuple, ... `RETURNING id`, at most maxBatchRows rows and
+// about maxBatchBytes of []byte arguments (message bodies) per statement,
+// and returns the new ids in the order of rows. Both databases hand out the
+// ids of one statement in increasing order as its rows are inserted (a
+// PostgreSQL identity's sequence; SQLite's next rowid), so the returned ids,
+// sorted, follow the order of the VALUES list whatever order RETURNING
+// gives them in.
+func insertRows(ctx context.Context, t tx, head, tuple string, rows [][]any) ([]int64, error) {
+	ids := make([]int64, 0, len(rows))
+	for start := 0; start < len(rows); {
+		end, size := start, 0
+		for end < len(rows) && end-start < maxBatchRows && (end == start || size < maxBatchBytes) {
+			for _, a := range rows[end] {
+				if b, ok := a.([]byte); ok {
+					size += len(b)
+				}
+			}
+			end++
+		}
+		got, err := insertChunk(ctx, t, head, tuple, rows[start:end])
+		if err != nil {
+			return nil, err
+		}
+		ids = append(ids, got...)
+		start = end
+	}
+	return ids, nil
+}
+
+// maxBatchBytes bounds the body bytes one multi-row INSERT carries, far
+// below PostgreSQL's 1 GB cap on a protocol message.
+const maxBatchBytes = 8 << 20
+
+func insertChunk(ctx context.Context, t tx, head, tuple string, chunk [][]any) ([]int64, error) {
+	var q strings.Builder
+	q.Grow(len(head) + len(chunk)*(len(tuple)+2) + 16)
+	q.WriteString(head)
+	args := make([]any, 0, len(chunk)*len(chunk[0]))
+	for i, r := range chunk {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		q.WriteString(tuple)
+		args = append(args, r...)
+	}
+	q.WriteString(" RETURNING id")
+	res, err := t.query(ctx, q.String(), args...)
+	if err != nil {
+		return nil, err
+	}
+	defer res.Close()
+	got := make([]int64, 0, len(chunk))
+	for res.Next() {
+		var id int64
+		if err := res.Scan(&id); err != nil {
+			return nil, err
+		}
+		got = append(got, id)
+	}
+	if err := res.Err(); err != nil {
+		return nil, err
+	}
+	if len(got) != len(chunk) {
+		return nil, fmt.Errorf("%d ids returned for %d rows", len(got), len(chunk))
+	}
+	slices.Sort(got)
+	return got, nil
 }
 
 const messageColumns = `id, server_id, token, scope, rcpt_to, mail_from, subject, message_id, tag, status, held, hold_expiry,

@@ -211,6 +211,54 @@ func (t tx) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
 	return t.QueryRowContext(ctx, t.d.rebind(q), args...)
 }
 
+// stmt is a statement run many times in one transaction. On SQLite it is
+// prepared once for the transaction (preparing per call dominated SQLite's
+// cost); on PostgreSQL it is sent as it is: the driver prepares each
+// statement text once per connection and keeps it (pgx's statement cache),
+// where an explicit prepare costs a round trip to prepare and another to
+// deallocate, in every transaction.
+type stmt struct {
+	t        tx
+	q        string
+	prepared *sql.Stmt
+}
+
+// prepare returns q (with `?` placeholders) as a stmt of t.
+func (t tx) prepare(ctx context.Context, q string) (*stmt, error) {
+	st := &stmt{t: t, q: t.d.rebind(q)}
+	if t.d.driver == Postgres {
+		return st, nil
+	}
+	p, err := t.PrepareContext(ctx, st.q)
+	if err != nil {
+		return nil, err
+	}
+	st.prepared = p
+	return st, nil
+}
+
+func (st *stmt) ExecContext(ctx context.Context, args ...any) (sql.Result, error) {
+	if st.prepared != nil {
+		return st.prepared.ExecContext(ctx, args...)
+	}
+	return st.t.ExecContext(ctx, st.q, args...)
+}
+
+func (st *stmt) QueryRowContext(ctx context.Context, args ...any) *sql.Row {
+	if st.prepared != nil {
+		return st.prepared.QueryRowContext(ctx, args...)
+	}
+	return st.t.QueryRowContext(ctx, st.q, args...)
+}
+
+// Close releases a prepared statement; nil and unprepared ones are no-ops.
+func (st *stmt) Close() error {
+	if st == nil || st.prepared == nil {
+		return nil
+	}
+	return st.prepared.Close()
+}
+
 // admitWriter waits for this process's turn to write (SQLite only) and
 // returns the function that ends it. It fails when ctx ends first.
 func (s *Store) admitWriter(ctx context.Context) (func(), error) {
