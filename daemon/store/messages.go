@@ -313,7 +313,8 @@ func (s *Store) Messages(ctx context.Context, ids []int64) ([]*Message, error) {
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	rows, err := s.query(ctx, `SELECT `+messageColumns+` FROM messages WHERE id IN (`+placeholders(len(ids))+`) ORDER BY id`, int64Args(ids)...)
+	in, args := s.dialect.inIDs("id", ids)
+	rows, err := s.query(ctx, `SELECT `+messageColumns+` FROM messages WHERE `+in+` ORDER BY id`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("load messages: %w", err)
 	}
@@ -426,6 +427,18 @@ func collectQueued(rows *sql.Rows) ([]*QueuedMessage, error) {
 	return out, rows.Err()
 }
 
+// collectInto returns a row callback that appends each queued row to out.
+func collectInto(out *[]*QueuedMessage) func(interface{ Scan(...any) error }) error {
+	return func(row interface{ Scan(...any) error }) error {
+		q, err := scanQueued(row)
+		if err != nil {
+			return err
+		}
+		*out = append(*out, q)
+		return nil
+	}
+}
+
 // ClaimQueued locks the given queued messages for owner until until, by
 // compare-and-set: only rows that are due (retry_after <= now) and unlocked
 // (or whose lock expired) are taken. It returns the rows it took; ids that
@@ -434,20 +447,14 @@ func (s *Store) ClaimQueued(ctx context.Context, ids []int64, owner string, now,
 	if len(ids) == 0 {
 		return nil, nil
 	}
+	in, inArgs := s.dialect.inIDs("id", ids)
 	args := []any{owner, until.UnixMicro(), now.UnixMicro()}
-	args = append(args, int64Args(ids)...)
+	args = append(args, inArgs...)
 	args = append(args, now.UnixMicro(), now.UnixMicro())
 	var out []*QueuedMessage
-	err := s.lightly(ctx, func(q querier) error {
-		rows, err := q.QueryContext(ctx, s.dialect.rebind(`UPDATE queued_messages SET locked_by = ?, locked_until = ?, updated_at = ?
-			WHERE id IN (`+placeholders(len(ids))+`) AND retry_after <= ? AND (locked_by IS NULL OR locked_until < ?)
-			RETURNING `+queuedColumns), args...)
-		if err != nil {
-			return err
-		}
-		out, err = collectQueued(rows)
-		return err
-	})
+	err := s.lightlyQuery(ctx, `UPDATE queued_messages SET locked_by = ?, locked_until = ?, updated_at = ?
+			WHERE `+in+` AND retry_after <= ? AND (locked_by IS NULL OR locked_until < ?)
+			RETURNING `+queuedColumns, args, collectInto(&out))
 	if err != nil {
 		return nil, fmt.Errorf("claim queued messages: %w", err)
 	}
@@ -463,19 +470,12 @@ func (s *Store) ClaimQueuedForDomain(ctx context.Context, scope, domain, owner s
 	}
 	n := now.UnixMicro()
 	var out []*QueuedMessage
-	err := s.lightly(ctx, func(q querier) error {
-		rows, err := q.QueryContext(ctx, s.dialect.rebind(`UPDATE queued_messages SET locked_by = ?, locked_until = ?, updated_at = ?
+	err := s.lightlyQuery(ctx, `UPDATE queued_messages SET locked_by = ?, locked_until = ?, updated_at = ?
 			WHERE id IN (SELECT id FROM queued_messages WHERE scope = ? AND domain = ? AND retry_after <= ?
 				AND (locked_by IS NULL OR locked_until < ?) ORDER BY id LIMIT ?`+s.dialect.skipLocked()+`)
 			AND retry_after <= ? AND (locked_by IS NULL OR locked_until < ?)
-			RETURNING `+queuedColumns),
-			owner, until.UnixMicro(), n, scope, strings.ToLower(domain), n, n, limit, n, n)
-		if err != nil {
-			return err
-		}
-		out, err = collectQueued(rows)
-		return err
-	})
+			RETURNING `+queuedColumns,
+		[]any{owner, until.UnixMicro(), n, scope, strings.ToLower(domain), n, n, limit, n, n}, collectInto(&out))
 	if err != nil {
 		return nil, fmt.Errorf("claim queued messages for %s: %w", domain, err)
 	}

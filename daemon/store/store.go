@@ -13,8 +13,9 @@ import (
 	"path/filepath"
 	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
-	_ "modernc.org/sqlite"             // registers the "sqlite" database/sql driver
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib" // also registers the "pgx" database/sql driver
+	_ "modernc.org/sqlite"           // registers the "sqlite" database/sql driver
 )
 
 // ErrNotFound is returned (wrapped) when a looked-up record does not exist.
@@ -191,6 +192,66 @@ func (s *Store) lightly(ctx context.Context, fn func(querier) error) error {
 		}
 	}
 	return fnErr
+}
+
+// lightlyQuery runs the single statement q (with `?` placeholders) as
+// lightly does and calls each for every row it returns. On PostgreSQL the
+// relaxed commit and the statement travel in one pipeline, one round trip
+// (an implicit transaction: set_config(..., true) lasts until its commit),
+// where lightly's BEGIN, SET LOCAL, statement and COMMIT take four.
+func (s *Store) lightlyQuery(ctx context.Context, q string, args []any, each func(row interface{ Scan(...any) error }) error) error {
+	if s.dialect.driver != Postgres {
+		return s.lightly(ctx, func(qr querier) error {
+			rows, err := qr.QueryContext(ctx, s.dialect.rebind(q), args...)
+			if err != nil {
+				return err
+			}
+			defer rows.Close()
+			for rows.Next() {
+				if err := each(rows); err != nil {
+					return err
+				}
+			}
+			return rows.Err()
+		})
+	}
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("connection: %w", err)
+	}
+	defer conn.Close()
+	return conn.Raw(func(dc any) error {
+		pc, ok := dc.(*stdlib.Conn)
+		if !ok {
+			return fmt.Errorf("postgres connection is a %T, not pgx's", dc)
+		}
+		b := &pgx.Batch{}
+		b.Queue(`SELECT set_config('synchronous_commit', 'off', true)`)
+		b.Queue(s.dialect.rebind(q), args...)
+		br := pc.Conn().SendBatch(ctx, b)
+		err := readLightly(br, each)
+		if cerr := br.Close(); err == nil && cerr != nil {
+			err = cerr
+		}
+		return err
+	})
+}
+
+func readLightly(br pgx.BatchResults, each func(row interface{ Scan(...any) error }) error) error {
+	if _, err := br.Exec(); err != nil {
+		return fmt.Errorf("relax commit: %w", err)
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := each(rows); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
 }
 
 // tx is a transaction that rebinds placeholders for the store's dialect.
