@@ -15,6 +15,8 @@ BENCH_DB=${BENCH_DB:-sqlite}       # sqlite (a file in the run's folder) or post
                                    # postald half on $POSTAL_TEST_POSTGRES_URL's server, dropped afterwards
 PG_ADMIN=${POSTAL_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable}
 PG_DB=
+BENCH_PGSTATS=${BENCH_PGSTATS:-0} # 1 (postgres): print the database's transactions and row writes per message
+BENCH_PG_SETUP=${BENCH_PG_SETUP:-} # SQL run on the fresh database before postald starts (e.g. ALTER DATABASE ... SET)
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 WORK=$(mktemp -d /tmp/postal-bench.XXXXXX)
 chmod 755 "$WORK"
@@ -163,6 +165,20 @@ pg_backend_cpu() {
     awk -v t="$t" '{s += $1} END {printf "%.2f", s / t}'
 }
 
+# pg_stats: per message of the run (BENCH_N), the database's commits and the
+# row writes to the hot tables, with the share of updates that were HOT
+# (no index entries written). Counters reach the statistics within ~1 s.
+pg_stats() {
+  sleep 1.5
+  psql "${PG_ADMIN%%/postgres\?*}/$PG_DB?sslmode=disable" -AtF ' ' -c "
+    select 'pgstats commits/msg ' || round(xact_commit::numeric / $BENCH_N, 2) || ', rollbacks ' || xact_rollback
+      from pg_stat_database where datname = current_database();
+    select 'pgstats ' || relname || ': ins/msg ' || round(n_tup_ins::numeric / $BENCH_N, 2) || ', upd/msg ' ||
+      round(n_tup_upd::numeric / $BENCH_N, 2) || ' (hot ' || n_tup_hot_upd || '), del/msg ' || round(n_tup_del::numeric / $BENCH_N, 2)
+      from pg_stat_user_tables where relname in ('raw_messages', 'messages', 'queued_messages', 'deliveries', 'webhook_requests')
+      order by relname;" 2>/dev/null || true
+}
+
 # start_postald ROLES: a private install (SQLite on disk, or a fresh
 # PostgreSQL database with BENCH_DB=postgres; its own Redis key prefix)
 # relaying to the sink; 127.0.0.1 may send as acme/mail (SMTP-IP).
@@ -187,6 +203,7 @@ start_postald() {
     PG_DB=$(echo "$PG_DB" | tr 'A-Z' 'a-z')
     psql "$PG_ADMIN" -qc "CREATE DATABASE $PG_DB" >/dev/null
     export DATABASE_DRIVER=postgres DATABASE_URL="${PG_ADMIN%%/postgres\?*}/$PG_DB?sslmode=disable"
+    [ -z "$BENCH_PG_SETUP" ] || psql "$PG_ADMIN" -qc "${BENCH_PG_SETUP//\$PG_DB/$PG_DB}" >/dev/null
   fi
   local ctl="$WORK/bin/postalctl"
   $ctl upgrade >/dev/null
@@ -249,6 +266,7 @@ stop_postald() {
   # those of its PostgreSQL backends (PG_CPU, "-" on SQLite).
   PD_CPU=$(awk -v t="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / t}' "/proc/$PD_PID/stat" 2>/dev/null || echo -)
   PG_CPU=$(pg_backend_cpu)
+  [ "$BENCH_PGSTATS" = 1 ] && [ -n "${PG_DB:-}" ] && pg_stats
   kill "$PD_PID" 2>/dev/null || true; wait "$PD_PID" 2>/dev/null || true
   drop_pg_db
   # Removing the install drops its dirty pages, so writeback of this run's
