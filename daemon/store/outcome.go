@@ -517,48 +517,45 @@ func batchable(outs []Outcome) bool {
 const maxBatchRows = 200
 
 // commitBatch records outs inside t as the per-outcome loop of commitInto
-// does, with the same result, in a few statements per batch instead of
-// three per outcome: one DELETE ... RETURNING per lock owner for the rows
-// that finish, one UPDATE messages per distinct change (a batch of Sent
-// outcomes is one), one multi-row INSERT deliveries. Retries and effects
+// does, with the same result, in three statements per batch instead of
+// three per outcome (PostgreSQL only): one DELETE ... USING unnest(ids,
+// owners) ... RETURNING for the rows that finish, one UPDATE messages per
+// distinct change (a batch of Sent outcomes is one), one INSERT deliveries
+// ... SELECT FROM unnest(arrays). Each has one statement text whatever the
+// batch size, so the driver's statement cache plans it once per connection.
+// Retries and effects
 // are written per outcome, in order, as before. It sets applied[i] and
 // returns the queued rows and webhook requests the effects created.
 func commitBatch(ctx context.Context, t tx, now time.Time, outs []Outcome, applied []bool) ([]Accepted, []int64, error) {
-	var owners []string
-	finishing := map[string][]int64{}
+	var (
+		finishIDs []int64
+		owners    []string
+	)
 	for _, o := range outs {
-		if o.queuedID == 0 || o.retry {
-			continue
+		if o.queuedID != 0 && !o.retry {
+			finishIDs, owners = append(finishIDs, o.queuedID), append(owners, o.owner)
 		}
-		if _, ok := finishing[o.owner]; !ok {
-			owners = append(owners, o.owner)
-		}
-		finishing[o.owner] = append(finishing[o.owner], o.queuedID)
 	}
 	gone := map[int64]bool{}
-	for _, owner := range owners {
-		ids := finishing[owner]
-		for start := 0; start < len(ids); start += maxBatchRows {
-			in, args := t.d.inIDs("id", ids[start:min(start+maxBatchRows, len(ids))])
-			rows, err := t.query(ctx, `DELETE FROM queued_messages WHERE locked_by = ? AND `+in+` RETURNING id`,
-				append([]any{owner}, args...)...)
-			if err != nil {
+	if len(finishIDs) > 0 {
+		rows, err := t.query(ctx, `DELETE FROM queued_messages q USING unnest(CAST(? AS BIGINT[]), CAST(? AS TEXT[])) AS f(id, owner)
+			WHERE q.id = f.id AND q.locked_by = f.owner RETURNING q.id`, finishIDs, owners)
+		if err != nil {
+			return nil, nil, fmt.Errorf("finish queued messages: %w", err)
+		}
+		for rows.Next() {
+			var id int64
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
 				return nil, nil, fmt.Errorf("finish queued messages: %w", err)
 			}
-			for rows.Next() {
-				var id int64
-				if err := rows.Scan(&id); err != nil {
-					rows.Close()
-					return nil, nil, fmt.Errorf("finish queued messages: %w", err)
-				}
-				gone[id] = true
-			}
-			if err := rows.Close(); err != nil {
-				return nil, nil, fmt.Errorf("finish queued messages: %w", err)
-			}
-			if err := rows.Err(); err != nil {
-				return nil, nil, fmt.Errorf("finish queued messages: %w", err)
-			}
+			gone[id] = true
+		}
+		if err := rows.Close(); err != nil {
+			return nil, nil, fmt.Errorf("finish queued messages: %w", err)
+		}
+		if err := rows.Err(); err != nil {
+			return nil, nil, fmt.Errorf("finish queued messages: %w", err)
 		}
 	}
 	var (
@@ -636,7 +633,8 @@ func changeOf(o Outcome) (messageChange, bool) {
 }
 
 // applyMany is outcomeStmts.apply for many outcomes of distinct messages,
-// in one UPDATE per distinct change and multi-row delivery INSERTs.
+// in one UPDATE per distinct change and one INSERT of the delivery rows
+// from arrays (PostgreSQL only).
 func applyMany(ctx context.Context, t tx, now int64, outs []Outcome) error {
 	var order []messageChange
 	byChange := map[messageChange][]int64{}
@@ -665,38 +663,33 @@ func applyMany(ctx context.Context, t tx, now int64, outs []Outcome) error {
 			attempt = now
 		}
 		ids := byChange[c]
-		for start := 0; start < len(ids); start += maxBatchRows {
-			in, args := t.d.inIDs("id", ids[start:min(start+maxBatchRows, len(ids))])
-			if _, err := t.exec(ctx, `UPDATE messages SET status = COALESCE(?, status), details = COALESCE(?, details),
-				held = COALESCE(?, held), hold_expiry = CASE WHEN ? THEN ? ELSE hold_expiry END,
-				last_delivery_attempt = COALESCE(?, last_delivery_attempt) WHERE `+in,
-				append([]any{nullString(c.status), nullString(c.details), held, c.hold, expiry, attempt}, args...)...); err != nil {
-				return fmt.Errorf("update %d messages: %w", len(ids), err)
-			}
+		if _, err := t.exec(ctx, `UPDATE messages SET status = COALESCE(?, status), details = COALESCE(?, details),
+			held = COALESCE(?, held), hold_expiry = CASE WHEN ? THEN ? ELSE hold_expiry END,
+			last_delivery_attempt = COALESCE(?, last_delivery_attempt) WHERE id = ANY(?)`,
+			nullString(c.status), nullString(c.details), held, c.hold, expiry, attempt, ids); err != nil {
+			return fmt.Errorf("update %d messages: %w", len(ids), err)
 		}
 	}
-	var rows []Outcome
+	var (
+		msgIDs                         []int64
+		statuses, details, outputs, ls []string
+		ssl                            []bool
+		took                           []float64
+		stamps                         []int64
+	)
 	for _, o := range outs {
-		if o.delivery != nil {
-			rows = append(rows, o)
+		if d := o.delivery; d != nil {
+			msgIDs, statuses = append(msgIDs, o.messageID), append(statuses, d.Status)
+			details, outputs = append(details, truncate(d.Details, maxDetails)), append(outputs, truncate(d.Output, maxOutput))
+			ssl, ls, took, stamps = append(ssl, d.SentWithSSL), append(ls, d.LogID), append(took, d.Time), append(stamps, now)
 		}
 	}
-	for start := 0; start < len(rows); start += maxBatchRows {
-		chunk := rows[start:min(start+maxBatchRows, len(rows))]
-		var q strings.Builder
-		q.WriteString(`INSERT INTO deliveries (message_id, status, details, output, sent_with_ssl, log_id, time, timestamp) VALUES `)
-		args := make([]any, 0, 8*len(chunk))
-		for i, o := range chunk {
-			if i > 0 {
-				q.WriteString(", ")
-			}
-			q.WriteString("(?, ?, ?, ?, ?, ?, ?, ?)")
-			d := o.delivery
-			args = append(args, o.messageID, d.Status, truncate(d.Details, maxDetails), truncate(d.Output, maxOutput),
-				d.SentWithSSL, d.LogID, d.Time, now)
-		}
-		if _, err := t.exec(ctx, q.String(), args...); err != nil {
-			return fmt.Errorf("insert %d deliveries: %w", len(chunk), err)
+	if len(msgIDs) > 0 {
+		if _, err := t.exec(ctx, `INSERT INTO deliveries (message_id, status, details, output, sent_with_ssl, log_id, time, timestamp)
+			SELECT * FROM unnest(CAST(? AS BIGINT[]), CAST(? AS TEXT[]), CAST(? AS TEXT[]), CAST(? AS TEXT[]),
+				CAST(? AS BOOLEAN[]), CAST(? AS TEXT[]), CAST(? AS DOUBLE PRECISION[]), CAST(? AS BIGINT[]))`,
+			msgIDs, statuses, details, outputs, ssl, ls, took, stamps); err != nil {
+			return fmt.Errorf("insert %d deliveries: %w", len(msgIDs), err)
 		}
 	}
 	return nil
