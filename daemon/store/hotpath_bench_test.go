@@ -30,6 +30,7 @@ const hotBatch = 20
 // path also reports the CPU it cost per op: go-µs/op for this process and,
 // on PostgreSQL, pg-µs/op for the server's backends of the test database
 // (read from /proc: the server must run on this machine, as in CI).
+// POSTAL_BENCH_PG_SQL is run on the PostgreSQL database after migrating.
 func BenchmarkHotPaths(b *testing.B) {
 	body := append([]byte("Subject: bench\r\nFrom: a@example.com\r\n\r\n"), bytes.Repeat([]byte("x"), 2000)...)
 	for _, be := range storetest.Backends() {
@@ -51,6 +52,14 @@ func BenchmarkHotPaths(b *testing.B) {
 					b.Fatal(err)
 				}
 				b.Cleanup(func() { _ = admin.Close() })
+				// POSTAL_BENCH_PG_SQL runs after migrating, to weigh an index
+				// or a storage parameter (e.g. DROP INDEX ...; ALTER TABLE
+				// messages SET (fillfactor = 80)).
+				if q := os.Getenv("POSTAL_BENCH_PG_SQL"); q != "" {
+					if _, err := admin.ExecContext(ctx, q); err != nil {
+						b.Fatalf("POSTAL_BENCH_PG_SQL: %v", err)
+					}
+				}
 			} else {
 				s = be.Open(b)
 			}

@@ -18,7 +18,8 @@ for i in $(seq "$BENCH_RUNS"); do
   printf 'accept  postald %6s msg/s   postfix %6s msg/s   ratio %sx\n' \
     "$PD_ACCEPT" "$PF_ACCEPT" "$(ratio "$PD_ACCEPT" "$PF_ACCEPT")"
   [ "$BENCH_WEBHOOK" = 1 ] && printf 'webhook postald %6s MessageSent/s received (end to end); left afterwards: %s\n' "$PD_HOOKS" "$HOOK_LEFT"
-  printf 'cpu     postald %s s for %s messages (%s ms/msg); PostgreSQL backends %s s (%s ms/msg)\n' "$PD_CPU" "$BENCH_N" \
-    "$(echo "scale=3; $PD_CPU * 1000 / $BENCH_N" | bc 2>/dev/null || echo -)" "$PG_CPU" "$(echo "scale=3; $PG_CPU * 1000 / $BENCH_N" | bc 2>/dev/null || echo -)"
+  cpu=$(printf 'cpu     postald %s s for %s messages (%s ms/msg)' "$PD_CPU" "$BENCH_N" "$(echo "scale=3; $PD_CPU * 1000 / $BENCH_N" | bc 2>/dev/null || echo -)")
+  [ "$PG_CPU" = - ] || cpu+=$(printf '; PostgreSQL backends %s s (%s ms/msg)' "$PG_CPU" "$(echo "scale=3; $PG_CPU * 1000 / $BENCH_N" | bc)")
+  echo "$cpu"
 done
 summary relay "${ratios[@]}"

@@ -14,6 +14,7 @@ for i in $(seq "$BENCH_RUNS"); do
   r=$(ratio "$PD_ACCEPT" "$PF_ACCEPT"); ratios+=("$r")
   printf 'accept  postald(%s, %s) %6s msg/s   postfix %6s msg/s   ratio %sx   (%s msgs, %s B, %s sessions)\n' \
     "${BENCH_ROLES:-smtp-server}" "$BENCH_DB" "$PD_ACCEPT" "$PF_ACCEPT" "$r" "$BENCH_N" "$BENCH_SIZE" "$BENCH_C"
-  printf 'cpu     postald %s s, PostgreSQL backends %s s for %s messages\n' "$PD_CPU" "$PG_CPU" "$BENCH_N"
+  if [ "$PG_CPU" = - ]; then printf 'cpu     postald %s s for %s messages\n' "$PD_CPU" "$BENCH_N"
+  else printf 'cpu     postald %s s, PostgreSQL backends %s s for %s messages\n' "$PD_CPU" "$PG_CPU" "$BENCH_N"; fi
 done
 summary accept "${ratios[@]}"
