@@ -359,8 +359,8 @@ func (s *Store) InsertWebhookRequests(ctx context.Context, reqs []NewWebhookRequ
 // insertWebhookRequests is InsertWebhookRequests inside t.
 func insertWebhookRequests(ctx context.Context, t tx, now int64, reqs []NewWebhookRequest) ([]int64, error) {
 	ids := make([]int64, len(reqs))
-	stmt, err := t.PrepareContext(ctx, t.d.rebind(`INSERT INTO webhook_requests (uuid, server_id, webhook_id, url, event, payload,
-		retry_after, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`))
+	stmt, err := t.prepare(ctx, `INSERT INTO webhook_requests (uuid, server_id, webhook_id, url, event, payload,
+		retry_after, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`)
 	if err != nil {
 		return nil, fmt.Errorf("prepare: %w", err)
 	}
