@@ -74,6 +74,17 @@ func (d dialect) skipLocked() string {
 	return ""
 }
 
+// inIDs returns the condition "col is one of ids" and its arguments: on
+// PostgreSQL `col = ANY(?)` with the ids as one array (one statement text
+// for any count, so the driver's per-connection statement cache prepares it
+// once), on SQLite `col IN (?, ...)`. ids must not be empty.
+func (d dialect) inIDs(col string, ids []int64) (string, []any) {
+	if d.driver == Postgres {
+		return col + " = ANY(?)", []any{ids}
+	}
+	return col + " IN (" + placeholders(len(ids)) + ")", int64Args(ids)
+}
+
 // isUniqueViolation reports whether err is a unique-constraint failure.
 func isUniqueViolation(err error) bool {
 	var pgErr *pgconn.PgError

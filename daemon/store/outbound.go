@@ -29,7 +29,8 @@ func (s *Store) RawMessages(ctx context.Context, ids []int64) (map[int64][]byte,
 	if len(ids) == 0 {
 		return out, nil
 	}
-	rows, err := s.query(ctx, `SELECT id, data FROM raw_messages WHERE id IN (`+placeholders(len(ids))+`)`, int64Args(ids)...)
+	in, args := s.dialect.inIDs("id", ids)
+	rows, err := s.query(ctx, `SELECT id, data FROM raw_messages WHERE `+in, args...)
 	if err != nil {
 		return nil, fmt.Errorf("load raw messages: %w", err)
 	}
@@ -63,8 +64,8 @@ func (s *Store) ManualQueued(ctx context.Context, ids []int64) (map[int64]bool, 
 	if len(ids) == 0 {
 		return out, nil
 	}
-	args := append(int64Args(ids), true)
-	rows, err := s.query(ctx, `SELECT id FROM queued_messages WHERE id IN (`+placeholders(len(ids))+`) AND manual = ?`, args...)
+	in, args := s.dialect.inIDs("id", ids)
+	rows, err := s.query(ctx, `SELECT id FROM queued_messages WHERE `+in+` AND manual = ?`, append(args, true)...)
 	if err != nil {
 		return nil, fmt.Errorf("load manual queued messages: %w", err)
 	}
@@ -360,8 +361,8 @@ func (s *Store) InsertWebhookRequests(ctx context.Context, reqs []NewWebhookRequ
 // insertWebhookRequests is InsertWebhookRequests inside t.
 func insertWebhookRequests(ctx context.Context, t tx, now int64, reqs []NewWebhookRequest) ([]int64, error) {
 	ids := make([]int64, len(reqs))
-	stmt, err := t.PrepareContext(ctx, t.d.rebind(`INSERT INTO webhook_requests (uuid, server_id, webhook_id, message_id, url, event,
-		payload, retry_after, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`))
+	stmt, err := t.prepare(ctx, `INSERT INTO webhook_requests (uuid, server_id, webhook_id, message_id, url, event,
+		payload, retry_after, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`)
 	if err != nil {
 		return nil, fmt.Errorf("prepare: %w", err)
 	}

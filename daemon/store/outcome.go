@@ -350,52 +350,18 @@ func (s *Store) commitInto(ctx context.Context, outs []Outcome, c *Committed, at
 	var hooks []int64
 	tl := tally{}
 	err := s.inTx(ctx, func(t tx) error {
+		// A retried transaction starts afresh.
+		clear(applied)
+		clear(tl)
 		used := map[string][]int64{}
-		clear(tl) // a retried transaction counts afresh
-		st, err := prepareOutcome(ctx, t)
+		var err error
+		if t.d.driver == Postgres && batchable(outs) {
+			queued, hooks, err = commitBatch(ctx, t, now, outs, applied, tl, used)
+		} else {
+			queued, hooks, err = commitEach(ctx, t, now, outs, applied, tl, used)
+		}
 		if err != nil {
 			return err
-		}
-		defer st.close()
-		for i, o := range outs {
-			if o.queuedID == 0 {
-				continue
-			}
-			var res sql.Result
-			if o.retry {
-				after := o.retryAfter
-				if after.IsZero() {
-					after = now
-				}
-				stmt := st.retry
-				if o.keepAttempts {
-					stmt = st.hold
-				}
-				res, err = stmt.ExecContext(ctx, after.UnixMicro(), now.UnixMicro(), o.queuedID, o.owner)
-			} else {
-				res, err = st.finish.ExecContext(ctx, o.queuedID, o.owner)
-			}
-			if err != nil {
-				return fmt.Errorf("queued message %d: %w", o.queuedID, err)
-			}
-			if n, _ := res.RowsAffected(); n == 0 {
-				continue
-			}
-			applied[i] = true
-			tl.countOutcome(o.serverID, &o)
-			q, h, err := applyEffects(ctx, t, now.UnixMicro(), &o, tl)
-			if err != nil {
-				return fmt.Errorf("effects of queued message %d: %w", o.queuedID, err)
-			}
-			queued, hooks = append(queued, q...), append(hooks, h...)
-			for _, u := range o.effects.Used {
-				if endpointTables[u.Type] != "" {
-					used[u.Type] = append(used[u.Type], u.ID)
-				}
-			}
-			if err := st.apply(ctx, now.UnixMicro(), o); err != nil {
-				return err
-			}
 		}
 		if err := markUsed(ctx, t, now.UnixMicro(), used); err != nil {
 			return err
@@ -410,6 +376,65 @@ func (s *Store) commitInto(ctx context.Context, outs []Outcome, c *Committed, at
 	c.Webhooks = append(c.Webhooks, hooks...)
 	c.Counts = c.Counts.Add(tl.total())
 	return nil
+}
+
+// commitEach records outs inside t one by one with statements prepared for
+// the transaction. It sets applied[i] and returns the queued rows and
+// webhook requests the effects created.
+func commitEach(ctx context.Context, t tx, now time.Time, outs []Outcome, applied []bool, tl tally,
+	used map[string][]int64) ([]Accepted, []int64, error) {
+	st, err := prepareOutcome(ctx, t)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer st.close()
+	var queued []Accepted
+	var hooks []int64
+	for i, o := range outs {
+		if o.queuedID == 0 {
+			continue
+		}
+		var res sql.Result
+		if o.retry {
+			res, err = st.keep(ctx, now, o)
+		} else {
+			res, err = st.finish.ExecContext(ctx, o.queuedID, o.owner)
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("queued message %d: %w", o.queuedID, err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			continue
+		}
+		applied[i] = true
+		q, h, err := settle(ctx, t, now.UnixMicro(), &o, tl, used)
+		if err != nil {
+			return nil, nil, err
+		}
+		queued, hooks = append(queued, q...), append(hooks, h...)
+		if err := st.apply(ctx, now.UnixMicro(), o); err != nil {
+			return nil, nil, err
+		}
+	}
+	return queued, hooks, nil
+}
+
+// settle writes what an applied outcome adds beside its own rows: its
+// count in the statistics, its effects, and the endpoints it used (in
+// used, for markUsed). It returns the queued rows and webhook requests the
+// effects created; it may append to o's delivery details.
+func settle(ctx context.Context, t tx, now int64, o *Outcome, tl tally, used map[string][]int64) ([]Accepted, []int64, error) {
+	tl.countOutcome(o.serverID, o)
+	q, h, err := applyEffects(ctx, t, now, o, tl)
+	if err != nil {
+		return nil, nil, fmt.Errorf("effects of queued message %d: %w", o.queuedID, err)
+	}
+	for _, u := range o.effects.Used {
+		if endpointTables[u.Type] != "" {
+			used[u.Type] = append(used[u.Type], u.ID)
+		}
+	}
+	return q, h, nil
 }
 
 // markUsed sets last_used_at of the endpoints in used (ids per type), one
@@ -564,16 +589,240 @@ func withDetails(reqs []NewWebhookRequest, old, new string) []NewWebhookRequest 
 	return out
 }
 
+// batchable reports whether commitBatch may record outs: at least two
+// outcomes, none marks another message Bounced (a Links effect writes
+// message rows that another outcome of the batch may also write, so their
+// order matters), and no queued row or message appears twice. It is used
+// on PostgreSQL only: there each statement costs a round trip and a plan,
+// while SQLite runs the per-outcome prepared statements in process, 10-20 %
+// cheaper in CPU than compiling a batch's statements (BenchmarkHotPaths).
+func batchable(outs []Outcome) bool {
+	if len(outs) < 2 {
+		return false
+	}
+	queued := make(map[int64]bool, len(outs))
+	msgs := make(map[int64]bool, len(outs))
+	for _, o := range outs {
+		if o.queuedID == 0 {
+			continue
+		}
+		if len(o.effects.Links) > 0 || queued[o.queuedID] || msgs[o.messageID] {
+			return false
+		}
+		queued[o.queuedID], msgs[o.messageID] = true, true
+	}
+	return true
+}
+
+// maxBatchRows bounds the rows one multi-row statement names, well below
+// both databases' limits on bound parameters (SQLite 32,766, PostgreSQL
+// 65,535) for the widest row written this way.
+const maxBatchRows = 200
+
+// commitBatch records outs inside t as the per-outcome loop of commitInto
+// does, with the same result, in three statements per batch instead of
+// three per outcome (PostgreSQL only): one DELETE ... USING unnest(ids,
+// owners) ... RETURNING for the rows that finish, one UPDATE messages per
+// distinct change (a batch of Sent outcomes is one), one INSERT deliveries
+// ... SELECT FROM unnest(arrays). Each has one statement text whatever the
+// batch size, so the driver's statement cache prepares it once per
+// connection. Retries and effects are written per outcome, in order, as
+// before. It sets applied[i] and returns the queued rows and webhook
+// requests the effects created.
+func commitBatch(ctx context.Context, t tx, now time.Time, outs []Outcome, applied []bool, tl tally,
+	used map[string][]int64) ([]Accepted, []int64, error) {
+	var (
+		finishIDs []int64
+		owners    []string
+	)
+	for _, o := range outs {
+		if o.queuedID != 0 && !o.retry {
+			finishIDs, owners = append(finishIDs, o.queuedID), append(owners, o.owner)
+		}
+	}
+	gone := map[int64]bool{}
+	if len(finishIDs) > 0 {
+		rows, err := t.query(ctx, `DELETE FROM queued_messages q USING unnest(CAST(? AS BIGINT[]), CAST(? AS TEXT[])) AS f(id, owner)
+			WHERE q.id = f.id AND q.locked_by = f.owner RETURNING q.id`, finishIDs, owners)
+		if err != nil {
+			return nil, nil, fmt.Errorf("finish queued messages: %w", err)
+		}
+		for rows.Next() {
+			var id int64
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return nil, nil, fmt.Errorf("finish queued messages: %w", err)
+			}
+			gone[id] = true
+		}
+		if err := rows.Close(); err != nil {
+			return nil, nil, fmt.Errorf("finish queued messages: %w", err)
+		}
+		if err := rows.Err(); err != nil {
+			return nil, nil, fmt.Errorf("finish queued messages: %w", err)
+		}
+	}
+	var (
+		st     *outcomeStmts
+		queued []Accepted
+		hooks  []int64
+		done   = make([]Outcome, 0, len(outs))
+	)
+	defer func() {
+		if st != nil {
+			st.close()
+		}
+	}()
+	for i, o := range outs {
+		if o.queuedID == 0 {
+			continue
+		}
+		if o.retry {
+			if st == nil {
+				var err error
+				if st, err = prepareOutcome(ctx, t); err != nil {
+					return nil, nil, err
+				}
+			}
+			res, err := st.keep(ctx, now, o)
+			if err != nil {
+				return nil, nil, fmt.Errorf("queued message %d: %w", o.queuedID, err)
+			}
+			if n, _ := res.RowsAffected(); n == 0 {
+				continue
+			}
+		} else if !gone[o.queuedID] {
+			continue
+		}
+		applied[i] = true
+		q, h, err := settle(ctx, t, now.UnixMicro(), &o, tl, used)
+		if err != nil {
+			return nil, nil, err
+		}
+		queued, hooks = append(queued, q...), append(hooks, h...)
+		done = append(done, o)
+	}
+	if err := applyMany(ctx, t, now.UnixMicro(), done); err != nil {
+		return nil, nil, err
+	}
+	return queued, hooks, nil
+}
+
+// messageChange is the change an outcome makes to its message row, as the
+// arguments of the UPDATE in outcomeStmts.apply; outcomes with equal
+// changes share one UPDATE.
+type messageChange struct {
+	status, details string
+	held            int8 // 0 unchanged, 1 true, 2 false
+	hold            bool
+	holdExpiry      int64
+	attempt         bool
+}
+
+func changeOf(o Outcome) (messageChange, bool) {
+	if o.status == "" && o.details == "" && !o.held && o.delivery == nil {
+		return messageChange{}, false
+	}
+	c := messageChange{status: o.status, details: truncate(o.details, maxDetails), hold: o.held, attempt: o.delivery != nil}
+	switch {
+	case o.held:
+		c.held = 1
+	case o.status == StatusSent || o.status == StatusSoftFail || o.status == StatusHardFail:
+		c.held = 2
+	}
+	if !o.holdExpiry.IsZero() {
+		c.holdExpiry = o.holdExpiry.UnixMicro()
+	}
+	return c, true
+}
+
+// applyMany is outcomeStmts.apply for many outcomes of distinct messages,
+// in one UPDATE per distinct change and one INSERT of the delivery rows
+// from arrays (PostgreSQL only).
+func applyMany(ctx context.Context, t tx, now int64, outs []Outcome) error {
+	var order []messageChange
+	byChange := map[messageChange][]int64{}
+	for _, o := range outs {
+		c, ok := changeOf(o)
+		if !ok {
+			continue
+		}
+		if _, seen := byChange[c]; !seen {
+			order = append(order, c)
+		}
+		byChange[c] = append(byChange[c], o.messageID)
+	}
+	for _, c := range order {
+		var held, expiry, attempt any
+		switch c.held {
+		case 1:
+			held = true
+		case 2:
+			held = false
+		}
+		if c.holdExpiry != 0 {
+			expiry = c.holdExpiry
+		}
+		if c.attempt {
+			attempt = now
+		}
+		ids := byChange[c]
+		if _, err := t.exec(ctx, `UPDATE messages SET status = COALESCE(?, status), details = COALESCE(?, details),
+			held = COALESCE(?, held), hold_expiry = CASE WHEN ? THEN ? ELSE hold_expiry END,
+			last_delivery_attempt = COALESCE(?, last_delivery_attempt) WHERE id = ANY(?)`,
+			nullString(c.status), nullString(c.details), held, c.hold, expiry, attempt, ids); err != nil {
+			return fmt.Errorf("update %d messages: %w", len(ids), err)
+		}
+	}
+	var (
+		msgIDs                         []int64
+		statuses, details, outputs, ls []string
+		ssl                            []bool
+		took                           []float64
+		stamps                         []int64
+	)
+	for _, o := range outs {
+		if d := o.delivery; d != nil {
+			msgIDs, statuses = append(msgIDs, o.messageID), append(statuses, d.Status)
+			details, outputs = append(details, truncate(d.Details, maxDetails)), append(outputs, truncate(d.Output, maxOutput))
+			ssl, ls, took, stamps = append(ssl, d.SentWithSSL), append(ls, d.LogID), append(took, d.Time), append(stamps, now)
+		}
+	}
+	if len(msgIDs) > 0 {
+		if _, err := t.exec(ctx, `INSERT INTO deliveries (message_id, status, details, output, sent_with_ssl, log_id, time, timestamp)
+			SELECT * FROM unnest(CAST(? AS BIGINT[]), CAST(? AS TEXT[]), CAST(? AS TEXT[]), CAST(? AS TEXT[]),
+				CAST(? AS BOOLEAN[]), CAST(? AS TEXT[]), CAST(? AS DOUBLE PRECISION[]), CAST(? AS BIGINT[]))`,
+			msgIDs, statuses, details, outputs, ssl, ls, took, stamps); err != nil {
+			return fmt.Errorf("insert %d deliveries: %w", len(msgIDs), err)
+		}
+	}
+	return nil
+}
+
 // outcomeStmts are the statements an outcome needs, prepared once per
-// transaction (preparing per statement dominated SQLite's cost).
+// transaction on SQLite (see stmt).
 type outcomeStmts struct {
-	retry, hold, finish, message, delivery *sql.Stmt
+	retry, hold, finish, message, delivery *stmt
+}
+
+// keep writes a retried outcome's queued row: due again at its retryAfter
+// (now when zero), unlocked, one attempt more unless it is a hold.
+func (st *outcomeStmts) keep(ctx context.Context, now time.Time, o Outcome) (sql.Result, error) {
+	after := o.retryAfter
+	if after.IsZero() {
+		after = now
+	}
+	s := st.retry
+	if o.keepAttempts {
+		s = st.hold
+	}
+	return s.ExecContext(ctx, after.UnixMicro(), now.UnixMicro(), o.queuedID, o.owner)
 }
 
 func prepareOutcome(ctx context.Context, t tx) (*outcomeStmts, error) {
 	var st outcomeStmts
 	for _, p := range []struct {
-		dst **sql.Stmt
+		dst **stmt
 		q   string
 	}{
 		{&st.retry, `UPDATE queued_messages SET attempts = attempts + 1, retry_after = ?, locked_by = NULL,
@@ -588,7 +837,7 @@ func prepareOutcome(ctx context.Context, t tx) (*outcomeStmts, error) {
 		{&st.delivery, `INSERT INTO deliveries (message_id, status, details, output, sent_with_ssl, log_id, time, timestamp)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`},
 	} {
-		stmt, err := t.PrepareContext(ctx, t.d.rebind(p.q))
+		stmt, err := t.prepare(ctx, p.q)
 		if err != nil {
 			st.close()
 			return nil, fmt.Errorf("prepare outcome statements: %w", err)
@@ -599,10 +848,8 @@ func prepareOutcome(ctx context.Context, t tx) (*outcomeStmts, error) {
 }
 
 func (st *outcomeStmts) close() {
-	for _, s := range []*sql.Stmt{st.retry, st.hold, st.finish, st.message, st.delivery} {
-		if s != nil {
-			_ = s.Close()
-		}
+	for _, s := range []*stmt{st.retry, st.hold, st.finish, st.message, st.delivery} {
+		_ = s.Close()
 	}
 }
 

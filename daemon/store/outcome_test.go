@@ -181,3 +181,105 @@ func TestSendLimitEventsFireOncePerCrossing(t *testing.T) {
 		}
 	})
 }
+
+// A batch of outcomes records exactly what the same outcomes record one at
+// a time: the batch is written in a few statements (one DELETE per owner,
+// one UPDATE per distinct change, multi-row deliveries), one at a time row
+// by row.
+func TestCommitOutcomesBatchRecordsWhatOneByOneRecords(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		fx := storetest.NewFixture(t, s, "example.com", "")
+		now := time.Now()
+		outcomes := func(rows, other []*store.QueuedMessage) []store.Outcome {
+			lost := *rows[6]
+			lost.LockedBy = "not-the-owner"
+			return []store.Outcome{
+				store.Sent(rows[0], store.NewDelivery{Output: "250 ok", LogID: "L0", Time: 0.5, SentWithSSL: true}),
+				store.Sent(rows[1], store.NewDelivery{Output: "250 ok", LogID: "L1"}),
+				store.HardFail(rows[2], store.NewDelivery{Details: "Rejected.", Output: "550 no"}),
+				store.SoftFail(rows[3], now.Add(time.Hour), store.NewDelivery{Output: "451 later"}),
+				store.Hold(rows[4], now.Add(24*time.Hour), "Held by a rule."),
+				store.HoldUntil(rows[5], now.Add(24*time.Hour), now.Add(time.Hour), "Send limit."),
+				store.Sent(&lost, store.NewDelivery{Output: "250 ok"}),
+				store.Retry(rows[7], now.Add(time.Minute), "internal error"),
+				store.Drop(rows[8]),
+				store.Sent(other[0], store.NewDelivery{Output: "250 other"}),
+				store.Sent(rows[9], store.NewDelivery{Output: "250 ok", LogID: "L9"}).With(store.Effects{
+					Webhooks: []store.NewWebhookRequest{{ServerID: fx.Server.ID, URL: "https://h.test/", Event: "MessageSent", Payload: "{}"}}}),
+			}
+		}
+		rcpts := func(tag string) []string {
+			var out []string
+			for i := range 10 {
+				out = append(out, tag+strconv.Itoa(i)+"@dest.test")
+			}
+			return out
+		}
+		type state struct {
+			Status, Details string
+			Held            bool
+			Attempt         bool
+			Deliveries      []string
+			Queued          string
+		}
+		snapshot := func(rows []*store.QueuedMessage) []state {
+			var out []state
+			for _, r := range rows {
+				m, err := s.Message(ctx, r.MessageID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				st := state{Status: m.Status, Details: m.Details, Held: m.Held, Attempt: !m.LastDeliveryAttempt.IsZero()}
+				ds, _ := s.Deliveries(ctx, r.MessageID)
+				for _, d := range ds {
+					st.Deliveries = append(st.Deliveries, fmt.Sprintf("%s|%s|%s|%v|%s|%v", d.Status, d.Details, d.Output, d.SentWithSSL, d.LogID, d.Time))
+				}
+				if q, _ := s.QueuedByIDs(ctx, []int64{r.ID}); len(q) == 1 {
+					due := "now"
+					if q[0].RetryAfter.After(now.Add(time.Second)) {
+						due = q[0].RetryAfter.Sub(now).String()
+					}
+					st.Queued = fmt.Sprintf("attempts %d due %s locked %v", q[0].Attempts, due, q[0].LockedBy != "")
+				}
+				out = append(out, st)
+			}
+			return out
+		}
+		// Batch.
+		rowsA := claimAll(t, s, fx, "wa", rcpts("a")...)
+		otherA := claimAll(t, s, fx, "wa2", "oa@dest.test")
+		resA, err := s.CommitOutcomes(ctx, outcomes(rowsA, otherA))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// One at a time.
+		rowsB := claimAll(t, s, fx, "wb", rcpts("b")...)
+		otherB := claimAll(t, s, fx, "wb2", "ob@dest.test")
+		var appliedB []bool
+		hooksB := 0
+		for _, o := range outcomes(rowsB, otherB) {
+			res, err := s.CommitOutcomes(ctx, []store.Outcome{o})
+			if err != nil {
+				t.Fatal(err)
+			}
+			appliedB = append(appliedB, res.Applied[0])
+			hooksB += len(res.Webhooks)
+		}
+		if fmt.Sprint(resA.Applied) != fmt.Sprint(appliedB) || len(resA.Webhooks) != hooksB || hooksB != 1 {
+			t.Fatalf("applied %v (webhooks %d) in a batch, %v (webhooks %d) one by one", resA.Applied, len(resA.Webhooks), appliedB, hooksB)
+		}
+		if resA.Applied[6] {
+			t.Fatal("the outcome of a lost lock applied")
+		}
+		a, b := snapshot(append(rowsA, otherA...)), snapshot(append(rowsB, otherB...))
+		for i := range a {
+			if fmt.Sprint(a[i]) != fmt.Sprint(b[i]) {
+				t.Errorf("row %d: batch %+v, one by one %+v", i, a[i], b[i])
+			}
+		}
+		if a[0].Status != store.StatusSent || len(a[0].Deliveries) != 1 || a[3].Queued == "" || a[8].Queued != "" {
+			t.Fatalf("unexpected batch result %+v", a)
+		}
+	})
+}

@@ -13,8 +13,9 @@ import (
 	"path/filepath"
 	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
-	_ "modernc.org/sqlite"             // registers the "sqlite" database/sql driver
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib" // also registers the "pgx" database/sql driver
+	_ "modernc.org/sqlite"           // registers the "sqlite" database/sql driver
 )
 
 // ErrNotFound is returned (wrapped) when a looked-up record does not exist.
@@ -225,6 +226,66 @@ func (s *Store) relaxed(ctx context.Context, fn func(*sql.Conn) error) error {
 	return fnErr
 }
 
+// lightlyQuery runs the single statement q (with `?` placeholders) as
+// lightly does and calls each for every row it returns. On PostgreSQL the
+// relaxed commit and the statement travel in one pipeline, one round trip
+// (an implicit transaction: set_config(..., true) lasts until its commit),
+// where lightly's BEGIN, SET LOCAL, statement and COMMIT take four.
+func (s *Store) lightlyQuery(ctx context.Context, q string, args []any, each func(row interface{ Scan(...any) error }) error) error {
+	if s.dialect.driver != Postgres {
+		return s.lightly(ctx, func(qr querier) error {
+			rows, err := qr.QueryContext(ctx, s.dialect.rebind(q), args...)
+			if err != nil {
+				return err
+			}
+			defer rows.Close()
+			for rows.Next() {
+				if err := each(rows); err != nil {
+					return err
+				}
+			}
+			return rows.Err()
+		})
+	}
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("connection: %w", err)
+	}
+	defer conn.Close()
+	return conn.Raw(func(dc any) error {
+		pc, ok := dc.(*stdlib.Conn)
+		if !ok {
+			return fmt.Errorf("postgres connection is a %T, not pgx's", dc)
+		}
+		b := &pgx.Batch{}
+		b.Queue(`SELECT set_config('synchronous_commit', 'off', true)`)
+		b.Queue(s.dialect.rebind(q), args...)
+		br := pc.Conn().SendBatch(ctx, b)
+		err := readLightly(br, each)
+		if cerr := br.Close(); err == nil && cerr != nil {
+			err = cerr
+		}
+		return err
+	})
+}
+
+func readLightly(br pgx.BatchResults, each func(row interface{ Scan(...any) error }) error) error {
+	if _, err := br.Exec(); err != nil {
+		return fmt.Errorf("relax commit: %w", err)
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := each(rows); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
 // tx is a transaction that rebinds placeholders for the store's dialect.
 type tx struct {
 	*sql.Tx
@@ -241,6 +302,54 @@ func (t tx) query(ctx context.Context, q string, args ...any) (*sql.Rows, error)
 
 func (t tx) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
 	return t.QueryRowContext(ctx, t.d.rebind(q), args...)
+}
+
+// stmt is a statement run many times in one transaction. On SQLite it is
+// prepared once for the transaction (preparing per call dominated SQLite's
+// cost); on PostgreSQL it is sent as it is: the driver prepares each
+// statement text once per connection and keeps it (pgx's statement cache),
+// where an explicit prepare costs a round trip to prepare and another to
+// deallocate, in every transaction.
+type stmt struct {
+	t        tx
+	q        string
+	prepared *sql.Stmt
+}
+
+// prepare returns q (with `?` placeholders) as a stmt of t.
+func (t tx) prepare(ctx context.Context, q string) (*stmt, error) {
+	st := &stmt{t: t, q: t.d.rebind(q)}
+	if t.d.driver == Postgres {
+		return st, nil
+	}
+	p, err := t.PrepareContext(ctx, st.q)
+	if err != nil {
+		return nil, err
+	}
+	st.prepared = p
+	return st, nil
+}
+
+func (st *stmt) ExecContext(ctx context.Context, args ...any) (sql.Result, error) {
+	if st.prepared != nil {
+		return st.prepared.ExecContext(ctx, args...)
+	}
+	return st.t.ExecContext(ctx, st.q, args...)
+}
+
+func (st *stmt) QueryRowContext(ctx context.Context, args ...any) *sql.Row {
+	if st.prepared != nil {
+		return st.prepared.QueryRowContext(ctx, args...)
+	}
+	return st.t.QueryRowContext(ctx, st.q, args...)
+}
+
+// Close releases a prepared statement; nil and unprepared ones are no-ops.
+func (st *stmt) Close() error {
+	if st == nil || st.prepared == nil {
+		return nil
+	}
+	return st.prepared.Close()
 }
 
 // admitWriter waits for this process's turn to write (SQLite only) and

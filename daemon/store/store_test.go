@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -425,4 +426,61 @@ func TestClaimsCommitLightlyAndNothingElseDoes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A group commit of several submissions, each with its own body and
+// recipients (some not queued), maps every accepted message to its own
+// recipient, body and queued row, with more rows than one multi-row
+// statement takes.
+func TestInsertSubmissionsMapsEveryRowToItsSubmission(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		f := storetest.NewFixture(t, s, "example.com", "")
+		var subs []store.Submission
+		for i := range 150 {
+			sub := store.Submission{Raw: []byte(fmt.Sprintf("Subject: %d\r\n\r\nbody %d\r\n", i, i))}
+			for j := range i%3 + 1 {
+				sub.Messages = append(sub.Messages, store.NewMessage{ServerID: f.Server.ID, Scope: store.ScopeOutgoing,
+					RcptTo: fmt.Sprintf("r%d-%d@dest.test", i, j), MailFrom: "a@example.com", Queue: j != 1, QueueDomain: "Dest.test"})
+			}
+			subs = append(subs, sub)
+		}
+		acc, err := s.InsertSubmissions(ctx, subs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var qids []int64
+		want := map[int64]int64{}
+		for i, sub := range subs {
+			if len(acc[i]) != len(sub.Messages) {
+				t.Fatalf("submission %d: %d accepted, want %d", i, len(acc[i]), len(sub.Messages))
+			}
+			for j, a := range acc[i] {
+				m, err := s.Message(ctx, a.MessageID)
+				if err != nil || m.RcptTo != sub.Messages[j].RcptTo || a.RcptTo != m.RcptTo || a.Token != m.Token {
+					t.Fatalf("submission %d message %d: %+v (%v), accepted %+v", i, j, m, err, a)
+				}
+				raw, err := s.RawMessage(ctx, m.RawMessageID)
+				if err != nil || string(raw) != string(sub.Raw) || m.Size != int64(len(sub.Raw)) {
+					t.Fatalf("submission %d message %d: body %q (%v), want %q", i, j, raw, err, sub.Raw)
+				}
+				if (a.QueuedID != 0) != sub.Messages[j].Queue {
+					t.Fatalf("submission %d message %d: queued id %d, queue %v", i, j, a.QueuedID, sub.Messages[j].Queue)
+				}
+				if a.QueuedID != 0 {
+					qids = append(qids, a.QueuedID)
+					want[a.QueuedID] = a.MessageID
+				}
+			}
+		}
+		rows, err := s.QueuedByIDs(ctx, qids)
+		if err != nil || len(rows) != len(qids) {
+			t.Fatalf("queued rows %d, %v; want %d", len(rows), err, len(qids))
+		}
+		for _, r := range rows {
+			if want[r.ID] != r.MessageID || r.Domain != "dest.test" {
+				t.Fatalf("queued row %+v, want message %d", r, want[r.ID])
+			}
+		}
+	})
 }

@@ -118,8 +118,8 @@ func (s *Store) EnsureLinksBatch(ctx context.Context, reqs []LinkRequest) ([]map
 	now := s.now().UnixMicro()
 	out := make([]map[string]string, len(reqs))
 	err := s.inTx(ctx, func(t tx) error {
-		stmt, err := t.PrepareContext(ctx, t.d.rebind(`INSERT INTO links (message_id, token, hash, url, timestamp)
-			VALUES (?, ?, ?, ?, ?) ON CONFLICT (message_id, hash) DO NOTHING`))
+		stmt, err := t.prepare(ctx, `INSERT INTO links (message_id, token, hash, url, timestamp)
+			VALUES (?, ?, ?, ?, ?) ON CONFLICT (message_id, hash) DO NOTHING`)
 		if err != nil {
 			return fmt.Errorf("prepare: %w", err)
 		}

@@ -11,7 +11,13 @@ BENCH_SIZE=${BENCH_SIZE:-2048}     # message size in bytes
 BENCH_DKIM_BITS=${BENCH_DKIM_BITS:-2048}  # postald's DKIM key size (1024 is Postal's)
 BENCH_RUNS=${BENCH_RUNS:-1}        # postald/Postfix pairs; more than one prints the median ratio
 BENCH_WEBHOOK=${BENCH_WEBHOOK:-0}  # 1: postald's server has an all-events webhook to a local receiver
-BENCH_SQL=${BENCH_SQL:-}           # SQL run on postald's SQLite after the migrations (e.g. DROP INDEX ...)
+BENCH_SQL=${BENCH_SQL:-}           # SQL run on postald's database after the migrations (e.g. DROP INDEX ...)
+BENCH_DB=${BENCH_DB:-sqlite}       # sqlite (a file in the run's folder) or postgres: a fresh database per
+                                   # postald half on $POSTAL_TEST_POSTGRES_URL's server, dropped afterwards
+PG_ADMIN=${POSTAL_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable}
+PG_DB=
+BENCH_PGSTATS=${BENCH_PGSTATS:-0} # 1 (postgres): print the database's transactions and row writes per message
+BENCH_PG_SETUP=${BENCH_PG_SETUP:-} # SQL run on the fresh database before postald starts (e.g. ALTER DATABASE ... SET)
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 WORK=$(mktemp -d /tmp/postal-bench.XXXXXX)
 chmod 755 "$WORK"
@@ -20,6 +26,7 @@ PIDS=()
 cleanup() {
   for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
   stop_postfix
+  drop_pg_db
   [ -n "${PF_ALT_SAVED+x}" ] && postconf -e "alternate_config_directories = $PF_ALT_SAVED" || true
   wait 2>/dev/null || true
   rm -rf "$WORK"
@@ -27,6 +34,8 @@ cleanup() {
 trap cleanup EXIT
 
 need() { command -v "$1" >/dev/null 2>&1 || { echo "bench: $1 not found (apt-get install ${2:-$1})" >&2; exit 1; }; }
+[ "$BENCH_DB" = sqlite ] || [ "$BENCH_DB" = postgres ] || { echo "bench: BENCH_DB is sqlite or postgres, not $BENCH_DB" >&2; exit 1; }
+[ "$BENCH_DB" = sqlite ] || need psql postgresql-client
 need smtp-source postfix; need smtp-sink postfix; need postfix; need redis-cli redis-tools
 [ "$(id -u)" -eq 0 ] || { echo "bench: run as root (a private Postfix instance needs it)" >&2; exit 1; }
 [ -x /usr/local/go/bin/go ] && export PATH="/usr/local/go/bin:$PATH"
@@ -153,8 +162,40 @@ stop_postfix() {
   PF_DIR=
 }
 
-# start_postald ROLES: a private install (SQLite on disk, its own Redis key
-# prefix) relaying to the sink; 127.0.0.1 may send as acme/mail (SMTP-IP).
+# drop_pg_db: drops the run's PostgreSQL database, if any.
+drop_pg_db() {
+  [ -n "${PG_DB:-}" ] || return 0
+  psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null 2>&1 || true
+  PG_DB=
+}
+# pg_backend_cpu: CPU seconds (user + system) used so far by the PostgreSQL
+# backends connected to the run's database ("-" without PostgreSQL). The
+# server shares the cores, so its cost per message counts.
+pg_backend_cpu() {
+  [ -n "${PG_DB:-}" ] || { echo -; return; }
+  local t; t=$(getconf CLK_TCK)
+  psql "$PG_ADMIN" -Atc "select pid from pg_stat_activity where datname = '$PG_DB'" 2>/dev/null |
+    while read -r p; do awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null; done |
+    awk -v t="$t" '{s += $1} END {printf "%.2f", s / t}'
+}
+
+# pg_stats: per message of the run (BENCH_N), the database's commits and the
+# row writes to the hot tables, with the share of updates that were HOT
+# (no index entries written). Counters reach the statistics within ~1 s.
+pg_stats() {
+  sleep 1.5
+  psql "${PG_ADMIN%%/postgres\?*}/$PG_DB?sslmode=disable" -AtF ' ' -c "
+    select 'pgstats commits/msg ' || round(xact_commit::numeric / $BENCH_N, 2) || ', rollbacks ' || xact_rollback
+      from pg_stat_database where datname = current_database();
+    select 'pgstats ' || relname || ': ins/msg ' || round(n_tup_ins::numeric / $BENCH_N, 2) || ', upd/msg ' ||
+      round(n_tup_upd::numeric / $BENCH_N, 2) || ' (hot ' || n_tup_hot_upd || '), del/msg ' || round(n_tup_del::numeric / $BENCH_N, 2)
+      from pg_stat_user_tables where relname in ('raw_messages', 'messages', 'queued_messages', 'deliveries', 'webhook_requests')
+      order by relname;" 2>/dev/null || true
+}
+
+# start_postald ROLES: a private install (SQLite on disk, or a fresh
+# PostgreSQL database with BENCH_DB=postgres; its own Redis key prefix)
+# relaying to the sink; 127.0.0.1 may send as acme/mail (SMTP-IP).
 start_postald() {
   local d
   d=$(mktemp -d "$WORK/postal.XXXXXX")
@@ -170,11 +211,22 @@ start_postald() {
   export SMTP_SERVER_DEFAULT_BIND_ADDRESS=127.0.0.1 WEB_SERVER_DEFAULT_BIND_ADDRESS=127.0.0.1
   export LOGGING_LEVEL=warn POSTAL_SMTP_HOSTNAME=bench.local
   export SMTP_SERVER_MAX_CONNECTIONS_PER_IP=1000
+  unset DATABASE_DRIVER DATABASE_URL
+  if [ "$BENCH_DB" = postgres ]; then
+    PG_DB="postal_bench_$(basename "$WORK" | tr -cd 'a-zA-Z0-9')_$(basename "$d" | tr -cd 'a-zA-Z0-9')"
+    PG_DB=$(echo "$PG_DB" | tr 'A-Z' 'a-z')
+    psql "$PG_ADMIN" -qc "CREATE DATABASE $PG_DB" >/dev/null
+    export DATABASE_DRIVER=postgres DATABASE_URL="${PG_ADMIN%%/postgres\?*}/$PG_DB?sslmode=disable"
+    [ -z "$BENCH_PG_SETUP" ] || psql "$PG_ADMIN" -qc "${BENCH_PG_SETUP//\$PG_DB/$PG_DB}" >/dev/null
+  fi
   local ctl="$WORK/bin/postalctl"
   $ctl upgrade >/dev/null
   # BENCH_SQL: statements run on postald's database after the migrations
   # (to measure what an index costs, drop it here).
-  [ -n "${BENCH_SQL:-}" ] && sqlite3 "$d/postal.sqlite" "$BENCH_SQL"
+  if [ -n "${BENCH_SQL:-}" ]; then
+    if [ "$BENCH_DB" = postgres ]; then psql "$DATABASE_URL" -qc "$BENCH_SQL" >/dev/null
+    else sqlite3 "$d/postal.sqlite" "$BENCH_SQL"; fi
+  fi
   $ctl org create acme >/dev/null
   $ctl server create acme/mail >/dev/null
   $ctl domain add acme/mail example.com --verified --dkim-bits "$BENCH_DKIM_BITS" >/dev/null
@@ -216,15 +268,27 @@ wait_hooks() {
   HOOK_AT=$(now)
   k="{$REDIS_KEY_PREFIX}"
   for _ in $(seq 200); do
-    HOOK_LEFT="stream $(redis-cli xlen "$k:stream:webhooks"), inflight $(redis-cli hlen "$k:inflight"), rows $(sqlite3 "$PD_DIR/postal.sqlite" 'select count(*) from webhook_requests' 2>/dev/null || echo '?')"
+    HOOK_LEFT="stream $(redis-cli xlen "$k:stream:webhooks"), inflight $(redis-cli hlen "$k:inflight"), rows $(sql_count webhook_requests)"
     [ "$HOOK_LEFT" = "stream 0, inflight 0, rows 0" ] && break
     sleep 0.1
   done
 }
+# sql_count TABLE: rows in TABLE of the running install ("?" when unreadable).
+sql_count() {
+  if [ -n "${PG_DB:-}" ]; then
+    psql "${PG_ADMIN%%/postgres\?*}/$PG_DB?sslmode=disable" -Atc "select count(*) from $1" 2>/dev/null || echo '?'
+  else
+    sqlite3 "$PD_DIR/postal.sqlite" "select count(*) from $1" 2>/dev/null || echo '?'
+  fi
+}
 stop_postald() {
-  # CPU seconds postald used (user + system), for the per-message cost.
+  # CPU seconds postald used (user + system), for the per-message cost, and
+  # those of its PostgreSQL backends (PG_CPU, "-" on SQLite).
   PD_CPU=$(awk -v t="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / t}' "/proc/$PD_PID/stat" 2>/dev/null || echo -)
+  PG_CPU=$(pg_backend_cpu)
+  [ "$BENCH_PGSTATS" = 1 ] && [ -n "${PG_DB:-}" ] && pg_stats
   kill "$PD_PID" 2>/dev/null || true; wait "$PD_PID" 2>/dev/null || true
+  drop_pg_db
   # Removing the install drops its dirty pages, so writeback of this run's
   # database does not run into the next measurement.
   [ -n "${PD_DIR:-}" ] && rm -rf "$PD_DIR"
