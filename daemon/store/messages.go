@@ -163,22 +163,12 @@ func insertSubmissions(ctx context.Context, t tx, now int64, subs []Submission, 
 	}
 	var msgArgs [][]any
 	for i, sub := range subs {
-		if sub.IdempotencyID != 0 {
-			if _, err := t.exec(ctx, `UPDATE api_idempotency SET raw_message_id = ?, done = TRUE WHERE id = ?`,
-				rawIDs[i], sub.IdempotencyID); err != nil {
-				return nil, fmt.Errorf("complete idempotency key %d: %w", sub.IdempotencyID, err)
-			}
+		if err := completeIdempotency(ctx, t, sub.IdempotencyID, rawIDs[i]); err != nil {
+			return nil, err
 		}
 		acc := make([]Accepted, len(sub.Messages))
 		for j, m := range sub.Messages {
-			token := m.Token
-			if token == "" {
-				token = RandomToken(8)
-			}
-			status := m.Status
-			if status == "" {
-				status = StatusPending
-			}
+			token, status := m.tokenAndStatus()
 			acc[j] = Accepted{Token: token, RcptTo: m.RcptTo, Scope: m.Scope, Domain: m.QueueDomain}
 			msgArgs = append(msgArgs, []any{m.ServerID, token, m.Scope, m.RcptTo, m.MailFrom, m.Subject, m.MessageID,
 				nullString(m.Tag), status, m.Held, micros(m.HoldExpiry), m.Bounce, nullID(m.BounceForID), nullID(m.DomainID),
@@ -219,6 +209,31 @@ func insertSubmissions(ctx context.Context, t tx, now int64, subs []Submission, 
 		a.QueuedID = qIDs[k]
 	}
 	return out, nil
+}
+
+// tokenAndStatus are the token and status m is stored with: its own, or a
+// new random token and Pending.
+func (m NewMessage) tokenAndStatus() (token, status string) {
+	token, status = m.Token, m.Status
+	if token == "" {
+		token = RandomToken(8)
+	}
+	if status == "" {
+		status = StatusPending
+	}
+	return token, status
+}
+
+// completeIdempotency marks the API Idempotency-Key reservation id (0:
+// none) done with the stored body rawID, in the submission's transaction.
+func completeIdempotency(ctx context.Context, t tx, id, rawID int64) error {
+	if id == 0 {
+		return nil
+	}
+	if _, err := t.exec(ctx, `UPDATE api_idempotency SET raw_message_id = ?, done = TRUE WHERE id = ?`, rawID, id); err != nil {
+		return fmt.Errorf("complete idempotency key %d: %w", id, err)
+	}
+	return nil
 }
 
 // insertRows inserts rows (each the arguments of one tuple) with
@@ -325,22 +340,12 @@ func insertSubmissionsRowByRow(ctx context.Context, t tx, now int64, subs []Subm
 				return nil, fmt.Errorf("insert raw message: %w", err)
 			}
 		}
-		if sub.IdempotencyID != 0 {
-			if _, err := t.exec(ctx, `UPDATE api_idempotency SET raw_message_id = ?, done = TRUE WHERE id = ?`,
-				rawID, sub.IdempotencyID); err != nil {
-				return nil, fmt.Errorf("complete idempotency key %d: %w", sub.IdempotencyID, err)
-			}
+		if err := completeIdempotency(ctx, t, sub.IdempotencyID, rawID); err != nil {
+			return nil, err
 		}
 		acc := make([]Accepted, len(sub.Messages))
 		for j, m := range sub.Messages {
-			token := m.Token
-			if token == "" {
-				token = RandomToken(8)
-			}
-			status := m.Status
-			if status == "" {
-				status = StatusPending
-			}
+			token, status := m.tokenAndStatus()
 			var id int64
 			if err := msgStmt.QueryRowContext(ctx, m.ServerID, token, m.Scope, m.RcptTo, m.MailFrom, m.Subject, m.MessageID,
 				nullString(m.Tag), status, m.Held, micros(m.HoldExpiry), m.Bounce, nullID(m.BounceForID), nullID(m.DomainID),

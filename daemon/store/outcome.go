@@ -437,6 +437,18 @@ func settle(ctx context.Context, t tx, now int64, o *Outcome, tl tally, used map
 	return q, h, nil
 }
 
+// appendQueued appends the stored messages of accs that have a queued row.
+func appendQueued(queued []Accepted, accs [][]Accepted) []Accepted {
+	for _, acc := range accs {
+		for _, a := range acc {
+			if a.QueuedID != 0 {
+				queued = append(queued, a)
+			}
+		}
+	}
+	return queued
+}
+
 // markUsed sets last_used_at of the endpoints in used (ids per type), one
 // UPDATE per type.
 func markUsed(ctx context.Context, t tx, now int64, used map[string][]int64) error {
@@ -472,13 +484,7 @@ func applyEffects(ctx context.Context, t tx, now int64, o *Outcome, tl tally) ([
 		if err != nil {
 			return nil, nil, fmt.Errorf("bounce: %w", err)
 		}
-		for _, acc := range accs {
-			for _, a := range acc {
-				if a.QueuedID != 0 {
-					queued = append(queued, a)
-				}
-			}
-		}
+		queued = appendQueued(queued, accs)
 		if o.delivery != nil && len(accs) > 0 && len(accs[0]) > 0 {
 			d := *o.delivery
 			d.Details += " Bounce sent to sender (see message <msg:" + strconv.FormatInt(accs[0][0].MessageID, 10) + ">)."
@@ -491,13 +497,7 @@ func applyEffects(ctx context.Context, t tx, now int64, o *Outcome, tl tally) ([
 		if err != nil {
 			return nil, nil, fmt.Errorf("new messages: %w", err)
 		}
-		for _, acc := range accs {
-			for _, a := range acc {
-				if a.QueuedID != 0 {
-					queued = append(queued, a)
-				}
-			}
-		}
+		queued = appendQueued(queued, accs)
 	}
 	if err := addSuppressions(ctx, t, now, e.Suppress); err != nil {
 		return nil, nil, err
