@@ -119,6 +119,10 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return &usageError{err}
 	}
+	if key.Weak() {
+		log.Warn("signing key is shorter than recommended; it is kept because webhook receivers and the return path's DKIM record use it, rotate it when they can be updated",
+			"path", cfg.Postal.SigningKeyPath, "bits", key.Bits(), "recommended_bits", signing.MinBits)
+	}
 
 	st, err := store.Open(ctx, store.Options{Driver: store.Driver(cfg.Database.Driver), Path: cfg.Database.Path,
 		URL: cfg.Database.URL, MaxOpenConns: cfg.Database.MaxOpenConnections})

@@ -4,7 +4,7 @@
 //
 // Contract: Load returns a Key only for a regular file that exists, is not
 // readable by everyone, holds a PEM RSA private key (PKCS#1 as written by
-// `openssl genrsa`, or PKCS#8) of at least MinBits bits that validates;
+// `openssl genrsa`, or PKCS#8) of at least MinLoadBits bits that validates;
 // every refusal is one line naming the path and saying what to do. WriteFile
 // creates the file atomically with mode 0600 and never replaces one unless
 // forced. Signatures are base64 RSA PKCS#1 v1.5 over the exact body, as in
@@ -35,8 +35,15 @@ import (
 	"path/filepath"
 )
 
-// MinBits is the smallest signing key accepted and generated.
+// MinBits is the smallest signing key generated.
 const MinBits = 2048
+
+// MinLoadBits is the smallest signing key accepted. Postal's installer
+// (`postal bootstrap`) writes 1024-bit keys, and every webhook receiver and
+// the return path's DKIM record hold that key's public half, so refusing it
+// would break "switch by changing a host name"; Weak reports such a key so
+// the daemon can warn.
+const MinLoadBits = 1024
 
 // Key is a loaded signing key with its derived public forms.
 type Key struct {
@@ -44,14 +51,14 @@ type Key struct {
 	kid  string
 }
 
-// NewKey wraps priv. It fails when priv is nil, shorter than MinBits, or does
-// not validate.
+// NewKey wraps priv. It fails when priv is nil, shorter than MinLoadBits, or
+// does not validate.
 func NewKey(priv *rsa.PrivateKey) (*Key, error) {
 	if priv == nil {
 		return nil, errors.New("signing key: nil key")
 	}
-	if n := priv.N.BitLen(); n < MinBits {
-		return nil, fmt.Errorf("signing key: %d bits, at least %d required", n, MinBits)
+	if n := priv.N.BitLen(); n < MinLoadBits {
+		return nil, fmt.Errorf("signing key: %d bits, at least %d required", n, MinLoadBits)
 	}
 	if err := priv.Validate(); err != nil {
 		return nil, fmt.Errorf("signing key: %w", err)
@@ -61,10 +68,17 @@ func NewKey(priv *rsa.PrivateKey) (*Key, error) {
 	return &Key{priv: priv, kid: hex.EncodeToString(sum[:])}, nil
 }
 
+// Bits is the key's size in bits.
+func (k *Key) Bits() int { return k.priv.N.BitLen() }
+
+// Weak reports a key shorter than MinBits: accepted (Postal's installer
+// writes 1024-bit keys) but worth replacing when its receivers can be told.
+func (k *Key) Weak() bool { return k.Bits() < MinBits }
+
 // Load reads and checks the signing key at path. Each failure is a one-line
 // error naming path: not found (with the command that generates one), not a
 // regular file, readable by everyone, unreadable, not PEM, not RSA, or
-// shorter than MinBits.
+// shorter than MinLoadBits.
 func Load(path string) (*Key, error) {
 	info, err := os.Stat(path)
 	switch {
@@ -105,8 +119,8 @@ func Load(path string) (*Key, error) {
 	default:
 		return nil, fmt.Errorf("signing key %s is not an RSA private key (PEM block %q): %s", path, block.Type, regenerate(path))
 	}
-	if n := priv.N.BitLen(); n < MinBits {
-		return nil, fmt.Errorf("signing key %s is %d bits, at least %d are required: %s", path, n, MinBits, regenerate(path))
+	if n := priv.N.BitLen(); n < MinLoadBits {
+		return nil, fmt.Errorf("signing key %s is %d bits, at least %d are required: %s", path, n, MinLoadBits, regenerate(path))
 	}
 	k, err := NewKey(priv)
 	if err != nil {

@@ -116,12 +116,6 @@ func TestLoadRefusals(t *testing.T) {
 		}, func(p string) string {
 			return "signing key " + p + ` is not an RSA private key (PEM block "CERTIFICATE"): ` + regen(p)
 		}},
-		{"1024 bits", func(p string) string {
-			writePEM(t, p, "RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(k.rsa1024), 0o600)
-			return p
-		}, func(p string) string {
-			return "signing key " + p + " is 1024 bits, at least 2048 are required: " + regen(p)
-		}},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -321,5 +315,32 @@ func TestSignaturesVerify(t *testing.T) {
 				t.Errorf("error = %v, want error: %v", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// A 1024-bit key, as Postal's installer writes, loads (its receivers and
+// the return path's DKIM record know it), reports itself weak, and signs
+// what verifies.
+func TestLoadAcceptsPostalsInstallerKey(t *testing.T) {
+	k := keys(t)
+	path := filepath.Join(t.TempDir(), "signing.key")
+	writePEM(t, path, "RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(k.rsa1024), 0o600)
+	key, err := signing.Load(path)
+	if err != nil {
+		t.Fatalf("Load(1024-bit key) = %v, want it accepted", err)
+	}
+	if key.Bits() != 1024 || !key.Weak() {
+		t.Errorf("Bits() = %d, Weak() = %v; want 1024, true", key.Bits(), key.Weak())
+	}
+	body := []byte(`{"event":"MessageSent"}`)
+	if err := signing.VerifySHA256(key.Public(), body, key.SignSHA256(body)); err != nil {
+		t.Errorf("SHA-256 signature of a 1024-bit key: %v", err)
+	}
+	if err := signing.VerifySHA1(key.Public(), body, key.SignSHA1(body)); err != nil {
+		t.Errorf("SHA-1 signature of a 1024-bit key: %v", err)
+	}
+	strong, err := signing.NewKey(k.rsa2048)
+	if err != nil || strong.Weak() {
+		t.Errorf("2048-bit key: Weak() = %v, err %v; want false", strong != nil && strong.Weak(), err)
 	}
 }
