@@ -54,8 +54,9 @@ type Options struct {
 	Log   *slog.Logger
 	// MaxBatch caps the submissions committed in one transaction (default 256).
 	MaxBatch int
-	// Committers is how many batches may commit at once (default 1; SQLite
-	// has a single writer, PostgreSQL benefits from 2-4).
+	// Committers is how many batches may commit at once (default 1: SQLite
+	// has a single writer, and on PostgreSQL more committers only make
+	// smaller batches that cost more statements per message).
 	Committers int
 	// CommitTimeout bounds one batch's commit, and one dispatch round
 	// (default 30s).
