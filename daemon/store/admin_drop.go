@@ -179,23 +179,13 @@ func (s *Store) DropQueued(ctx context.Context, f DropFilter, limit int) (DropRe
 						continue
 					}
 				}
-				q := `UPDATE messages SET status = ?, held = ?, hold_expiry = NULL, details = ? WHERE id = ?`
-				args := []any{StatusHoldCancelled, false, DropDetails, d.MessageID}
-				if f.Held {
-					q += ` AND status = ?`
-					args = append(args, StatusHeld)
-				}
-				r, err := t.exec(ctx, q, args...)
+				changed, err := markCancelled(ctx, t, d.MessageID, DropDetails, f.Held, now.UnixMicro())
 				if err != nil {
-					return fmt.Errorf("drop message %d: %w", d.MessageID, err)
-				}
-				if n, _ := r.RowsAffected(); n == 0 {
-					continue // released or gone meanwhile
-				}
-				if err := addDelivery(ctx, t, d.MessageID, StatusHoldCancelled, DropDetails, now.UnixMicro()); err != nil {
 					return err
 				}
-				dropped = append(dropped, d)
+				if changed { // else released or gone meanwhile
+					dropped = append(dropped, d)
+				}
 			}
 			return nil
 		})

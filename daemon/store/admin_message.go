@@ -328,6 +328,26 @@ func (s *Store) HoldMessage(ctx context.Context, id int64) error {
 	return nil
 }
 
+// markCancelled makes message id HoldCancelled (no longer held) with
+// details and a delivery row saying so; with onlyHeld, only while it is
+// still Held. It reports whether the message changed.
+func markCancelled(ctx context.Context, t tx, id int64, details string, onlyHeld bool, now int64) (bool, error) {
+	q := `UPDATE messages SET status = ?, held = ?, hold_expiry = NULL, details = ? WHERE id = ?`
+	args := []any{StatusHoldCancelled, false, details, id}
+	if onlyHeld {
+		q += ` AND status = ?`
+		args = append(args, StatusHeld)
+	}
+	r, err := t.exec(ctx, q, args...)
+	if err != nil {
+		return false, fmt.Errorf("cancel message %d: %w", id, err)
+	}
+	if n, _ := r.RowsAffected(); n == 0 {
+		return false, nil
+	}
+	return true, addDelivery(ctx, t, id, StatusHoldCancelled, details, now)
+}
+
 // CancelMessage removes a queued or held message from the queue for good:
 // its queued row is deleted and it becomes HoldCancelled with a delivery row
 // saying an operator cancelled it. An unknown message wraps ErrNotFound, one
@@ -350,12 +370,8 @@ func (s *Store) CancelMessage(ctx context.Context, id int64) error {
 				return err
 			}
 		}
-		const details = "Removed from the queue by an operator."
-		if _, err := t.exec(ctx, `UPDATE messages SET status = ?, held = ?, hold_expiry = NULL, details = ? WHERE id = ?`,
-			StatusHoldCancelled, false, details, id); err != nil {
-			return fmt.Errorf("cancel message %d: %w", id, err)
-		}
-		return addDelivery(ctx, t, id, StatusHoldCancelled, details, now.UnixMicro())
+		_, err = markCancelled(ctx, t, id, "Removed from the queue by an operator.", false, now.UnixMicro())
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("cancel message: %w", err)
