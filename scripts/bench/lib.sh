@@ -304,6 +304,11 @@ load() {
   echo "$start $end"
 }
 rate() { echo "scale=0; $BENCH_N / ($2 - $1)" | bc; }
+# busy_ms: CPU time the whole machine has spent busy (user, nice, system, irq,
+# softirq, steal; all processes, all cores) since boot, in milliseconds.
+busy_ms() { awk -v t="$(getconf CLK_TCK)" '/^cpu /{printf "%d", ($2 + $3 + $4 + $7 + $8 + $9) * 1000 / t}' /proc/stat; }
+# per_msg MS_BEFORE MS_AFTER: milliseconds of machine CPU per message.
+per_msg() { echo "scale=3; ($2 - $1) / $BENCH_N" | bc; }
 ratio() { echo "scale=2; $1 / $2" | bc; }
 # summary NAME RATIO...: the median of the runs' ratios (Postfix's own rate
 # varies by a third between runs on a small machine; one pair says little).
@@ -336,6 +341,7 @@ postald_half() {
   local sink=$1 roles=$2 s e done_at
   start_sink "$sink/postald"
   start_postald "$roles"
+  local m0; m0=$(busy_ms); PD_MACHINE=-
   read -r s e < <(load "$PD_SMTP")
   PD_ACCEPT=$(rate "$s" "$e"); PD_E2E=-
   if [[ ",$roles," == *",all,"* || ",$roles," == *",worker,"* ]]; then
@@ -348,6 +354,10 @@ postald_half() {
       # reached the sink the last webhook reached the receiver.
       HOOK_LAG=$(echo "scale=2; ($HOOK_AT - $done_at) / 1" | bc)
     fi
+    # Everything the machine did for the run (postald, smtp-source, smtp-sink,
+    # the receiver, the database), per message: on a CPU-bound box the ratio
+    # of the two halves' figures is the throughput ratio's ceiling.
+    PD_MACHINE=$(per_msg "$m0" "$(busy_ms)")
   fi
   HOOK_CPU=-
   [ -n "${HOOK_PID:-}" ] && HOOK_CPU=$(awk -v t="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / t}' "/proc/$HOOK_PID/stat" 2>/dev/null || echo -)
@@ -360,8 +370,10 @@ postfix_half() {
   local sink=$1 s e done_at
   start_sink "$sink/postfix"
   start_postfix
+  local m0; m0=$(busy_ms)
   read -r s e < <(load "$PF_PORT")
   done_at=$(wait_sink "$sink/postfix" "$BENCH_N" 600)
+  PF_MACHINE=$(per_msg "$m0" "$(busy_ms)")
   PF_ACCEPT=$(rate "$s" "$e"); PF_E2E=$(rate "$s" "$done_at")
   PF_CPU=$(postfix_cpu)
   stop_postfix

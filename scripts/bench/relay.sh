@@ -9,7 +9,9 @@
 # may finish after the mail: the lag is printed) and what was left of them
 # afterwards. The cpu line is the CPU time of postald, of the private Postfix
 # and, on PostgreSQL, of the database's backends for the run (smtp-source,
-# smtp-sink and the receiver not counted).
+# smtp-sink and the receiver not counted); the machine line is the CPU time of
+# everything on the machine per message in each half, until the last message
+# (and, with BENCH_WEBHOOK=1, the last webhook) arrived.
 # BENCH_DB=postgres runs postald on a fresh PostgreSQL database (see lib.sh).
 # Usage: sudo scripts/bench/relay.sh
 source "$(dirname "$0")/lib.sh"
@@ -26,5 +28,6 @@ for i in $(seq "$BENCH_RUNS"); do
     "$(echo "scale=3; $PD_CPU * 1000 / $BENCH_N" | bc 2>/dev/null || echo -)" "$PF_CPU" "$(echo "scale=3; $PF_CPU * 1000 / $BENCH_N" | bc 2>/dev/null || echo -)")
   [ "$PG_CPU" = - ] || cpu+=$(printf '; PostgreSQL backends %s s (%s ms/msg)' "$PG_CPU" "$(echo "scale=3; $PG_CPU * 1000 / $BENCH_N" | bc)")
   echo "$cpu"
+  printf 'machine postald half %s ms CPU/msg   postfix half %s ms CPU/msg (all processes: source, sink, receiver, database included)\n' "$PD_MACHINE" "$PF_MACHINE"
 done
 summary relay "${ratios[@]}"
