@@ -118,6 +118,9 @@ type Accepted struct {
 // asked for. It returns, per submission, the stored messages in order. When
 // it returns nil everything is durable; on error nothing was stored.
 func (s *Store) InsertSubmissions(ctx context.Context, subs []Submission) ([][]Accepted, error) {
+	if s.dialect.driver == Postgres {
+		return s.insertSubmissionsPipelined(ctx, subs)
+	}
 	now := s.now().UnixMicro()
 	var out [][]Accepted
 	err := s.inTx(ctx, func(t tx) error {
