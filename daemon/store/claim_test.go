@@ -135,3 +135,24 @@ func rebind(s *store.Store, q string) string {
 	}
 	return q
 }
+
+// TestClaimSkipsCancelledAndDeleted: a message cancelled or deleted before
+// the claim is neither claimed nor loaded; the others of the batch are.
+func TestClaimSkipsCancelledAndDeleted(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		f := storetest.NewFixture(t, s, "example.com", "")
+		acc := submit(t, s, f, "cancel@dest.test", "delete@dest.test", "keep@dest.test")
+		if err := s.CancelMessage(ctx, acc[0].MessageID); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.DeleteMessage(ctx, acc[1].MessageID); err != nil {
+			t.Fatal(err)
+		}
+		now := time.Now()
+		rows, err := s.ClaimQueued(ctx, []int64{acc[0].QueuedID, acc[1].QueuedID, acc[2].QueuedID}, "w1", now.Add(time.Second), now.Add(time.Hour))
+		if err != nil || len(rows) != 1 || rows[0].ID != acc[2].QueuedID || rows[0].Loaded.Message.RcptTo != "keep@dest.test" {
+			t.Fatalf("claim = %+v, %v; want only keep@dest.test's row", rows, err)
+		}
+	})
+}

@@ -116,7 +116,8 @@ type Accepted struct {
 // InsertSubmissions stores submissions in ONE transaction (group commit):
 // for each, the raw body, one message row per recipient and the queued rows
 // asked for. It returns, per submission, the stored messages in order. When
-// it returns nil everything is durable; on error nothing was stored.
+// it returns nil everything is durable; on error nothing was stored. On
+// PostgreSQL it takes two round trips (insertSubmissionsPipelined).
 func (s *Store) InsertSubmissions(ctx context.Context, subs []Submission) ([][]Accepted, error) {
 	if s.dialect.driver == Postgres {
 		return s.insertSubmissionsPipelined(ctx, subs)
@@ -137,7 +138,8 @@ func (s *Store) InsertSubmissions(ctx context.Context, subs []Submission) ([][]A
 	return out, nil
 }
 
-// insertSubmissions is InsertSubmissions inside t. On PostgreSQL it writes
+// insertSubmissions stores submissions inside t (the outcome commit's
+// bounces and new messages). On PostgreSQL it writes
 // one multi-row INSERT per table (per maxBatchRows rows) for the bodies,
 // the messages and the queued rows, whatever the number of submissions,
 // plus one UPDATE per idempotency key; on SQLite, see
