@@ -292,34 +292,58 @@ func (h *Handler) unlinked(ctx context.Context, w *work, now time.Time) (store.O
 }
 
 func (h *Handler) load(ctx context.Context, batch []*store.QueuedMessage) ([]*work, error) {
-	ids := make([]int64, len(batch))
-	qids := make([]int64, len(batch))
-	for i, q := range batch {
-		ids[i], qids[i] = q.MessageID, q.ID
-	}
-	msgs, err := h.o.Store.Messages(ctx, ids)
-	if err != nil {
-		return nil, err
-	}
-	byID := make(map[int64]*store.Message, len(msgs))
-	rawIDs := make([]int64, 0, len(msgs))
-	for _, m := range msgs {
-		byID[m.ID] = m
-		if m.RawMessageID != 0 {
-			rawIDs = append(rawIDs, m.RawMessageID)
+	// Rows claimed by store.ClaimQueued carry their message, body and manual
+	// flag (Loaded); the others are read here.
+	var ids, qids, allIDs []int64
+	for _, q := range batch {
+		allIDs = append(allIDs, q.MessageID)
+		if q.Loaded == nil {
+			ids, qids = append(ids, q.MessageID), append(qids, q.ID)
 		}
 	}
-	raws, err := h.o.Store.RawMessages(ctx, rawIDs)
-	if err != nil {
-		return nil, err
+	byID := map[int64]*store.Message{}
+	raws := map[int64][]byte{}
+	manual := map[int64]bool{}
+	for _, q := range batch {
+		if l := q.Loaded; l != nil && l.Message != nil {
+			byID[l.Message.ID] = l.Message
+			if l.Raw != nil {
+				raws[l.Message.RawMessageID] = l.Raw
+			}
+			manual[q.ID] = l.Manual
+		}
 	}
-	manual, err := h.o.Store.ManualQueued(ctx, qids)
-	if err != nil {
-		return nil, err
+	var err error
+	if len(ids) > 0 {
+		msgs, err := h.o.Store.Messages(ctx, ids)
+		if err != nil {
+			return nil, err
+		}
+		rawIDs := make([]int64, 0, len(msgs))
+		for _, m := range msgs {
+			byID[m.ID] = m
+			if m.RawMessageID != 0 {
+				rawIDs = append(rawIDs, m.RawMessageID)
+			}
+		}
+		got, err := h.o.Store.RawMessages(ctx, rawIDs)
+		if err != nil {
+			return nil, err
+		}
+		for id, b := range got {
+			raws[id] = b
+		}
+		man, err := h.o.Store.ManualQueued(ctx, qids)
+		if err != nil {
+			return nil, err
+		}
+		for id, v := range man {
+			manual[id] = v
+		}
 	}
 	var inspections map[int64]*store.Inspection
 	if h.o.Inspector != nil {
-		if inspections, err = h.o.Store.Inspections(ctx, ids); err != nil {
+		if inspections, err = h.o.Store.Inspections(ctx, allIDs); err != nil {
 			return nil, err
 		}
 	}

@@ -316,9 +316,13 @@ type job struct {
 	msg    *store.Message
 	raw    []byte
 	manual bool
-	server *store.Server
-	domain *store.Domain
-	cred   *store.Credential
+	// supLoaded reports that sup, the recipient's suppression entry in
+	// force (nil: none), was loaded with the claim.
+	supLoaded bool
+	sup       *store.Suppression
+	server    *store.Server
+	domain    *store.Domain
+	cred      *store.Credential
 
 	// fail describes a hard delivery failure to report to the sender and
 	// suppress the recipient for; nil otherwise.
@@ -425,41 +429,56 @@ func (j *job) outcome() store.Outcome {
 	return o.With(j.fx)
 }
 
-// load reads the batch's messages, bodies, manual flags and cached rows. A
-// row whose message is gone gets its final (empty) outcome here and no job.
+// load reads the batch's messages, bodies, manual flags and cached rows:
+// what the claim loaded with the row (store.QueuedMessage.Loaded), and for
+// rows claimed without it, in three queries. A row whose message is gone
+// gets its final (empty) outcome here and no job.
 func (p *Processor) load(ctx context.Context, batch []*store.QueuedMessage, now time.Time) ([]*job, error) {
-	ids := make([]int64, len(batch))
-	qids := make([]int64, len(batch))
-	for i, q := range batch {
-		ids[i], qids[i] = q.MessageID, q.ID
-	}
-	msgs, err := p.o.Store.Messages(ctx, ids)
-	if err != nil {
-		return nil, err
-	}
-	byID := make(map[int64]*store.Message, len(msgs))
-	rawIDs := make([]int64, 0, len(msgs))
-	for _, m := range msgs {
-		byID[m.ID] = m
-		if m.RawMessageID != 0 {
-			rawIDs = append(rawIDs, m.RawMessageID)
+	var ids, qids []int64
+	for _, q := range batch {
+		if q.Loaded == nil {
+			ids, qids = append(ids, q.MessageID), append(qids, q.ID)
 		}
 	}
-	raws, err := p.o.Store.RawMessages(ctx, rawIDs)
-	if err != nil {
-		return nil, err
-	}
-	manual, err := p.o.Store.ManualQueued(ctx, qids)
-	if err != nil {
-		return nil, err
+	byID := map[int64]*store.Message{}
+	raws := map[int64][]byte{}
+	manual := map[int64]bool{}
+	if len(ids) > 0 {
+		msgs, err := p.o.Store.Messages(ctx, ids)
+		if err != nil {
+			return nil, err
+		}
+		rawIDs := make([]int64, 0, len(msgs))
+		for _, m := range msgs {
+			byID[m.ID] = m
+			if m.RawMessageID != 0 {
+				rawIDs = append(rawIDs, m.RawMessageID)
+			}
+		}
+		if raws, err = p.o.Store.RawMessages(ctx, rawIDs); err != nil {
+			return nil, err
+		}
+		if manual, err = p.o.Store.ManualQueued(ctx, qids); err != nil {
+			return nil, err
+		}
 	}
 	jobs := make([]*job, 0, len(batch))
 	for _, q := range batch {
-		m := byID[q.MessageID]
-		if m == nil {
-			continue // the message was deleted: the row is simply dropped
+		var j *job
+		if l := q.Loaded; l != nil {
+			if l.Message == nil {
+				continue // the message was deleted: the row is simply dropped
+			}
+			j = &job{q: q, msg: l.Message, raw: l.Raw, manual: l.Manual, supLoaded: true, sup: l.Suppression}
+		} else {
+			m := byID[q.MessageID]
+			if m == nil {
+				continue
+			}
+			j = &job{q: q, msg: m, raw: raws[m.RawMessageID], manual: manual[q.ID]}
 		}
-		j := &job{q: q, msg: m, raw: raws[m.RawMessageID], manual: manual[q.ID]}
+		m := j.msg
+		var err error
 		if j.server, err = p.server(ctx, m.ServerID, now); err != nil && !errors.Is(err, store.ErrNotFound) {
 			return nil, err
 		}
@@ -514,23 +533,41 @@ func (p *Processor) credential(ctx context.Context, id int64, now time.Time) (*s
 	return v, nil
 }
 
-// suppressions loads, per server, the active suppression entries of the
+// suppressions returns, per server, the active suppression entries of the
 // batch's recipients (check ignores them for rows released by hand; a
-// manual send removes the entry).
+// manual send removes the entry): those the claim loaded, and for the other
+// rows one query per server.
 func (p *Processor) suppressions(ctx context.Context, jobs []*job, now time.Time) (map[int64]map[string]*store.Suppression, error) {
+	out := map[int64]map[string]*store.Suppression{}
 	byServer := map[int64][]string{}
 	for _, j := range jobs {
-		if j.msg.RcptTo != "" {
-			byServer[j.msg.ServerID] = append(byServer[j.msg.ServerID], strings.ToLower(j.msg.RcptTo))
+		if j.msg.RcptTo == "" {
+			continue
+		}
+		srv := j.msg.ServerID
+		if !j.supLoaded {
+			byServer[srv] = append(byServer[srv], strings.ToLower(j.msg.RcptTo))
+			continue
+		}
+		if out[srv] == nil {
+			out[srv] = map[string]*store.Suppression{}
+		}
+		if j.sup != nil {
+			out[srv][strings.ToLower(j.msg.RcptTo)] = j.sup
 		}
 	}
-	out := make(map[int64]map[string]*store.Suppression, len(byServer))
 	for srv, addrs := range byServer {
 		m, err := p.o.Store.ActiveSuppressions(ctx, srv, addrs, now)
 		if err != nil {
 			return nil, err
 		}
-		out[srv] = m
+		if out[srv] == nil {
+			out[srv] = m
+			continue
+		}
+		for a, v := range m {
+			out[srv][a] = v
+		}
 	}
 	return out, nil
 }

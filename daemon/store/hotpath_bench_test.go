@@ -22,9 +22,12 @@ const hotBatch = 20
 
 // BenchmarkHotPaths measures one batch of hotBatch messages (2 KB bodies,
 // one recipient each) through each SQL path of a relayed message, on SQLite
-// and PostgreSQL: intake (InsertSubmissions), claim (ClaimQueued), load
-// (Messages and RawMessages, as the outbound processor reads them) and
-// outcome (CommitOutcomes of Sent outcomes). One op is one batch; the
+// and PostgreSQL: intake (InsertSubmissions), claim (ClaimQueued, which
+// also loads each row's message, body, manual flag and suppression), load
+// (Messages, RawMessages, ManualQueued and ActiveSuppressions: what the
+// outbound processor reads for rows claimed without their load, and what
+// it read for every row before the claim loaded them) and outcome
+// (CommitOutcomes of Sent outcomes). One op is one batch; the
 // ns/op of each path divided by hotBatch is its cost per message. Wall time
 // is mostly the commit's fsync, which a shared disk makes noisy, so each
 // path also reports the CPU it cost per op: go-µs/op for this process and,
@@ -116,7 +119,7 @@ func BenchmarkHotPaths(b *testing.B) {
 				defer meter(b, admin)()
 				i := 0
 				for b.Loop() {
-					_, mids := ids(i % batches)
+					qids, mids := ids(i % batches)
 					msgs, err := s.Messages(ctx, mids)
 					if err != nil || len(msgs) != hotBatch {
 						b.Fatalf("messages: %d, %v", len(msgs), err)
@@ -128,6 +131,16 @@ func BenchmarkHotPaths(b *testing.B) {
 					bodies, err := s.RawMessages(ctx, raw)
 					if err != nil || len(bodies) != hotBatch {
 						b.Fatalf("raw messages: %d, %v", len(bodies), err)
+					}
+					if _, err := s.ManualQueued(ctx, qids); err != nil {
+						b.Fatal(err)
+					}
+					rcpts := make([]string, len(msgs))
+					for j, m := range msgs {
+						rcpts[j] = m.RcptTo
+					}
+					if _, err := s.ActiveSuppressions(ctx, fx.Server.ID, rcpts, time.Now()); err != nil {
+						b.Fatal(err)
 					}
 					i++
 				}

@@ -116,8 +116,12 @@ type Accepted struct {
 // InsertSubmissions stores submissions in ONE transaction (group commit):
 // for each, the raw body, one message row per recipient and the queued rows
 // asked for. It returns, per submission, the stored messages in order. When
-// it returns nil everything is durable; on error nothing was stored.
+// it returns nil everything is durable; on error nothing was stored. On
+// PostgreSQL it takes two round trips (insertSubmissionsPipelined).
 func (s *Store) InsertSubmissions(ctx context.Context, subs []Submission) ([][]Accepted, error) {
+	if s.dialect.driver == Postgres {
+		return s.insertSubmissionsPipelined(ctx, subs)
+	}
 	now := s.now().UnixMicro()
 	var out [][]Accepted
 	err := s.inTx(ctx, func(t tx) error {
@@ -134,7 +138,8 @@ func (s *Store) InsertSubmissions(ctx context.Context, subs []Submission) ([][]A
 	return out, nil
 }
 
-// insertSubmissions is InsertSubmissions inside t. On PostgreSQL it writes
+// insertSubmissions stores submissions inside t (the outcome commit's
+// bounces and new messages). On PostgreSQL it writes
 // one multi-row INSERT per table (per maxBatchRows rows) for the bodies,
 // the messages and the queued rows, whatever the number of submissions,
 // plus one UPDATE per idempotency key; on SQLite, see
@@ -371,25 +376,40 @@ const messageColumns = `id, server_id, token, scope, rcpt_to, mail_from, subject
 	last_delivery_attempt, details, timestamp, endpoint_type, endpoint_id`
 
 func scanMessage(sc interface{ Scan(...any) error }) (*Message, error) {
-	var (
-		m                                 Message
-		tag, details, epType              sql.NullString
-		epID                              sql.NullInt64
-		holdExp, bounceFor, dom, cred, rt sql.NullInt64
-		raw, last                         sql.NullInt64
-		ts                                int64
-	)
-	if err := sc.Scan(&m.ID, &m.ServerID, &m.Token, &m.Scope, &m.RcptTo, &m.MailFrom, &m.Subject, &m.MessageID, &tag,
-		&m.Status, &m.Held, &holdExp, &m.Bounce, &bounceFor, &dom, &cred, &rt, &raw, &m.Size, &m.ReceivedWithSSL,
-		&last, &details, &ts, &epType, &epID); err != nil {
+	var ms messageScan
+	if err := sc.Scan(ms.dest()...); err != nil {
 		return nil, err
 	}
-	m.Tag, m.Details = tag.String, details.String
-	m.EndpointType, m.EndpointID = epType.String, epID.Int64
-	m.HoldExpiry, m.LastDeliveryAttempt = fromMicros(holdExp), fromMicros(last)
-	m.BounceForID, m.DomainID, m.CredentialID, m.RouteID, m.RawMessageID = bounceFor.Int64, dom.Int64, cred.Int64, rt.Int64, raw.Int64
-	m.Timestamp = time.UnixMicro(ts)
-	return &m, nil
+	return ms.message(), nil
+}
+
+// messageScan holds the columns of messageColumns as they are scanned; every
+// one is nullable so that a LEFT JOIN that found no message scans too.
+type messageScan struct {
+	id, serverID, holdExp, bounceFor, dom, cred, rt, raw, size, last, ts, epID sql.NullInt64
+	token, scope, rcptTo, mailFrom, subject, messageID, tag, status, details   sql.NullString
+	epType                                                                     sql.NullString
+	held, bounce, ssl                                                          sql.NullBool
+}
+
+func (ms *messageScan) dest() []any {
+	return []any{&ms.id, &ms.serverID, &ms.token, &ms.scope, &ms.rcptTo, &ms.mailFrom, &ms.subject, &ms.messageID, &ms.tag,
+		&ms.status, &ms.held, &ms.holdExp, &ms.bounce, &ms.bounceFor, &ms.dom, &ms.cred, &ms.rt, &ms.raw, &ms.size, &ms.ssl,
+		&ms.last, &ms.details, &ms.ts, &ms.epType, &ms.epID}
+}
+
+// message returns the scanned message, nil when the id is NULL (no row).
+func (ms *messageScan) message() *Message {
+	if !ms.id.Valid {
+		return nil
+	}
+	return &Message{ID: ms.id.Int64, ServerID: ms.serverID.Int64, Token: ms.token.String, Scope: ms.scope.String,
+		RcptTo: ms.rcptTo.String, MailFrom: ms.mailFrom.String, Subject: ms.subject.String, MessageID: ms.messageID.String,
+		Tag: ms.tag.String, Status: ms.status.String, Held: ms.held.Bool, HoldExpiry: fromMicros(ms.holdExp),
+		Bounce: ms.bounce.Bool, BounceForID: ms.bounceFor.Int64, DomainID: ms.dom.Int64, CredentialID: ms.cred.Int64,
+		RouteID: ms.rt.Int64, EndpointType: ms.epType.String, EndpointID: ms.epID.Int64, RawMessageID: ms.raw.Int64,
+		Size: ms.size.Int64, ReceivedWithSSL: ms.ssl.Bool, LastDeliveryAttempt: fromMicros(ms.last),
+		Details: ms.details.String, Timestamp: time.UnixMicro(ms.ts.Int64)}
 }
 
 // Message looks a message up by id.
@@ -534,6 +554,9 @@ type QueuedMessage struct {
 	LockedBy    string    `json:"locked_by,omitempty"`
 	LockedUntil time.Time `json:"locked_until,omitzero"`
 	CreatedAt   time.Time `json:"created_at"`
+	// Loaded, set on the rows ClaimQueued and ClaimQueuedForDomain return,
+	// is what handling the row reads, loaded with the claim; nil elsewhere.
+	Loaded *Loaded `json:"-"`
 }
 
 const queuedColumns = `id, message_id, server_id, scope, domain, ip_address_id, attempts, retry_after, locked_by, locked_until, created_at`
@@ -576,49 +599,6 @@ func collectInto(out *[]*QueuedMessage) func(interface{ Scan(...any) error }) er
 		*out = append(*out, q)
 		return nil
 	}
-}
-
-// ClaimQueued locks the given queued messages for owner until until, by
-// compare-and-set: only rows that are due (retry_after <= now) and unlocked
-// (or whose lock expired) are taken. It returns the rows it took; ids that
-// are gone, not due or locked by someone else are silently left out.
-func (s *Store) ClaimQueued(ctx context.Context, ids []int64, owner string, now, until time.Time) ([]*QueuedMessage, error) {
-	if len(ids) == 0 {
-		return nil, nil
-	}
-	in, inArgs := s.dialect.inIDs("id", ids)
-	args := []any{owner, until.UnixMicro(), now.UnixMicro()}
-	args = append(args, inArgs...)
-	args = append(args, now.UnixMicro(), now.UnixMicro())
-	var out []*QueuedMessage
-	err := s.lightlyQuery(ctx, `UPDATE queued_messages SET locked_by = ?, locked_until = ?, updated_at = ?
-			WHERE `+in+` AND retry_after <= ? AND (locked_by IS NULL OR locked_until < ?)
-			RETURNING `+queuedColumns, args, collectInto(&out))
-	if err != nil {
-		return nil, fmt.Errorf("claim queued messages: %w", err)
-	}
-	return out, nil
-}
-
-// ClaimQueuedForDomain locks up to limit other due, unlocked queued messages
-// of scope for the same destination domain (Postal's batching), skipping
-// rows other claimers hold.
-func (s *Store) ClaimQueuedForDomain(ctx context.Context, scope, domain, owner string, now, until time.Time, limit int) ([]*QueuedMessage, error) {
-	if limit <= 0 {
-		return nil, nil
-	}
-	n := now.UnixMicro()
-	var out []*QueuedMessage
-	err := s.lightlyQuery(ctx, `UPDATE queued_messages SET locked_by = ?, locked_until = ?, updated_at = ?
-			WHERE id IN (SELECT id FROM queued_messages WHERE scope = ? AND domain = ? AND retry_after <= ?
-				AND (locked_by IS NULL OR locked_until < ?) ORDER BY id LIMIT ?`+s.dialect.skipLocked()+`)
-			AND retry_after <= ? AND (locked_by IS NULL OR locked_until < ?)
-			RETURNING `+queuedColumns,
-		[]any{owner, until.UnixMicro(), n, scope, strings.ToLower(domain), n, n, limit, n, n}, collectInto(&out))
-	if err != nil {
-		return nil, fmt.Errorf("claim queued messages for %s: %w", domain, err)
-	}
-	return out, nil
 }
 
 // FailQueued marks the message of a queued row HardFail with reason and

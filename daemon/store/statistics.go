@@ -146,35 +146,47 @@ func (c *StatCounts) fields() []any {
 // write adds the tally to every period containing now: one statement per
 // 300 servers (one in practice).
 func (t tally) write(ctx context.Context, tx tx, now time.Time) error {
-	if len(t) == 0 {
-		return nil
+	for _, st := range t.statements(now) {
+		if _, err := tx.exec(ctx, st.q, st.args...); err != nil {
+			return fmt.Errorf("update statistics: %w", err)
+		}
 	}
+	return nil
+}
+
+// statement is one SQL statement (`?` placeholders) and its arguments.
+type statement struct {
+	q    string
+	args []any
+}
+
+// statements returns the upserts that add the tally's non-zero counts to
+// every period containing now, servers in a fixed (lock) order; none when
+// there is nothing to count.
+func (t tally) statements(now time.Time) []statement {
 	servers := make([]int64, 0, len(t))
 	for id, c := range t {
 		if !c.IsZero() {
 			servers = append(servers, id)
 		}
 	}
-	if len(servers) == 0 {
-		return nil
-	}
 	sort.Slice(servers, func(i, j int) bool { return servers[i] < servers[j] }) // a fixed lock order
+	var out []statement
 	for len(servers) > 0 {
 		n := min(len(servers), statServersPerStatement)
-		if err := t.upsert(ctx, tx, now, servers[:n]); err != nil {
-			return err
-		}
+		out = append(out, t.upsert(now, servers[:n]))
 		servers = servers[n:]
 	}
-	return nil
+	return out
 }
 
 // statServersPerStatement bounds one upsert's rows (3 per server) so its
 // arguments stay far below SQLite's and PostgreSQL's limits.
 const statServersPerStatement = 300
 
-// upsert adds the counts of servers to every period containing now.
-func (t tally) upsert(ctx context.Context, tx tx, now time.Time, servers []int64) error {
+// upsert is the statement that adds the counts of servers to every period
+// containing now.
+func (t tally) upsert(now time.Time, servers []int64) statement {
 	var b strings.Builder
 	b.WriteString(`INSERT INTO server_statistics (server_id, period, period_start, ` + statColumns + `) VALUES `)
 	args := make([]any, 0, len(servers)*len(Periods())*11)
@@ -194,10 +206,7 @@ func (t tally) upsert(ctx context.Context, tx tx, now time.Time, servers []int64
 		spam = server_statistics.spam + excluded.spam, bounces = server_statistics.bounces + excluded.bounces,
 		held = server_statistics.held + excluded.held, sent = server_statistics.sent + excluded.sent,
 		soft_fail = server_statistics.soft_fail + excluded.soft_fail, hard_fail = server_statistics.hard_fail + excluded.hard_fail`)
-	if _, err := tx.exec(ctx, b.String(), args...); err != nil {
-		return fmt.Errorf("update statistics: %w", err)
-	}
-	return nil
+	return statement{q: b.String(), args: args}
 }
 
 // MaxStatisticsRows caps one Statistics call.

@@ -13,6 +13,8 @@
 //   - A row is worked on only by the worker that holds its SQL lock, taken
 //     by compare-and-set (store.ClaimQueued) until now + VisibilityTimeout,
 //     under a lock owner unique to that claim ("<consumer>:<instance>:<n>").
+//     The claim hands the Handler its rows loaded (store.QueuedMessage's
+//     Loaded: message, body, manual flag, suppression), read with the claim.
 //     Outcomes are recorded guarded by that owner, so a worker that lost its
 //     lock cannot overwrite a newer owner's result.
 //   - Batching: after claiming the rows of a read, the worker groups them by

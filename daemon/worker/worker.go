@@ -23,7 +23,8 @@ import (
 // outcome built for another row is not recorded. A Handler writes nothing
 // durable itself: what its work causes (suppressions, bounces, webhook
 // requests) travels as the outcome's store.Effects and is committed with it.
-// Every row of a batch has the same destination domain and IP address.
+// Every row of a batch has the same destination domain and IP address,
+// and carries what its claim loaded (store.QueuedMessage's Loaded).
 // The context is cancelled when the worker's shutdown grace period ends.
 type Handler interface {
 	Handle(ctx context.Context, batch []*store.QueuedMessage) []store.Outcome
