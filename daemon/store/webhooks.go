@@ -158,37 +158,23 @@ func (s *Store) RecordWebhookAttempts(ctx context.Context, outs []WebhookAttempt
 	if len(outs) == 0 {
 		return applied, nil
 	}
-	err := s.lightTx(ctx, func(t tx) error {
-		// Statements are prepared once per transaction, when first needed.
-		var stmts [3]*sql.Stmt
-		prepare := func(i int, q string) (*sql.Stmt, error) {
-			if stmts[i] == nil {
-				st, err := t.PrepareContext(ctx, t.d.rebind(q))
-				if err != nil {
-					return nil, fmt.Errorf("prepare: %w", err)
-				}
-				stmts[i] = st
+	// Prepared once per connection (see stmtCache), not per transaction.
+	stmts, err := s.preparedAll(ctx, recordAttemptSQL, finishRequestSQL, retryRequestSQL, stampWebhookSQL)
+	if err != nil {
+		return nil, fmt.Errorf("record webhook attempts: %w", err)
+	}
+	err = s.lightTx(ctx, func(t tx) error {
+		var bound [4]*sql.Stmt // stmts bound to t, when first needed
+		use := func(i int) *sql.Stmt {
+			if bound[i] == nil {
+				bound[i] = t.StmtContext(ctx, stmts[i])
 			}
-			return stmts[i], nil
+			return bound[i]
 		}
-		defer func() {
-			for _, st := range stmts {
-				if st != nil {
-					st.Close()
-				}
-			}
-		}()
 		lastUsed := map[int64]int64{} // webhook id -> latest successful attempt
 		for i, o := range outs {
-			logAttempt, err := prepare(0, `INSERT INTO webhook_attempts (request_uuid, server_id, webhook_id, message_id, event, url, attempt,
-				status_code, result, duration_us, response, payload, will_retry, created_at)
-				SELECT uuid, server_id, webhook_id, message_id, event, url, attempts + 1, ?, ?, ?, ?, payload, ?, ?
-				FROM webhook_requests WHERE id = ? AND locked_by = ? RETURNING webhook_id`)
-			if err != nil {
-				return err
-			}
 			var hook sql.NullInt64
-			err = logAttempt.QueryRowContext(ctx, o.StatusCode, o.Result, o.Duration.Microseconds(), o.Response, !o.Done,
+			err := use(0).QueryRowContext(ctx, o.StatusCode, o.Result, o.Duration.Microseconds(), o.Response, !o.Done,
 				o.At.UnixMicro(), o.RequestID, o.Owner).Scan(&hook)
 			if errors.Is(err, sql.ErrNoRows) {
 				continue
@@ -201,24 +187,16 @@ func (s *Store) RecordWebhookAttempts(ctx context.Context, outs []WebhookAttempt
 				lastUsed[hook.Int64] = o.At.UnixMicro()
 			}
 			if o.Done {
-				var finish *sql.Stmt
-				if finish, err = prepare(1, `DELETE FROM webhook_requests WHERE id = ? AND locked_by = ?`); err == nil {
-					_, err = finish.ExecContext(ctx, o.RequestID, o.Owner)
-				}
+				_, err = use(1).ExecContext(ctx, o.RequestID, o.Owner)
 			} else {
-				var retry *sql.Stmt
-				if retry, err = prepare(2, `UPDATE webhook_requests SET attempts = attempts + 1, retry_after = ?, error = ?,
-					locked_by = NULL, locked_until = NULL WHERE id = ? AND locked_by = ?`); err == nil {
-					_, err = retry.ExecContext(ctx, o.RetryAfter.UnixMicro(), nullString(o.Error), o.RequestID, o.Owner)
-				}
+				_, err = use(2).ExecContext(ctx, o.RetryAfter.UnixMicro(), nullString(o.Error), o.RequestID, o.Owner)
 			}
 			if err != nil {
 				return fmt.Errorf("settle request %d: %w", o.RequestID, err)
 			}
 		}
 		for hook, at := range lastUsed {
-			if _, err := t.exec(ctx, `UPDATE webhooks SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)`,
-				at, hook, at); err != nil {
+			if _, err := use(3).ExecContext(ctx, at, hook, at); err != nil {
 				return fmt.Errorf("stamp webhook %d: %w", hook, err)
 			}
 		}
@@ -229,6 +207,18 @@ func (s *Store) RecordWebhookAttempts(ctx context.Context, outs []WebhookAttempt
 	}
 	return applied, nil
 }
+
+// The statements of RecordWebhookAttempts.
+const (
+	recordAttemptSQL = `INSERT INTO webhook_attempts (request_uuid, server_id, webhook_id, message_id, event, url, attempt,
+		status_code, result, duration_us, response, payload, will_retry, created_at)
+		SELECT uuid, server_id, webhook_id, message_id, event, url, attempts + 1, ?, ?, ?, ?, payload, ?, ?
+		FROM webhook_requests WHERE id = ? AND locked_by = ? RETURNING webhook_id`
+	finishRequestSQL = `DELETE FROM webhook_requests WHERE id = ? AND locked_by = ?`
+	retryRequestSQL  = `UPDATE webhook_requests SET attempts = attempts + 1, retry_after = ?, error = ?,
+		locked_by = NULL, locked_until = NULL WHERE id = ? AND locked_by = ?`
+	stampWebhookSQL = `UPDATE webhooks SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)`
+)
 
 // WebhookRelease hands a claimed request back without an attempt, due at Due.
 type WebhookRelease struct {
