@@ -6,6 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 )
 
 // Webhook request delivery: claims, attempt outcomes, the attempt log and
@@ -158,6 +161,12 @@ func (s *Store) RecordWebhookAttempts(ctx context.Context, outs []WebhookAttempt
 	if len(outs) == 0 {
 		return applied, nil
 	}
+	if s.dialect.driver == Postgres {
+		if err := s.recordWebhookAttemptsPipelined(ctx, outs, applied); err != nil {
+			return nil, fmt.Errorf("record webhook attempts: %w", err)
+		}
+		return applied, nil
+	}
 	// Prepared once per connection (see stmtCache), not per transaction.
 	stmts, err := s.preparedAll(ctx, recordAttemptSQL, finishRequestSQL, retryRequestSQL, stampWebhookSQL)
 	if err != nil {
@@ -207,6 +216,99 @@ func (s *Store) RecordWebhookAttempts(ctx context.Context, outs []WebhookAttempt
 	}
 	return applied, nil
 }
+
+// recordWebhookAttemptsPipelined is RecordWebhookAttempts on PostgreSQL:
+// the relaxed commit, every attempt row, one stamp of the webhooks' last
+// use and every settling statement travel in one pipeline, one round trip
+// and one implicit transaction (as lightlyQuery), where a transaction of
+// separate statements takes BEGIN, SET LOCAL, two per outcome and COMMIT.
+// A statement that fails aborts the whole of it. applied[i] is set for
+// each outcome whose attempt row was logged.
+func (s *Store) recordWebhookAttemptsPipelined(ctx context.Context, outs []WebhookAttemptOutcome, applied []bool) error {
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("connection: %w", err)
+	}
+	defer conn.Close()
+	return conn.Raw(func(dc any) error {
+		pc, ok := dc.(*stdlib.Conn)
+		if !ok {
+			return fmt.Errorf("postgres connection is a %T, not pgx's", dc)
+		}
+		b := &pgx.Batch{}
+		b.Queue(`SELECT set_config('synchronous_commit', 'off', true)`)
+		record := s.dialect.rebind(recordAttemptSQL)
+		var okIDs, okAts []int64
+		var okOwners []string
+		for _, o := range outs {
+			b.Queue(record, o.StatusCode, o.Result, o.Duration.Microseconds(), o.Response, !o.Done, o.At.UnixMicro(), o.RequestID, o.Owner)
+			if o.Success {
+				okIDs, okOwners, okAts = append(okIDs, o.RequestID), append(okOwners, o.Owner), append(okAts, o.At.UnixMicro())
+			}
+		}
+		// Before the settling statements: the stamp reads the requests'
+		// webhook ids, guarded by their owners, as the attempt rows did.
+		if len(okIDs) > 0 {
+			b.Queue(stampWebhooksPostgresSQL, okIDs, okOwners, okAts)
+		}
+		finish, retry := s.dialect.rebind(finishRequestSQL), s.dialect.rebind(retryRequestSQL)
+		for _, o := range outs {
+			if o.Done {
+				b.Queue(finish, o.RequestID, o.Owner)
+			} else {
+				b.Queue(retry, o.RetryAfter.UnixMicro(), nullString(o.Error), o.RequestID, o.Owner)
+			}
+		}
+		br := pc.Conn().SendBatch(ctx, b)
+		err := readRecordPipeline(br, outs, applied, len(okIDs) > 0)
+		if cerr := br.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("commit: %w", cerr)
+		}
+		if err != nil {
+			clear(applied)
+		}
+		return err
+	})
+}
+
+func readRecordPipeline(br pgx.BatchResults, outs []WebhookAttemptOutcome, applied []bool, stamp bool) error {
+	if _, err := br.Exec(); err != nil {
+		return fmt.Errorf("relax commit: %w", err)
+	}
+	for i, o := range outs {
+		var hook *int64
+		err := br.QueryRow().Scan(&hook)
+		if errors.Is(err, pgx.ErrNoRows) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("log attempt of request %d: %w", o.RequestID, err)
+		}
+		applied[i] = true
+	}
+	if stamp {
+		if _, err := br.Exec(); err != nil {
+			return fmt.Errorf("stamp webhooks: %w", err)
+		}
+	}
+	for _, o := range outs {
+		if _, err := br.Exec(); err != nil {
+			return fmt.Errorf("settle request %d: %w", o.RequestID, err)
+		}
+	}
+	return nil
+}
+
+// stampWebhooksPostgresSQL sets each webhook's last_used_at to its latest
+// successful attempt among the request ids ($1), owners ($2) and attempt
+// times ($3) of one batch, for the requests still locked by those owners,
+// never moving it back.
+const stampWebhooksPostgresSQL = `UPDATE webhooks AS w SET last_used_at = s.at
+	FROM (SELECT r.webhook_id AS id, max(o.at) AS at
+		FROM unnest($1::bigint[], $2::text[], $3::bigint[]) AS o(id, owner, at)
+		JOIN webhook_requests r ON r.id = o.id AND r.locked_by = o.owner
+		WHERE r.webhook_id IS NOT NULL GROUP BY r.webhook_id) AS s
+	WHERE w.id = s.id AND (w.last_used_at IS NULL OR w.last_used_at < s.at)`
 
 // The statements of RecordWebhookAttempts.
 const (

@@ -235,9 +235,10 @@ func TestRecordWebhookAttemptsStampsLatestSuccess(t *testing.T) {
 	})
 }
 
-// Recording prepares its statements once per store, not per call: batches
-// recorded one after another and at once (each on its own connection)
-// share them, and every outcome is still applied exactly once.
+// Batches recorded one after another and at once (each on its own
+// connection) are each applied exactly once. On SQLite recording prepares
+// its statements once per store, not per call (PostgreSQL sends a batch as
+// one pipeline, its statements kept prepared by pgx per connection).
 func TestRecordWebhookAttemptsReusesStatements(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, s *store.Store) {
 		ctx := context.Background()
@@ -284,7 +285,7 @@ func TestRecordWebhookAttemptsReusesStatements(t *testing.T) {
 			t.Fatal(err)
 		}
 		prepared := s.CachedStatements()
-		if prepared == 0 {
+		if prepared == 0 && s.Driver() == store.SQLite {
 			t.Fatal("no statement kept prepared after recording")
 		}
 		errs := make(chan error, batches-1)
@@ -313,4 +314,38 @@ func TestRecordWebhookAttemptsReusesStatements(t *testing.T) {
 			}
 		}
 	})
+}
+
+// A batch is all or nothing: when one outcome's statements fail (here
+// PostgreSQL refuses a NUL byte in text), no attempt of the batch is
+// logged and every request stays claimed, to be sent again.
+func TestRecordWebhookAttemptsIsAtomic(t *testing.T) {
+	s := storetest.Postgres(t)
+	ctx := context.Background()
+	fx := storetest.NewFixture(t, s, "example.com", "")
+	ids, err := s.InsertWebhookRequests(ctx, []store.NewWebhookRequest{
+		{ServerID: fx.Server.ID, URL: "https://h.test/", Event: "MessageSent", Payload: `{}`},
+		{ServerID: fx.Server.ID, URL: "https://h.test/", Event: "MessageSent", Payload: `{}`},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().Add(time.Second)
+	if got, err := s.ClaimWebhookRequests(ctx, ids, "w1", now, now.Add(time.Minute)); err != nil || len(got) != 2 {
+		t.Fatalf("claim = %v, %v", got, err)
+	}
+	applied, err := s.RecordWebhookAttempts(ctx, []store.WebhookAttemptOutcome{
+		{RequestID: ids[0], Owner: "w1", StatusCode: 200, Result: "ok", At: now, Done: true, Success: true},
+		{RequestID: ids[1], Owner: "w1", StatusCode: 200, Result: "ok", Response: "a\x00b", At: now, Done: true, Success: true},
+	})
+	if err == nil {
+		t.Fatalf("applied = %v, want an error", applied)
+	}
+	if log, err := s.WebhookAttempts(ctx, store.WebhookAttemptFilter{ServerID: fx.Server.ID}); err != nil || len(log) != 0 {
+		t.Fatalf("attempt log = %+v, %v; want none", log, err)
+	}
+	locks, err := s.WebhookRequestLocks(ctx, ids)
+	if err != nil || len(locks) != 2 || locks[0].LockedBy != "w1" || locks[1].LockedBy != "w1" {
+		t.Fatalf("locks = %+v, %v; want both still claimed by w1", locks, err)
+	}
 }
