@@ -49,6 +49,8 @@ type Store struct {
 	// (a fixed floor under intake, claim and outcome commits that
 	// overlap). Writers in other processes still meet busy_timeout.
 	writer chan struct{}
+	// stmts holds the statements of hot paths, prepared once per connection.
+	stmts stmtCache
 }
 
 // Open connects to the database described by o and checks that it answers.
@@ -123,7 +125,7 @@ func (s *Store) Ping(ctx context.Context) error {
 }
 
 // Close closes every connection.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error { return errors.Join(s.stmts.close(), s.db.Close()) }
 
 // SetClock replaces the store's clock (tests use it to control created_at
 // and similar stamps). It must be called before the store is shared.

@@ -6,6 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 )
 
 // Webhook request delivery: claims, attempt outcomes, the attempt log and
@@ -158,37 +161,29 @@ func (s *Store) RecordWebhookAttempts(ctx context.Context, outs []WebhookAttempt
 	if len(outs) == 0 {
 		return applied, nil
 	}
-	err := s.lightTx(ctx, func(t tx) error {
-		// Statements are prepared once per transaction, when first needed.
-		var stmts [3]*sql.Stmt
-		prepare := func(i int, q string) (*sql.Stmt, error) {
-			if stmts[i] == nil {
-				st, err := t.PrepareContext(ctx, t.d.rebind(q))
-				if err != nil {
-					return nil, fmt.Errorf("prepare: %w", err)
-				}
-				stmts[i] = st
-			}
-			return stmts[i], nil
+	if s.dialect.driver == Postgres {
+		if err := s.recordWebhookAttemptsPipelined(ctx, outs, applied); err != nil {
+			return nil, fmt.Errorf("record webhook attempts: %w", err)
 		}
-		defer func() {
-			for _, st := range stmts {
-				if st != nil {
-					st.Close()
-				}
+		return applied, nil
+	}
+	// Prepared once per connection (see stmtCache), not per transaction.
+	stmts, err := s.preparedAll(ctx, recordAttemptSQL, finishRequestSQL, retryRequestSQL, stampWebhookSQL)
+	if err != nil {
+		return nil, fmt.Errorf("record webhook attempts: %w", err)
+	}
+	err = s.lightTx(ctx, func(t tx) error {
+		var bound [4]*sql.Stmt // stmts bound to t, when first needed
+		use := func(i int) *sql.Stmt {
+			if bound[i] == nil {
+				bound[i] = t.StmtContext(ctx, stmts[i])
 			}
-		}()
+			return bound[i]
+		}
 		lastUsed := map[int64]int64{} // webhook id -> latest successful attempt
 		for i, o := range outs {
-			logAttempt, err := prepare(0, `INSERT INTO webhook_attempts (request_uuid, server_id, webhook_id, message_id, event, url, attempt,
-				status_code, result, duration_us, response, payload, will_retry, created_at)
-				SELECT uuid, server_id, webhook_id, message_id, event, url, attempts + 1, ?, ?, ?, ?, payload, ?, ?
-				FROM webhook_requests WHERE id = ? AND locked_by = ? RETURNING webhook_id`)
-			if err != nil {
-				return err
-			}
 			var hook sql.NullInt64
-			err = logAttempt.QueryRowContext(ctx, o.StatusCode, o.Result, o.Duration.Microseconds(), o.Response, !o.Done,
+			err := use(0).QueryRowContext(ctx, o.StatusCode, o.Result, o.Duration.Microseconds(), o.Response, !o.Done,
 				o.At.UnixMicro(), o.RequestID, o.Owner).Scan(&hook)
 			if errors.Is(err, sql.ErrNoRows) {
 				continue
@@ -201,24 +196,16 @@ func (s *Store) RecordWebhookAttempts(ctx context.Context, outs []WebhookAttempt
 				lastUsed[hook.Int64] = o.At.UnixMicro()
 			}
 			if o.Done {
-				var finish *sql.Stmt
-				if finish, err = prepare(1, `DELETE FROM webhook_requests WHERE id = ? AND locked_by = ?`); err == nil {
-					_, err = finish.ExecContext(ctx, o.RequestID, o.Owner)
-				}
+				_, err = use(1).ExecContext(ctx, o.RequestID, o.Owner)
 			} else {
-				var retry *sql.Stmt
-				if retry, err = prepare(2, `UPDATE webhook_requests SET attempts = attempts + 1, retry_after = ?, error = ?,
-					locked_by = NULL, locked_until = NULL WHERE id = ? AND locked_by = ?`); err == nil {
-					_, err = retry.ExecContext(ctx, o.RetryAfter.UnixMicro(), nullString(o.Error), o.RequestID, o.Owner)
-				}
+				_, err = use(2).ExecContext(ctx, o.RetryAfter.UnixMicro(), nullString(o.Error), o.RequestID, o.Owner)
 			}
 			if err != nil {
 				return fmt.Errorf("settle request %d: %w", o.RequestID, err)
 			}
 		}
 		for hook, at := range lastUsed {
-			if _, err := t.exec(ctx, `UPDATE webhooks SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)`,
-				at, hook, at); err != nil {
+			if _, err := use(3).ExecContext(ctx, at, hook, at); err != nil {
 				return fmt.Errorf("stamp webhook %d: %w", hook, err)
 			}
 		}
@@ -229,6 +216,111 @@ func (s *Store) RecordWebhookAttempts(ctx context.Context, outs []WebhookAttempt
 	}
 	return applied, nil
 }
+
+// recordWebhookAttemptsPipelined is RecordWebhookAttempts on PostgreSQL:
+// the relaxed commit, every attempt row, one stamp of the webhooks' last
+// use and every settling statement travel in one pipeline, one round trip
+// and one implicit transaction (as lightlyQuery), where a transaction of
+// separate statements takes BEGIN, SET LOCAL, two per outcome and COMMIT.
+// A statement that fails aborts the whole of it. applied[i] is set for
+// each outcome whose attempt row was logged.
+func (s *Store) recordWebhookAttemptsPipelined(ctx context.Context, outs []WebhookAttemptOutcome, applied []bool) error {
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("connection: %w", err)
+	}
+	defer conn.Close()
+	return conn.Raw(func(dc any) error {
+		pc, ok := dc.(*stdlib.Conn)
+		if !ok {
+			return fmt.Errorf("postgres connection is a %T, not pgx's", dc)
+		}
+		b := &pgx.Batch{}
+		b.Queue(`SELECT set_config('synchronous_commit', 'off', true)`)
+		record := s.dialect.rebind(recordAttemptSQL)
+		var okIDs, okAts []int64
+		var okOwners []string
+		for _, o := range outs {
+			b.Queue(record, o.StatusCode, o.Result, o.Duration.Microseconds(), o.Response, !o.Done, o.At.UnixMicro(), o.RequestID, o.Owner)
+			if o.Success {
+				okIDs, okOwners, okAts = append(okIDs, o.RequestID), append(okOwners, o.Owner), append(okAts, o.At.UnixMicro())
+			}
+		}
+		// Before the settling statements: the stamp reads the requests'
+		// webhook ids, guarded by their owners, as the attempt rows did.
+		if len(okIDs) > 0 {
+			b.Queue(stampWebhooksPostgresSQL, okIDs, okOwners, okAts)
+		}
+		finish, retry := s.dialect.rebind(finishRequestSQL), s.dialect.rebind(retryRequestSQL)
+		for _, o := range outs {
+			if o.Done {
+				b.Queue(finish, o.RequestID, o.Owner)
+			} else {
+				b.Queue(retry, o.RetryAfter.UnixMicro(), nullString(o.Error), o.RequestID, o.Owner)
+			}
+		}
+		br := pc.Conn().SendBatch(ctx, b)
+		err := readRecordPipeline(br, outs, applied, len(okIDs) > 0)
+		if cerr := br.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("commit: %w", cerr)
+		}
+		if err != nil {
+			clear(applied)
+		}
+		return err
+	})
+}
+
+func readRecordPipeline(br pgx.BatchResults, outs []WebhookAttemptOutcome, applied []bool, stamp bool) error {
+	if _, err := br.Exec(); err != nil {
+		return fmt.Errorf("relax commit: %w", err)
+	}
+	for i, o := range outs {
+		var hook *int64
+		err := br.QueryRow().Scan(&hook)
+		if errors.Is(err, pgx.ErrNoRows) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("log attempt of request %d: %w", o.RequestID, err)
+		}
+		applied[i] = true
+	}
+	if stamp {
+		if _, err := br.Exec(); err != nil {
+			return fmt.Errorf("stamp webhooks: %w", err)
+		}
+	}
+	for _, o := range outs {
+		if _, err := br.Exec(); err != nil {
+			return fmt.Errorf("settle request %d: %w", o.RequestID, err)
+		}
+	}
+	return nil
+}
+
+// stampWebhooksPostgresSQL sets each webhook's last_used_at to its latest
+// successful attempt among the request ids ($1), owners ($2) and attempt
+// times ($3) of one batch, for the requests still locked by those owners,
+// never moving it back.
+const stampWebhooksPostgresSQL = `UPDATE webhooks AS w SET last_used_at = s.at
+	FROM (SELECT r.webhook_id AS id, max(o.at) AS at
+		FROM unnest($1::bigint[], $2::text[], $3::bigint[]) AS o(id, owner, at)
+		JOIN webhook_requests r ON r.id = o.id AND r.locked_by = o.owner
+		WHERE r.webhook_id IS NOT NULL GROUP BY r.webhook_id) AS s
+	WHERE w.id = s.id AND (w.last_used_at IS NULL OR w.last_used_at < s.at)`
+
+// The statements of RecordWebhookAttempts.
+const (
+	recordAttemptSQL = `INSERT INTO webhook_attempts (request_uuid, server_id, webhook_id, message_id, event, url, attempt,
+		status_code, result, duration_us, response, payload, will_retry, created_at)
+		SELECT uuid, server_id, webhook_id, message_id, event, url, attempts + 1, ?, ?, ?, ?, payload, ?, ?
+		FROM webhook_requests WHERE id = ? AND locked_by = ? RETURNING webhook_id`
+	finishRequestSQL = `DELETE FROM webhook_requests WHERE id = ? AND locked_by = ?`
+	retryRequestSQL  = `UPDATE webhook_requests SET attempts = attempts + 1, retry_after = ?, error = ?,
+		locked_by = NULL, locked_until = NULL WHERE id = ? AND locked_by = ?`
+	stampWebhookSQL = `UPDATE webhooks SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)`
+)
 
 // WebhookRelease hands a claimed request back without an attempt, due at Due.
 type WebhookRelease struct {

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -232,4 +233,119 @@ func TestRecordWebhookAttemptsStampsLatestSuccess(t *testing.T) {
 			t.Fatalf("requests left = %v, %v (want only the lost one)", reqs, err)
 		}
 	})
+}
+
+// Batches recorded one after another and at once (each on its own
+// connection) are each applied exactly once. On SQLite recording prepares
+// its statements once per store, not per call (PostgreSQL sends a batch as
+// one pipeline, its statements kept prepared by pgx per connection).
+func TestRecordWebhookAttemptsReusesStatements(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		fx := storetest.NewFixture(t, s, "example.com", "")
+		hook, err := s.CreateWebhook(ctx, fx.Server.ID, store.NewWebhook{Name: "h", URL: "https://h.test/x", AllEvents: true, Enabled: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		const batches, per = 8, 5
+		var news []store.NewWebhookRequest
+		for range batches * per {
+			news = append(news, store.NewWebhookRequest{ServerID: fx.Server.ID, WebhookID: hook.ID, URL: hook.URL, Event: "MessageSent", Payload: `{}`})
+		}
+		ids, err := s.InsertWebhookRequests(ctx, news)
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := time.Now().Add(time.Second)
+		if got, err := s.ClaimWebhookRequests(ctx, ids, "w1", now, now.Add(time.Minute)); err != nil || len(got) != len(ids) {
+			t.Fatalf("claim = %d rows, %v", len(got), err)
+		}
+		record := func(b int) error {
+			var outs []store.WebhookAttemptOutcome
+			for i := b * per; i < (b+1)*per; i++ {
+				o := store.WebhookAttemptOutcome{RequestID: ids[i], Owner: "w1", StatusCode: 200, Result: "ok", At: now, Done: true, Success: true}
+				if i%2 == 1 {
+					o = store.WebhookAttemptOutcome{RequestID: ids[i], Owner: "w1", StatusCode: 500, Result: "http_error", At: now,
+						RetryAfter: now.Add(time.Minute), Error: "Couldn't send to URL. Code received was 500"}
+				}
+				outs = append(outs, o)
+			}
+			applied, err := s.RecordWebhookAttempts(ctx, outs)
+			if err != nil {
+				return err
+			}
+			for i, ok := range applied {
+				if !ok {
+					return fmt.Errorf("outcome %d of batch %d not applied", i, b)
+				}
+			}
+			return nil
+		}
+		if err := record(0); err != nil {
+			t.Fatal(err)
+		}
+		prepared := s.CachedStatements()
+		if prepared == 0 && s.Driver() == store.SQLite {
+			t.Fatal("no statement kept prepared after recording")
+		}
+		errs := make(chan error, batches-1)
+		for b := 1; b < batches; b++ {
+			go func() { errs <- record(b) }()
+		}
+		for b := 1; b < batches; b++ {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := s.CachedStatements(); got != prepared {
+			t.Fatalf("%d statements prepared after %d batches, %d after the first", got, batches, prepared)
+		}
+		log, err := s.WebhookAttempts(ctx, store.WebhookAttemptFilter{ServerID: fx.Server.ID, Limit: 1000})
+		if err != nil || len(log) != batches*per {
+			t.Fatalf("attempt log = %d rows, %v; want %d", len(log), err, batches*per)
+		}
+		left, err := s.WebhookRequests(ctx, ids)
+		if err != nil || len(left) != batches*per/2 {
+			t.Fatalf("requests left = %d, %v; want the %d retried", len(left), err, batches*per/2)
+		}
+		for _, r := range left {
+			if r.Attempts != 1 || r.Error == "" {
+				t.Fatalf("retried request = %+v", r)
+			}
+		}
+	})
+}
+
+// A batch is all or nothing: when one outcome's statements fail (here
+// PostgreSQL refuses a NUL byte in text), no attempt of the batch is
+// logged and every request stays claimed, to be sent again.
+func TestRecordWebhookAttemptsIsAtomic(t *testing.T) {
+	s := storetest.Postgres(t)
+	ctx := context.Background()
+	fx := storetest.NewFixture(t, s, "example.com", "")
+	ids, err := s.InsertWebhookRequests(ctx, []store.NewWebhookRequest{
+		{ServerID: fx.Server.ID, URL: "https://h.test/", Event: "MessageSent", Payload: `{}`},
+		{ServerID: fx.Server.ID, URL: "https://h.test/", Event: "MessageSent", Payload: `{}`},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().Add(time.Second)
+	if got, err := s.ClaimWebhookRequests(ctx, ids, "w1", now, now.Add(time.Minute)); err != nil || len(got) != 2 {
+		t.Fatalf("claim = %v, %v", got, err)
+	}
+	applied, err := s.RecordWebhookAttempts(ctx, []store.WebhookAttemptOutcome{
+		{RequestID: ids[0], Owner: "w1", StatusCode: 200, Result: "ok", At: now, Done: true, Success: true},
+		{RequestID: ids[1], Owner: "w1", StatusCode: 200, Result: "ok", Response: "a\x00b", At: now, Done: true, Success: true},
+	})
+	if err == nil {
+		t.Fatalf("applied = %v, want an error", applied)
+	}
+	if log, err := s.WebhookAttempts(ctx, store.WebhookAttemptFilter{ServerID: fx.Server.ID}); err != nil || len(log) != 0 {
+		t.Fatalf("attempt log = %+v, %v; want none", log, err)
+	}
+	locks, err := s.WebhookRequestLocks(ctx, ids)
+	if err != nil || len(locks) != 2 || locks[0].LockedBy != "w1" || locks[1].LockedBy != "w1" {
+		t.Fatalf("locks = %+v, %v; want both still claimed by w1", locks, err)
+	}
 }
