@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
+	"sync"
 
 	"github.com/postalgo/postal/daemon/store"
 )
@@ -38,66 +39,104 @@ type journalEntry struct {
 // journalSuffix ends the details of a delivery taken from the journal.
 const journalSuffix = " (recorded by a worker that stopped before saving it; not sent again)"
 
-// journalWriter writes the sent-journal records of one batch from its own
-// goroutine, so a send's slot and connection are free again at the 250:
-// records that queue up while one write is out go together in the next
-// (one pipelined round trip).
+// journalQueue holds the sent-journal records of every batch the
+// processor is delivering that wait for their write. One write is out at
+// a time: records that come in meanwhile, from any batch, go together in
+// the next (one pipelined round trip), so concurrent batches share their
+// round trips rather than each making its own.
+type journalQueue struct {
+	mu      sync.Mutex
+	pending []journalRecord
+	spare   []journalRecord
+	writing bool
+}
+
+// journalRecord is one job whose record is to be written, and the batch
+// waiting for it.
+type journalRecord struct {
+	j    *job
+	done *sync.WaitGroup
+}
+
+// journalWriter is one batch's view of the processor's journal queue: a
+// send's slot and connection are free again at the 250, and close waits
+// until the batch's records are written (or failed).
 type journalWriter struct {
-	p    *Processor
-	ch   chan *job
-	done chan struct{}
+	p       *Processor
+	pending sync.WaitGroup
 }
 
 // startJournal returns the writer for a batch of at most n sends, or nil
 // without a journal. close must be called once the sends are done.
-func (p *Processor) startJournal(ctx context.Context, n int) *journalWriter {
+func (p *Processor) startJournal(_ context.Context, n int) *journalWriter {
 	if p.o.Journal == nil || n == 0 {
 		return nil
 	}
-	w := &journalWriter{p: p, ch: make(chan *job, n), done: make(chan struct{})}
-	ctx = context.WithoutCancel(ctx) // a record is worth writing even at shutdown
-	go func() {
-		defer close(w.done)
-		for j := range w.ch {
-			batch := []*job{j}
-		drain:
-			for {
-				select {
-				case j, ok := <-w.ch:
-					if !ok {
-						break drain
-					}
-					batch = append(batch, j)
-				default:
-					break drain
-				}
-			}
-			w.write(ctx, batch)
-		}
-	}()
-	return w
+	return &journalWriter{p: p}
 }
 
-// add queues j's record; it never blocks (the channel holds every send).
+// add queues j's record; it never blocks. When no write is out it starts
+// one, on its own goroutine.
 func (w *journalWriter) add(j *job) {
-	if w != nil {
-		w.ch <- j
+	if w == nil {
+		return
+	}
+	w.pending.Add(1)
+	q := &w.p.journal
+	q.mu.Lock()
+	q.pending = append(q.pending, journalRecord{j: j, done: &w.pending})
+	start := !q.writing
+	q.writing = true
+	q.mu.Unlock()
+	if start {
+		go w.p.drainJournal()
 	}
 }
 
-// close waits until every queued record is written (or failed).
+// close waits until every queued record of the batch is written (or
+// failed).
 func (w *journalWriter) close() {
 	if w != nil {
-		close(w.ch)
-		<-w.done
+		w.pending.Wait()
 	}
 }
 
-// write records batch in one round trip. A failure is logged and otherwise
-// ignored: without the records, a crash before the outcomes commit means
-// one more delivery each, as without a journal.
-func (w *journalWriter) write(ctx context.Context, batch []*job) {
-	p := w.p
+// drainJournal writes what the queue holds, round after round, until it is
+// empty. A record is worth writing even at shutdown: no context ends it
+// (the Redis client's timeouts bound each round).
+func (p *Processor) drainJournal() {
+	q := &p.journal
+	ctx := context.Background()
+	var batch []*job
+	for {
+		q.mu.Lock()
+		recs := q.pending
+		if len(recs) == 0 {
+			q.writing = false
+			q.mu.Unlock()
+			return
+		}
+		q.pending, q.spare = q.spare[:0], nil
+		q.mu.Unlock()
+		batch = batch[:0]
+		for _, r := range recs {
+			batch = append(batch, r.j)
+		}
+		p.writeJournal(ctx, batch)
+		for i, r := range recs {
+			r.done.Done()
+			recs[i] = journalRecord{}
+		}
+		q.mu.Lock()
+		q.spare = recs[:0]
+		q.mu.Unlock()
+	}
+}
+
+// writeJournal records batch in one round trip. A failure is logged and
+// otherwise ignored: without the records, a crash before the outcomes
+// commit means one more delivery each, as without a journal.
+func (p *Processor) writeJournal(ctx context.Context, batch []*job) {
 	ids := make([]int64, len(batch))
 	values := make([][]byte, len(batch))
 	for i, j := range batch {

@@ -4,9 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/postalgo/postal/daemon/queue"
 	"github.com/postalgo/postal/daemon/store"
@@ -117,3 +121,65 @@ func (brokenJournal) Lookup(context.Context, []int64) (map[int64][]byte, error) 
 }
 
 var errRedisDown = errors.New("dial tcp 127.0.0.1:6379: connect: connection refused")
+
+// blockingJournal holds its first Record until release is closed and
+// remembers the ids of every call.
+type blockingJournal struct {
+	started chan struct{}
+	release chan struct{}
+	mu      sync.Mutex
+	calls   [][]int64
+}
+
+func (b *blockingJournal) Record(ctx context.Context, ids []int64, values [][]byte) error {
+	b.mu.Lock()
+	b.calls = append(b.calls, append([]int64(nil), ids...))
+	first := len(b.calls) == 1
+	b.mu.Unlock()
+	if first {
+		close(b.started)
+		<-b.release
+	}
+	return nil
+}
+
+func (b *blockingJournal) Lookup(context.Context, []int64) (map[int64][]byte, error) { return nil, nil }
+
+// Records of concurrent batches share round trips: while one write is out,
+// what any batch adds waits and goes in the next write, and each batch's
+// close returns only once its own records are written.
+func TestSentJournalRecordsOfConcurrentBatchesShareAWrite(t *testing.T) {
+	bj := &blockingJournal{started: make(chan struct{}), release: make(chan struct{})}
+	p := &Processor{o: Options{Journal: bj}, log: slog.New(slog.DiscardHandler), m: mustMetrics(t)}
+	ctx := context.Background()
+	job := func(id int64) *job { return &job{q: &store.QueuedMessage{ID: id, MessageID: id}} }
+	a, b := p.startJournal(ctx, 2), p.startJournal(ctx, 1)
+	a.add(job(1))
+	<-bj.started // the first write is out and held
+	a.add(job(2))
+	b.add(job(3))
+	bClosed := make(chan struct{})
+	go func() { b.close(); close(bClosed) }()
+	select {
+	case <-bClosed:
+		t.Fatal("batch b's close returned before its record was written")
+	default:
+	}
+	close(bj.release)
+	a.close()
+	<-bClosed
+	bj.mu.Lock()
+	defer bj.mu.Unlock()
+	if len(bj.calls) != 2 || len(bj.calls[0]) != 1 || len(bj.calls[1]) != 2 {
+		t.Fatalf("Record calls %v, want [[1] [2 3]]", bj.calls)
+	}
+}
+
+func mustMetrics(t *testing.T) *metrics {
+	t.Helper()
+	m, err := newMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}

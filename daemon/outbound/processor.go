@@ -182,6 +182,7 @@ type Processor struct {
 	signers *signerCache
 	events  *Events
 	m       *metrics
+	journal journalQueue // sent-journal records waiting for their write
 }
 
 // New checks o and returns a Processor. It fails when a required option is

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 
 	"github.com/emersion/go-smtp"
@@ -19,6 +20,10 @@ import (
 type budget struct {
 	max  int64
 	used atomic.Int64
+	// chunks recycles receive's first buffers (readChunk bytes, all a
+	// typical message needs), so a message does not allocate and zero
+	// 32 KB that it mostly leaves unused.
+	chunks sync.Pool
 }
 
 // newBudget returns the budget of max bytes, raised (with a warning) to
@@ -68,6 +73,9 @@ func (s *Server) InFlightBytes() int64 { return s.inFlight.used.Load() }
 type hold struct {
 	b *budget
 	n int64
+	// chunk is the pooled first buffer of receive, back in the pool at
+	// release: nothing may use the received bytes after that.
+	chunk *[]byte
 }
 
 func (h *hold) grow(n int64) bool {
@@ -86,6 +94,22 @@ func (h *hold) shrink(n int64) {
 func (h *hold) release() {
 	h.b.release(h.n)
 	h.n = 0
+	if h.chunk != nil {
+		h.b.chunks.Put(h.chunk)
+		h.chunk = nil
+	}
+}
+
+// firstChunk returns an empty buffer of readChunk bytes' capacity, from
+// the pool when it has one; it goes back at release.
+func (h *hold) firstChunk() []byte {
+	if p, ok := h.b.chunks.Get().(*[]byte); ok {
+		h.chunk = p
+		return (*p)[:0]
+	}
+	b := make([]byte, 0, readChunk)
+	h.chunk = &b
+	return b
 }
 
 // Refusals of message data over the input limits.
@@ -103,7 +127,8 @@ const readChunk = 32 << 10
 
 // receive reads a message body from r, at most limit bytes, into a buffer
 // whose capacity is reserved in h before it is allocated. The buffer starts
-// at readChunk bytes; once that much has arrived it grows to the SIZE the
+// at readChunk bytes (taken from a pool and given back by h.release, so the
+// body must not be used after that); once that much has arrived it grows to the SIZE the
 // client announced (sizeHint) when that is larger, else it doubles, so a
 // client must send data before it holds memory. While it grows, the old and
 // the new buffer are both reserved. The header block is checked as the data
@@ -115,7 +140,7 @@ func receive(r io.Reader, limit, sizeHint int64, lim mailheader.Limits, h *hold)
 	if !h.grow(readChunk) {
 		return nil, errInFlightFull
 	}
-	buf := make([]byte, 0, readChunk)
+	buf := h.firstChunk()
 	for {
 		if len(buf) == cap(buf) {
 			if int64(len(buf)) > limit {

@@ -280,6 +280,11 @@ type trackedConn struct {
 	rdnsOnce sync.Once
 	rdns     string
 
+	// wmu orders writes; held keeps the lines of a multi-line reply until
+	// its last line (see Write).
+	wmu  sync.Mutex
+	held []byte
+
 	closeOnce sync.Once
 }
 
@@ -395,6 +400,55 @@ func (c *trackedConn) hangupCounting(label string, replies ...*smtp.SMTPError) b
 		_, _ = io.WriteString(w, b.String())
 	}
 	_ = c.Close()
+	return true
+}
+
+// maxHeldReply bounds the reply lines Write holds back; more go out as
+// they come.
+const maxHeldReply = 2048
+
+// Write sends b, except that a continuation line of a multi-line reply
+// ("250-PIPELINING\r\n") is held until the reply's last line, and the
+// whole reply then goes out in one write. go-smtp flushes each reply line
+// on its own (textproto's PrintfLine), so an EHLO reply would otherwise
+// cost a system call and a TCP segment per extension. Nothing is held
+// but whole continuation lines: go-smtp writes the final line of a reply
+// right after them, and anything else (a final line, a TLS record, a
+// partial line) sends what is held first, in order.
+func (c *trackedConn) Write(b []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if continuationLine(b) && len(c.held)+len(b) <= maxHeldReply {
+		c.held = append(c.held, b...)
+		return len(b), nil
+	}
+	if len(c.held) == 0 {
+		return c.Conn.Write(b)
+	}
+	held := len(c.held)
+	c.held = append(c.held, b...)
+	n, err := c.Conn.Write(c.held)
+	c.held = c.held[:0]
+	return max(n-held, 0), err
+}
+
+// continuationLine reports whether b is exactly one reply line that is
+// not the last of its reply: three digits, a hyphen, text, CRLF.
+func continuationLine(b []byte) bool {
+	n := len(b)
+	if n < 6 || b[3] != '-' || b[n-2] != '\r' || b[n-1] != '\n' {
+		return false
+	}
+	for _, d := range b[:3] {
+		if d < '0' || d > '9' {
+			return false
+		}
+	}
+	for _, x := range b[4 : n-2] {
+		if x == '\n' || x == '\r' {
+			return false
+		}
+	}
 	return true
 }
 
