@@ -25,7 +25,8 @@ type Store interface {
 	AddressEndpointByID(ctx context.Context, id int64) (*store.AddressEndpoint, error)
 	ReturnPathRoute(ctx context.Context, serverID int64) (*store.Route, error)
 	AdditionalEndpoints(ctx context.Context, routeID int64) ([]*store.AdditionalEndpoint, error)
-	ManualQueued(ctx context.Context, ids []int64) (map[int64]bool, error)
+	// LoadUnloaded reads the rows of a batch claimed without their data.
+	LoadUnloaded(ctx context.Context, batch []*store.QueuedMessage) (map[int64]*store.Loaded, error)
 	Inspections(ctx context.Context, ids []int64) (map[int64]*store.Inspection, error)
 }
 
@@ -294,51 +295,28 @@ func (h *Handler) unlinked(ctx context.Context, w *work, now time.Time) (store.O
 func (h *Handler) load(ctx context.Context, batch []*store.QueuedMessage) ([]*work, error) {
 	// Rows claimed by store.ClaimQueued carry their message, body and manual
 	// flag (Loaded); the others are read here.
-	var ids, qids, allIDs []int64
+	allIDs := make([]int64, 0, len(batch))
 	for _, q := range batch {
 		allIDs = append(allIDs, q.MessageID)
-		if q.Loaded == nil {
-			ids, qids = append(ids, q.MessageID), append(qids, q.ID)
-		}
+	}
+	unloaded, err := h.o.Store.LoadUnloaded(ctx, batch)
+	if err != nil {
+		return nil, err
 	}
 	byID := map[int64]*store.Message{}
 	raws := map[int64][]byte{}
 	manual := map[int64]bool{}
 	for _, q := range batch {
-		if l := q.Loaded; l != nil && l.Message != nil {
+		l := q.Loaded
+		if l == nil {
+			l = unloaded[q.ID]
+		}
+		if l != nil && l.Message != nil {
 			byID[l.Message.ID] = l.Message
 			if l.Raw != nil {
 				raws[l.Message.RawMessageID] = l.Raw
 			}
 			manual[q.ID] = l.Manual
-		}
-	}
-	var err error
-	if len(ids) > 0 {
-		msgs, err := h.o.Store.Messages(ctx, ids)
-		if err != nil {
-			return nil, err
-		}
-		rawIDs := make([]int64, 0, len(msgs))
-		for _, m := range msgs {
-			byID[m.ID] = m
-			if m.RawMessageID != 0 {
-				rawIDs = append(rawIDs, m.RawMessageID)
-			}
-		}
-		got, err := h.o.Store.RawMessages(ctx, rawIDs)
-		if err != nil {
-			return nil, err
-		}
-		for id, b := range got {
-			raws[id] = b
-		}
-		man, err := h.o.Store.ManualQueued(ctx, qids)
-		if err != nil {
-			return nil, err
-		}
-		for id, v := range man {
-			manual[id] = v
 		}
 	}
 	var inspections map[int64]*store.Inspection

@@ -29,9 +29,8 @@ import (
 
 // Store is what outgoing delivery needs of the database.
 type Store interface {
-	Messages(ctx context.Context, ids []int64) ([]*store.Message, error)
-	RawMessages(ctx context.Context, ids []int64) (map[int64][]byte, error)
-	ManualQueued(ctx context.Context, ids []int64) (map[int64]bool, error)
+	// LoadUnloaded reads the rows of a batch claimed without their data.
+	LoadUnloaded(ctx context.Context, batch []*store.QueuedMessage) (map[int64]*store.Loaded, error)
 	ServerByID(ctx context.Context, id int64) (*store.Server, error)
 	DomainByID(ctx context.Context, id int64) (*store.Domain, error)
 	CredentialByID(ctx context.Context, id int64) (*store.Credential, error)
@@ -432,52 +431,25 @@ func (j *job) outcome() store.Outcome {
 
 // load reads the batch's messages, bodies, manual flags and cached rows:
 // what the claim loaded with the row (store.QueuedMessage.Loaded), and for
-// rows claimed without it, in three queries. A row whose message is gone
+// rows claimed without it, in three queries (store.LoadUnloaded). A row whose message is gone
 // gets its final (empty) outcome here and no job.
 func (p *Processor) load(ctx context.Context, batch []*store.QueuedMessage, now time.Time) ([]*job, error) {
-	var ids, qids []int64
-	for _, q := range batch {
-		if q.Loaded == nil {
-			ids, qids = append(ids, q.MessageID), append(qids, q.ID)
-		}
-	}
-	byID := map[int64]*store.Message{}
-	raws := map[int64][]byte{}
-	manual := map[int64]bool{}
-	if len(ids) > 0 {
-		msgs, err := p.o.Store.Messages(ctx, ids)
-		if err != nil {
-			return nil, err
-		}
-		rawIDs := make([]int64, 0, len(msgs))
-		for _, m := range msgs {
-			byID[m.ID] = m
-			if m.RawMessageID != 0 {
-				rawIDs = append(rawIDs, m.RawMessageID)
-			}
-		}
-		if raws, err = p.o.Store.RawMessages(ctx, rawIDs); err != nil {
-			return nil, err
-		}
-		if manual, err = p.o.Store.ManualQueued(ctx, qids); err != nil {
-			return nil, err
-		}
+	unloaded, err := p.o.Store.LoadUnloaded(ctx, batch)
+	if err != nil {
+		return nil, err
 	}
 	jobs := make([]*job, 0, len(batch))
 	for _, q := range batch {
-		var j *job
-		if l := q.Loaded; l != nil {
-			if l.Message == nil {
-				continue // the message was deleted: the row is simply dropped
-			}
-			j = &job{q: q, msg: l.Message, raw: l.Raw, manual: l.Manual, supLoaded: true, sup: l.Suppression}
-		} else {
-			m := byID[q.MessageID]
-			if m == nil {
-				continue
-			}
-			j = &job{q: q, msg: m, raw: raws[m.RawMessageID], manual: manual[q.ID]}
+		// Only the claim reads the suppression entry; a row read here has
+		// it looked up later (supLoaded false).
+		l, fromClaim := q.Loaded, true
+		if l == nil {
+			l, fromClaim = unloaded[q.ID], false
 		}
+		if l == nil || l.Message == nil {
+			continue // the message was deleted: the row is simply dropped
+		}
+		j := &job{q: q, msg: l.Message, raw: l.Raw, manual: l.Manual, supLoaded: fromClaim, sup: l.Suppression}
 		m := j.msg
 		var err error
 		if j.server, err = p.server(ctx, m.ServerID, now); err != nil && !errors.Is(err, store.ErrNotFound) {

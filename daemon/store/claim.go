@@ -217,3 +217,52 @@ func scanLoaded(sc interface{ Scan(...any) error }) (*QueuedMessage, error) {
 	q.Loaded = &l
 	return &q, nil
 }
+
+// LoadUnloaded reads, for the rows of batch claimed without their Loaded
+// data, what a claim loads except the suppression entry: their messages,
+// bodies and manual flags, in three queries for the whole batch. Rows that
+// carry Loaded are left out. The result is keyed by queued message id; a row
+// whose message is gone maps to a Loaded with a nil Message.
+func (s *Store) LoadUnloaded(ctx context.Context, batch []*QueuedMessage) (map[int64]*Loaded, error) {
+	var ids, qids []int64
+	for _, q := range batch {
+		if q.Loaded == nil {
+			ids, qids = append(ids, q.MessageID), append(qids, q.ID)
+		}
+	}
+	out := make(map[int64]*Loaded, len(qids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	msgs, err := s.Messages(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	byID := make(map[int64]*Message, len(msgs))
+	rawIDs := make([]int64, 0, len(msgs))
+	for _, m := range msgs {
+		byID[m.ID] = m
+		if m.RawMessageID != 0 {
+			rawIDs = append(rawIDs, m.RawMessageID)
+		}
+	}
+	raws, err := s.RawMessages(ctx, rawIDs)
+	if err != nil {
+		return nil, err
+	}
+	manual, err := s.ManualQueued(ctx, qids)
+	if err != nil {
+		return nil, err
+	}
+	for _, q := range batch {
+		if q.Loaded != nil {
+			continue
+		}
+		l := &Loaded{Manual: manual[q.ID]}
+		if m := byID[q.MessageID]; m != nil {
+			l.Message, l.Raw = m, raws[m.RawMessageID]
+		}
+		out[q.ID] = l
+	}
+	return out, nil
+}

@@ -156,3 +156,43 @@ func TestClaimSkipsCancelledAndDeleted(t *testing.T) {
 		}
 	})
 }
+
+// TestLoadUnloaded: rows claimed without their data get message, body and
+// manual flag read in one call; rows that carry Loaded are left out, and a
+// row whose message is gone maps to a Loaded without a message.
+func TestLoadUnloaded(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		f := storetest.NewFixture(t, s, "example.com", "")
+		now := time.Now()
+		acc := submit(t, s, f, "one@dest.test", "two@dest.test")
+		rows, err := s.ClaimQueued(ctx, []int64{acc[0].QueuedID, acc[1].QueuedID}, "w1", now.Add(time.Second), now.Add(time.Hour))
+		if err != nil || len(rows) != 2 {
+			t.Fatalf("claim = %d rows, %v", len(rows), err)
+		}
+		bare := *rows[0]
+		bare.Loaded = nil
+		ghost := &store.QueuedMessage{ID: rows[1].ID + 1000, MessageID: rows[1].MessageID + 1000}
+		got, err := s.LoadUnloaded(ctx, []*store.QueuedMessage{&bare, rows[1], ghost})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 2 {
+			t.Fatalf("loaded %d rows, want 2 (the bare row and the ghost): %v", len(got), got)
+		}
+		l := got[bare.ID]
+		if l == nil || l.Message == nil || l.Message.ID != bare.MessageID || l.Message.RcptTo != "one@dest.test" ||
+			string(l.Raw) != "Subject: hi\r\n\r\nbody\r\n" || l.Manual || l.Suppression != nil {
+			t.Fatalf("bare row loaded = %+v", l)
+		}
+		if _, ok := got[rows[1].ID]; ok {
+			t.Fatal("a row carrying Loaded was read again")
+		}
+		if g := got[ghost.ID]; g == nil || g.Message != nil || g.Raw != nil {
+			t.Fatalf("row without a message loaded = %+v", g)
+		}
+		if none, err := s.LoadUnloaded(ctx, rows); err != nil || len(none) != 0 {
+			t.Fatalf("all rows loaded: %v, %v", none, err)
+		}
+	})
+}

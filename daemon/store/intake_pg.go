@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/stdlib"
 )
 
 // insertSubmissionsPipelined is InsertSubmissions on PostgreSQL in two
@@ -48,17 +47,7 @@ func (s *Store) insertSubmissionsPipelined(ctx context.Context, subs []Submissio
 		return nil, err
 	}
 	defer release()
-	conn, err := s.db.Conn(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("connection: %w", err)
-	}
-	defer conn.Close()
-	err = conn.Raw(func(dc any) error {
-		pc, ok := dc.(*stdlib.Conn)
-		if !ok {
-			return fmt.Errorf("postgres connection is a %T, not pgx's", dc)
-		}
-		c := pc.Conn()
+	err = s.withPgx(ctx, func(c *pgx.Conn) error {
 		var rawIDs, msgIDs, qIDs []int64
 		if err := c.QueryRow(ctx, `SELECT
 			(SELECT array_agg(nextval('raw_messages_id_seq')) FROM generate_series(1, $1::int)),

@@ -249,20 +249,11 @@ func (s *Store) lightlyQuery(ctx context.Context, q string, args []any, each fun
 			return rows.Err()
 		})
 	}
-	conn, err := s.db.Conn(ctx)
-	if err != nil {
-		return fmt.Errorf("connection: %w", err)
-	}
-	defer conn.Close()
-	return conn.Raw(func(dc any) error {
-		pc, ok := dc.(*stdlib.Conn)
-		if !ok {
-			return fmt.Errorf("postgres connection is a %T, not pgx's", dc)
-		}
+	return s.withPgx(ctx, func(c *pgx.Conn) error {
 		b := &pgx.Batch{}
 		b.Queue(`SELECT set_config('synchronous_commit', 'off', true)`)
 		b.Queue(s.dialect.rebind(q), args...)
-		br := pc.Conn().SendBatch(ctx, b)
+		br := c.SendBatch(ctx, b)
 		err := readLightly(br, each)
 		if cerr := br.Close(); err == nil && cerr != nil {
 			err = cerr
@@ -429,4 +420,21 @@ func RandomToken(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b) // never fails: crypto/rand crashes the program rather than return short
 	return hex.EncodeToString(b)
+}
+
+// withPgx runs fn on one pooled PostgreSQL connection as pgx's own
+// connection, for pipelines (pgx.Batch) that database/sql cannot express.
+func (s *Store) withPgx(ctx context.Context, fn func(c *pgx.Conn) error) error {
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("connection: %w", err)
+	}
+	defer conn.Close()
+	return conn.Raw(func(dc any) error {
+		pc, ok := dc.(*stdlib.Conn)
+		if !ok {
+			return fmt.Errorf("postgres connection is a %T, not pgx's", dc)
+		}
+		return fn(pc.Conn())
+	})
 }

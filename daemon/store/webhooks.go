@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/stdlib"
 )
 
 // Webhook request delivery: claims, attempt outcomes, the attempt log and
@@ -225,16 +224,7 @@ func (s *Store) RecordWebhookAttempts(ctx context.Context, outs []WebhookAttempt
 // A statement that fails aborts the whole of it. applied[i] is set for
 // each outcome whose attempt row was logged.
 func (s *Store) recordWebhookAttemptsPipelined(ctx context.Context, outs []WebhookAttemptOutcome, applied []bool) error {
-	conn, err := s.db.Conn(ctx)
-	if err != nil {
-		return fmt.Errorf("connection: %w", err)
-	}
-	defer conn.Close()
-	return conn.Raw(func(dc any) error {
-		pc, ok := dc.(*stdlib.Conn)
-		if !ok {
-			return fmt.Errorf("postgres connection is a %T, not pgx's", dc)
-		}
+	return s.withPgx(ctx, func(c *pgx.Conn) error {
 		b := &pgx.Batch{}
 		b.Queue(`SELECT set_config('synchronous_commit', 'off', true)`)
 		record := s.dialect.rebind(recordAttemptSQL)
@@ -259,7 +249,7 @@ func (s *Store) recordWebhookAttemptsPipelined(ctx context.Context, outs []Webho
 				b.Queue(retry, o.RetryAfter.UnixMicro(), nullString(o.Error), o.RequestID, o.Owner)
 			}
 		}
-		br := pc.Conn().SendBatch(ctx, b)
+		br := c.SendBatch(ctx, b)
 		err := readRecordPipeline(br, outs, applied, len(okIDs) > 0)
 		if cerr := br.Close(); err == nil && cerr != nil {
 			err = fmt.Errorf("commit: %w", cerr)
