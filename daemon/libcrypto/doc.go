@@ -12,8 +12,9 @@
 //
 // NewBackgroundSigner signs at a lower CPU priority (webhook signatures,
 // two per request, which must not slow the mail delivery running in the
-// same process): each signature runs on a short-lived C thread whose nice
-// value is raised, so no thread Go schedules on ever runs with it.
+// same process): signatures run on a few OS threads whose nice value is
+// raised, each locked for good to one goroutine that does nothing else, so
+// no other goroutine ever runs with the lowered priority.
 //
 // Nothing links against libcrypto at build time: building needs a C compiler
 // only, and a binary built here runs where libcrypto is absent.

@@ -3,10 +3,9 @@
 package libcrypto
 
 /*
-#cgo LDFLAGS: -ldl -lpthread
+#cgo LDFLAGS: -ldl
 #include <dlfcn.h>
 #include <errno.h>
-#include <pthread.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,49 +88,19 @@ static int postal_libcrypto_sign(postal_libcrypto *lc, int nid, const unsigned c
 	return ok;
 }
 
-// A signature made on a thread of its own whose nice value is raised by
-// nice (to at most 19), so under load the kernel runs the process's other
-// threads first. The thread exists for the one signature: no thread of Go's
-// ever runs with the lowered priority.
-typedef struct {
-	postal_libcrypto *lc;
-	int nid;
-	const unsigned char *m;
-	unsigned int mlen;
-	unsigned char *sig;
-	unsigned int *siglen;
-	void *k;
-	char *errbuf;
-	size_t errn;
-	int nice;
-	int ok;
-} postal_libcrypto_job;
-
-static void *postal_libcrypto_job_run(void *arg) {
-	postal_libcrypto_job *j = arg;
+// postal_libcrypto_lower_priority raises the calling thread's nice value
+// by nice (to at most 19); best effort: a refusal leaves it as it was.
+static void postal_libcrypto_lower_priority(int nice) {
 	id_t tid = (id_t)syscall(SYS_gettid);
 	errno = 0;
 	int cur = getpriority(PRIO_PROCESS, tid);
 	if (errno == 0) {
-		int want = cur + j->nice;
+		int want = cur + nice;
 		if (want > 19) {
 			want = 19;
 		}
-		setpriority(PRIO_PROCESS, tid, want); // best effort: a refusal signs at the usual priority
+		setpriority(PRIO_PROCESS, tid, want);
 	}
-	j->ok = postal_libcrypto_sign(j->lc, j->nid, j->m, j->mlen, j->sig, j->siglen, j->k, j->errbuf, j->errn);
-	return NULL;
-}
-
-static int postal_libcrypto_sign_nice(postal_libcrypto *lc, int nid, const unsigned char *m, unsigned int mlen,
-                                      unsigned char *sig, unsigned int *siglen, void *k, char *errbuf, size_t errn, int nice) {
-	postal_libcrypto_job j = {lc, nid, m, mlen, sig, siglen, k, errbuf, errn, nice, 0};
-	pthread_t t;
-	if (pthread_create(&t, NULL, postal_libcrypto_job_run, &j) != 0) {
-		return postal_libcrypto_sign(lc, nid, m, mlen, sig, siglen, k, errbuf, errn);
-	}
-	pthread_join(t, NULL);
-	return j.ok;
 }
 
 static void postal_libcrypto_free(postal_libcrypto *lc, void *k) {
@@ -150,6 +119,8 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"sync"
+	"syscall"
 	"unsafe"
 )
 
@@ -196,9 +167,9 @@ func (l *Library) NewSigner(key *rsa.PrivateKey) (crypto.Signer, error) {
 
 // NewBackgroundSigner is NewSigner for work that must yield the CPU to the
 // rest of the process: each signature is made on a short-lived thread of
-// its own whose nice value is raised by BackgroundNice (best effort), so
-// under load the kernel runs the process's other threads first. A thread
-// costs some tens of microseconds, a 2048-bit signature some hundreds.
+// the process's background signing threads, whose nice value is raised by
+// BackgroundNice (best effort), so under load the kernel runs the process's
+// other threads first (niceThreads).
 func (l *Library) NewBackgroundSigner(key *rsa.PrivateKey) (crypto.Signer, error) {
 	return l.newSigner(key, BackgroundNice)
 }
@@ -252,8 +223,8 @@ type signer struct {
 	key  unsafe.Pointer // RSA*
 	size int
 	pub  *rsa.PublicKey
-	// nice, when not 0, signs on a thread of its own with this much lower
-	// priority.
+	// nice, when not 0, signs on one of the process's background signing
+	// threads, whose priority is this much lower (niceThreads).
 	nice int
 }
 
@@ -293,16 +264,82 @@ func (s *signer) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byt
 	var n C.uint
 	var errbuf [256]C.char
 	var r C.int
-	if s.nice != 0 {
-		r = C.postal_libcrypto_sign_nice(s.lc, id, (*C.uchar)(unsafe.Pointer(&digest[0])), C.uint(len(digest)),
-			(*C.uchar)(unsafe.Pointer(&sig[0])), &n, s.key, &errbuf[0], C.size_t(len(errbuf)), C.int(s.nice))
-	} else {
+	sign := func() {
 		r = C.postal_libcrypto_sign(s.lc, id, (*C.uchar)(unsafe.Pointer(&digest[0])), C.uint(len(digest)),
 			(*C.uchar)(unsafe.Pointer(&sig[0])), &n, s.key, &errbuf[0], C.size_t(len(errbuf)))
+	}
+	if s.nice != 0 {
+		niceThreads(s.nice).run(sign)
+	} else {
+		sign()
 	}
 	runtime.KeepAlive(s)
 	if r != 1 {
 		return nil, fmt.Errorf("libcrypto: sign: %s", C.GoString(&errbuf[0]))
 	}
 	return sig[:n], nil
+}
+
+// A nicePool is a set of OS threads whose nice value is raised, each running
+// one goroutine locked to it for the life of the process, that run
+// background signatures. Go never schedules another goroutine on a locked
+// thread, and a thread the runtime needs while on one is created by its
+// template thread, not cloned from the locked one, so no goroutine but these
+// ever runs with the lowered priority. Before, each background signature
+// made a C thread of its own for the purpose: some 100 µs of thread creation
+// and teardown per 270 µs signature.
+type nicePool struct {
+	jobs chan niceJob
+}
+
+type niceJob struct {
+	fn   func()
+	done chan struct{}
+}
+
+var (
+	nicePoolsMu sync.Mutex
+	nicePools   = map[int]*nicePool{}
+)
+
+// niceThreads returns the pool of threads lowered by nice, starting it (one
+// thread per CPU) on first use.
+func niceThreads(nice int) *nicePool {
+	nicePoolsMu.Lock()
+	defer nicePoolsMu.Unlock()
+	if p, ok := nicePools[nice]; ok {
+		return p
+	}
+	p := &nicePool{jobs: make(chan niceJob)}
+	for range runtime.NumCPU() {
+		go p.serve(nice)
+	}
+	nicePools[nice] = p
+	return p
+}
+
+// serve runs on a thread of its own, never unlocked: the thread keeps its
+// lowered priority and would end with the goroutine.
+func (p *nicePool) serve(nice int) {
+	runtime.LockOSThread()
+	if syscall.Gettid() == syscall.Getpid() {
+		// The process's main thread, whose nice value is the one ps and top
+		// show for the process: leave it alone. A goroutine that ends while
+		// locked to it parks the thread for good (Go never exits it), and
+		// another goroutine takes its place on another thread.
+		go p.serve(nice)
+		return
+	}
+	C.postal_libcrypto_lower_priority(C.int(nice))
+	for j := range p.jobs {
+		j.fn()
+		close(j.done)
+	}
+}
+
+// run runs fn on one of the pool's threads and waits for it.
+func (p *nicePool) run(fn func()) {
+	done := make(chan struct{})
+	p.jobs <- niceJob{fn: fn, done: done}
+	<-done
 }
