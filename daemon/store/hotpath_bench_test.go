@@ -39,22 +39,8 @@ func BenchmarkHotPaths(b *testing.B) {
 	for _, be := range storetest.Backends() {
 		b.Run(be.Name, func(b *testing.B) {
 			ctx := context.Background()
-			var s *store.Store
-			var admin *sql.DB
-			if be.Name == "postgres" {
-				o := storetest.PostgresOptions(b)
-				var err error
-				if s, err = store.Open(ctx, o); err != nil {
-					b.Fatal(err)
-				}
-				b.Cleanup(func() { _ = s.Close() })
-				if _, err := s.Migrate(ctx, false); err != nil {
-					b.Fatal(err)
-				}
-				if admin, err = sql.Open("pgx", o.URL); err != nil {
-					b.Fatal(err)
-				}
-				b.Cleanup(func() { _ = admin.Close() })
+			s, admin := benchStore(b, be)
+			if admin != nil {
 				// POSTAL_BENCH_PG_SQL runs after migrating, to weigh an index
 				// or a storage parameter (e.g. DROP INDEX ...; ALTER TABLE
 				// messages SET (fillfactor = 80)).
@@ -63,8 +49,6 @@ func BenchmarkHotPaths(b *testing.B) {
 						b.Fatalf("POSTAL_BENCH_PG_SQL: %v", err)
 					}
 				}
-			} else {
-				s = be.Open(b)
 			}
 			fx := storetest.NewFixture(b, s, "example.com", "")
 			subs := func() []store.Submission {
@@ -226,4 +210,29 @@ func backendCPU(b *testing.B, admin *sql.DB) time.Duration {
 		total += time.Duration(ns)
 	}
 	return total
+}
+
+// benchStore opens be's store for a benchmark, migrated; on PostgreSQL it
+// also returns an admin connection to the same database (for meter and
+// set-up SQL), nil elsewhere.
+func benchStore(b *testing.B, be storetest.Backend) (*store.Store, *sql.DB) {
+	if be.Name != "postgres" {
+		return be.Open(b), nil
+	}
+	ctx := context.Background()
+	o := storetest.PostgresOptions(b)
+	s, err := store.Open(ctx, o)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = s.Close() })
+	if _, err := s.Migrate(ctx, false); err != nil {
+		b.Fatal(err)
+	}
+	admin, err := sql.Open("pgx", o.URL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = admin.Close() })
+	return s, admin
 }

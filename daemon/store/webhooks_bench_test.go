@@ -2,7 +2,6 @@ package store_test
 
 import (
 	"context"
-	"database/sql"
 	"testing"
 	"time"
 
@@ -19,25 +18,7 @@ func BenchmarkRecordWebhookAttempts(b *testing.B) {
 	for _, be := range storetest.Backends() {
 		b.Run(be.Name, func(b *testing.B) {
 			ctx := context.Background()
-			var s *store.Store
-			var admin *sql.DB
-			if be.Name == "postgres" {
-				o := storetest.PostgresOptions(b)
-				var err error
-				if s, err = store.Open(ctx, o); err != nil {
-					b.Fatal(err)
-				}
-				b.Cleanup(func() { _ = s.Close() })
-				if _, err := s.Migrate(ctx, false); err != nil {
-					b.Fatal(err)
-				}
-				if admin, err = sql.Open("pgx", o.URL); err != nil {
-					b.Fatal(err)
-				}
-				b.Cleanup(func() { _ = admin.Close() })
-			} else {
-				s = storetest.SQLite(b)
-			}
+			s, admin := benchStore(b, be)
 			fx := storetest.NewFixture(b, s, "example.com", "")
 			hook, err := s.CreateWebhook(ctx, fx.Server.ID, store.NewWebhook{Name: "h", URL: "https://h.test/x", AllEvents: true, Enabled: true})
 			if err != nil {
