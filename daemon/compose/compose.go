@@ -24,6 +24,8 @@ import (
 	"net/mail"
 	"strings"
 	"time"
+
+	"github.com/postalgo/postal/daemon/untrusted"
 )
 
 // Header is a custom header field, in the order given.
@@ -204,20 +206,11 @@ func clean(s string) string {
 
 func isControl(r rune) bool { return r < 32 && r != '\t' || r == 127 }
 
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			return false
-		}
-	}
-	return true
-}
-
 // encodeText is an unstructured header value: cleaned, and RFC 2047
 // Q-encoded (in words of at most 75 octets) when it is not ASCII.
 func encodeText(s string) string {
 	s = clean(s)
-	if isASCII(s) {
+	if untrusted.IsASCII(s) {
 		return s
 	}
 	return mime.QEncoding.Encode("UTF-8", s)
@@ -231,7 +224,7 @@ func writeAddressField(b *bytes.Buffer, name, v string) {
 	if v == "" {
 		return
 	}
-	if isASCII(v) {
+	if untrusted.IsASCII(v) {
 		writeField(b, name, v)
 		return
 	}

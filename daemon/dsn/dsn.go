@@ -25,6 +25,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/postalgo/postal/daemon/untrusted"
 )
 
 // Actions a per-recipient Action field may take (RFC 3464 section 2.3.3).
@@ -161,7 +163,7 @@ func Build(p Params) ([]byte, error) {
 		b.WriteString("\r\n--" + boundary + "\r\n")
 		writeField(&b, "Content-Description", "Undelivered message headers")
 		writeField(&b, "Content-Type", "text/rfc822-headers")
-		if isASCII(string(headers)) {
+		if untrusted.IsASCII(string(headers)) {
 			writeField(&b, "Content-Transfer-Encoding", "7bit")
 		} else {
 			writeField(&b, "Content-Transfer-Encoding", "8bit")
@@ -197,7 +199,7 @@ func validate(p Params) error {
 			return err
 		}
 	}
-	if !isASCII(p.ReportingMTA) || strings.ContainsAny(p.ReportingMTA, " \t;") {
+	if !untrusted.IsASCII(p.ReportingMTA) || strings.ContainsAny(p.ReportingMTA, " \t;") {
 		return fmt.Errorf("dsn: ReportingMTA %q is not a host name", p.ReportingMTA)
 	}
 	for i, r := range p.Recipients {
@@ -209,7 +211,7 @@ func validate(p Params) error {
 				return err
 			}
 		}
-		if r.RemoteMTA != "" && (!isASCII(r.RemoteMTA) || strings.ContainsAny(r.RemoteMTA, " \t;")) {
+		if r.RemoteMTA != "" && (!untrusted.IsASCII(r.RemoteMTA) || strings.ContainsAny(r.RemoteMTA, " \t;")) {
 			return fmt.Errorf("dsn: Recipients[%d].RemoteMTA %q is not a host name", i, r.RemoteMTA)
 		}
 		switch r.Action {
@@ -337,7 +339,7 @@ func deliveryStatus(p Params) string {
 // addressField types an address: rfc822 when ASCII, otherwise utf-8 with
 // RFC 6533 utf-8-addr-xtext escapes so the part stays 7-bit.
 func addressField(addr string) string {
-	if isASCII(addr) && !strings.ContainsAny(addr, `\`) {
+	if untrusted.IsASCII(addr) && !strings.ContainsAny(addr, `\`) {
 		return "rfc822; " + addr
 	}
 	var b strings.Builder
@@ -424,7 +426,7 @@ func writeField(b *bytes.Buffer, name, value string) {
 }
 
 func needsQP(s string) bool {
-	if !isASCII(s) {
+	if !untrusted.IsASCII(s) {
 		return true
 	}
 	for _, l := range strings.Split(s, "\r\n") {
@@ -433,15 +435,6 @@ func needsQP(s string) bool {
 		}
 	}
 	return false
-}
-
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			return false
-		}
-	}
-	return true
 }
 
 // toCRLF returns s with every line ending as CRLF, ending with one.

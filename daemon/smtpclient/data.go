@@ -58,16 +58,6 @@ func has8bit(data []byte) bool {
 	return false
 }
 
-// isASCII reports whether s is plain ASCII.
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			return false
-		}
-	}
-	return true
-}
-
 // validAddress reports whether s can be placed between the angle brackets of
 // MAIL FROM or RCPT TO without changing the command: no line breaks, NULs,
 // angle brackets or surrounding spaces.

@@ -6,6 +6,8 @@ import (
 	"net"
 	"strconv"
 	"time"
+
+	"github.com/postalgo/postal/daemon/untrusted"
 )
 
 // Envelope is the SMTP envelope of one message.
@@ -182,7 +184,7 @@ func (cn *conn) localRefusal(rcpt string) (RcptError, bool) {
 	case !validAddress(rcpt):
 		return RcptError{Rcpt: rcpt, Code: 553, Enhanced: "5.1.3", Permanent: true,
 			Message: "recipient address contains characters SMTP cannot carry"}, false
-	case !cn.ext.smtpUTF8 && !isASCII(rcpt):
+	case !cn.ext.smtpUTF8 && !untrusted.IsASCII(rcpt):
 		return RcptError{Rcpt: rcpt, Code: 553, Enhanced: "5.6.7", Permanent: true,
 			Message: "non-ASCII recipient address and the server does not offer SMTPUTF8"}, false
 	}
@@ -259,7 +261,7 @@ func (cn *conn) transact(ctx context.Context, reused bool, env Envelope, data []
 		return &Error{Stage: StageMail, Code: 552, Enhanced: "5.3.4", Permanent: true,
 			Message: fmt.Sprintf("message of %d bytes exceeds the server's SIZE limit of %d", len(data), cn.ext.size)}, false
 	}
-	utf8 := !isASCII(env.From)
+	utf8 := !untrusted.IsASCII(env.From)
 	if utf8 && !cn.ext.smtpUTF8 {
 		return &Error{Stage: StageMail, Code: 553, Enhanced: "5.6.7", Permanent: true,
 			Message: "non-ASCII sender address and the server does not offer SMTPUTF8"}, false
@@ -267,7 +269,7 @@ func (cn *conn) transact(ctx context.Context, reused bool, env Envelope, data []
 	t := rcptTally{to: env.To}
 	nLocal := 0
 	for _, r := range env.To {
-		if !isASCII(r) {
+		if !untrusted.IsASCII(r) {
 			utf8 = true
 		}
 		if _, ok := cn.localRefusal(r); !ok {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/postalgo/postal/daemon/untrusted"
 )
 
 // Loaded is what a worker's Handler reads for a claimed queued row, read by
@@ -149,7 +151,7 @@ func (s *Store) suppressionsBeyondASCII(ctx context.Context, rows []*QueuedMessa
 	byServer := map[int64][]*Loaded{}
 	for _, q := range rows {
 		l := q.Loaded
-		if q.Scope != ScopeOutgoing || l.Message == nil || isASCII(l.Message.RcptTo) {
+		if q.Scope != ScopeOutgoing || l.Message == nil || untrusted.IsASCII(l.Message.RcptTo) {
 			continue
 		}
 		l.Suppression = nil
@@ -169,15 +171,6 @@ func (s *Store) suppressionsBeyondASCII(ctx context.Context, rows []*QueuedMessa
 		}
 	}
 	return nil
-}
-
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			return false
-		}
-	}
-	return true
 }
 
 // scanLoaded scans one row of loadJoin.

@@ -39,6 +39,16 @@ func Text(s string, max int) string { return clean(s, max, false) }
 // Lines is [Text] for multi-line text: line feeds are kept.
 func Lines(s string, max int) string { return clean(s, max, true) }
 
+// IsASCII reports whether s is plain 7-bit ASCII.
+func IsASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
 // clean implements Text and Lines.
 func clean(s string, max int, keepLF bool) string {
 	if max <= 0 {

@@ -144,3 +144,14 @@ func BenchmarkText(b *testing.B) {
 		})
 	}
 }
+
+func TestIsASCII(t *testing.T) {
+	for _, c := range []struct {
+		s    string
+		want bool
+	}{{"", true}, {"bob@example.com", true}, {"\x7f\t\r\n", true}, {"Ünï@dest.test", false}, {"a\x80", false}, {"\xff", false}} {
+		if got := untrusted.IsASCII(c.s); got != c.want {
+			t.Errorf("IsASCII(%q) = %v, want %v", c.s, got, c.want)
+		}
+	}
+}
