@@ -166,10 +166,10 @@ func (l *Library) NewSigner(key *rsa.PrivateKey) (crypto.Signer, error) {
 }
 
 // NewBackgroundSigner is NewSigner for work that must yield the CPU to the
-// rest of the process: each signature is made on a short-lived thread of
-// the process's background signing threads, whose nice value is raised by
-// BackgroundNice (best effort), so under load the kernel runs the process's
-// other threads first (niceThreads).
+// rest of the process: each signature is made on one of a few long-lived
+// signing threads whose nice value is raised by BackgroundNice (best
+// effort), so under load the kernel runs the process's other threads first
+// (niceThreads).
 func (l *Library) NewBackgroundSigner(key *rsa.PrivateKey) (crypto.Signer, error) {
 	return l.newSigner(key, BackgroundNice)
 }

@@ -431,8 +431,8 @@ func (j *job) outcome() store.Outcome {
 
 // load reads the batch's messages, bodies, manual flags and cached rows:
 // what the claim loaded with the row (store.QueuedMessage.Loaded), and for
-// rows claimed without it, in three queries (store.LoadUnloaded). A row whose message is gone
-// gets its final (empty) outcome here and no job.
+// rows claimed without it, in three queries (store.LoadUnloaded). A row
+// whose message is gone gets its final (empty) outcome here and no job.
 func (p *Processor) load(ctx context.Context, batch []*store.QueuedMessage, now time.Time) ([]*job, error) {
 	unloaded, err := p.o.Store.LoadUnloaded(ctx, batch)
 	if err != nil {

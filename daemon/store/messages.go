@@ -589,18 +589,6 @@ func collectQueued(rows *sql.Rows) ([]*QueuedMessage, error) {
 	return out, rows.Err()
 }
 
-// collectInto returns a row callback that appends each queued row to out.
-func collectInto(out *[]*QueuedMessage) func(interface{ Scan(...any) error }) error {
-	return func(row interface{ Scan(...any) error }) error {
-		q, err := scanQueued(row)
-		if err != nil {
-			return err
-		}
-		*out = append(*out, q)
-		return nil
-	}
-}
-
 // FailQueued marks the message of a queued row HardFail with reason and
 // removes the queued row, whoever holds it. It is used for dead letters
 // (work that repeatedly killed or stalled its workers).

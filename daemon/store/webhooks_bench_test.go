@@ -19,11 +19,7 @@ func BenchmarkRecordWebhookAttempts(b *testing.B) {
 		b.Run(be.Name, func(b *testing.B) {
 			ctx := context.Background()
 			s, admin := benchStore(b, be)
-			fx := storetest.NewFixture(b, s, "example.com", "")
-			hook, err := s.CreateWebhook(ctx, fx.Server.ID, store.NewWebhook{Name: "h", URL: "https://h.test/x", AllEvents: true, Enabled: true})
-			if err != nil {
-				b.Fatal(err)
-			}
+			fx, hook := hookFixture(b, s)
 			payload := `{"message":{"id":12345,"token":"AbCdEfGh12345678","direction":"outgoing","message_id":"abc@example.com",` +
 				`"to":"rcpt@example.net","from":"sender@example.com","subject":"Hello","timestamp":1700000000.123456,"spam_status":"NotChecked",` +
 				`"tag":null},"status":"Sent","details":"Message for rcpt@example.net accepted by mx.example.net","output":"250 2.0.0 OK",` +

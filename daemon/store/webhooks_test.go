@@ -13,11 +13,7 @@ import (
 func TestWebhookRequestClaimAttemptAndLog(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, s *store.Store) {
 		ctx := context.Background()
-		fx := storetest.NewFixture(t, s, "example.com", "")
-		hook, err := s.CreateWebhook(ctx, fx.Server.ID, store.NewWebhook{Name: "h", URL: "https://h.test/x", AllEvents: true, Enabled: true})
-		if err != nil {
-			t.Fatal(err)
-		}
+		fx, hook := hookFixture(t, s)
 		ids, err := s.InsertWebhookRequests(ctx, []store.NewWebhookRequest{
 			{ServerID: fx.Server.ID, WebhookID: hook.ID, URL: hook.URL, Event: "MessageSent", Payload: `{"a":1}`},
 			{ServerID: fx.Server.ID, WebhookID: hook.ID, URL: hook.URL, Event: "MessageHeld", Payload: `{"b":2}`},
@@ -169,11 +165,7 @@ func TestWebhookRequestsAndAttemptsOfAMessage(t *testing.T) {
 func TestRecordWebhookAttemptsStampsLatestSuccess(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, s *store.Store) {
 		ctx := context.Background()
-		fx := storetest.NewFixture(t, s, "example.com", "")
-		hook, err := s.CreateWebhook(ctx, fx.Server.ID, store.NewWebhook{Name: "h", URL: "https://h.test/x", AllEvents: true, Enabled: true})
-		if err != nil {
-			t.Fatal(err)
-		}
+		fx, hook := hookFixture(t, s)
 		other, err := s.CreateWebhook(ctx, fx.Server.ID, store.NewWebhook{Name: "o", URL: "https://o.test/x", AllEvents: true, Enabled: true})
 		if err != nil {
 			t.Fatal(err)
@@ -242,11 +234,7 @@ func TestRecordWebhookAttemptsStampsLatestSuccess(t *testing.T) {
 func TestRecordWebhookAttemptsReusesStatements(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, s *store.Store) {
 		ctx := context.Background()
-		fx := storetest.NewFixture(t, s, "example.com", "")
-		hook, err := s.CreateWebhook(ctx, fx.Server.ID, store.NewWebhook{Name: "h", URL: "https://h.test/x", AllEvents: true, Enabled: true})
-		if err != nil {
-			t.Fatal(err)
-		}
+		fx, hook := hookFixture(t, s)
 		const batches, per = 8, 5
 		var news []store.NewWebhookRequest
 		for range batches * per {
@@ -348,4 +336,15 @@ func TestRecordWebhookAttemptsIsAtomic(t *testing.T) {
 	if err != nil || len(locks) != 2 || locks[0].LockedBy != "w1" || locks[1].LockedBy != "w1" {
 		t.Fatalf("locks = %+v, %v; want both still claimed by w1", locks, err)
 	}
+}
+
+// hookFixture is storetest's fixture with an all-events webhook on its server.
+func hookFixture(t testing.TB, s *store.Store) (storetest.Fixture, *store.Webhook) {
+	t.Helper()
+	fx := storetest.NewFixture(t, s, "example.com", "")
+	hook, err := s.CreateWebhook(context.Background(), fx.Server.ID, store.NewWebhook{Name: "h", URL: "https://h.test/x", AllEvents: true, Enabled: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fx, hook
 }
