@@ -26,7 +26,9 @@ func NewCmd(f *cli.Factory) *cobra.Command {
 }
 
 // find opens the store and looks up the message named by ref: a numeric id,
-// else a token.
+// else a token. A token may be all digits too (one in about 1,800 of the
+// 16-hex-digit tokens is), so a number that is no message's id is tried as
+// a token.
 func find(ctx context.Context, f *cli.Factory, ref string) (*store.Store, *store.Message, error) {
 	if ref == "" {
 		return nil, nil, cli.Usagef("a message id or token is required")
@@ -36,9 +38,11 @@ func find(ctx context.Context, f *cli.Factory, ref string) (*store.Store, *store
 		return nil, nil, err
 	}
 	var m *store.Message
+	err = store.ErrNotFound
 	if id, perr := strconv.ParseInt(ref, 10, 64); perr == nil {
 		m, err = st.Message(ctx, id)
-	} else {
+	}
+	if errors.Is(err, store.ErrNotFound) {
 		m, err = st.MessageByToken(ctx, ref)
 	}
 	if errors.Is(err, store.ErrNotFound) {

@@ -219,3 +219,24 @@ func TestMessageUsageErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestShowFindsAnAllDigitToken: a token made only of digits (one in about
+// 1,800 random ones) is found by `message show` although it parses as an
+// id; a number that is an id still names that message.
+func TestShowFindsAnAllDigitToken(t *testing.T) {
+	clitest.Each(t, func(t *testing.T, e *clitest.Env) {
+		fx := storetest.NewFixture(t, e.Store, "example.com", "")
+		acc, err := e.Store.InsertSubmissions(context.Background(), []store.Submission{{Raw: []byte(body), Messages: []store.NewMessage{
+			{ServerID: fx.Server.ID, Scope: store.ScopeOutgoing, RcptTo: "first@dest.test", MailFrom: "m@example.com"},
+			{ServerID: fx.Server.ID, Scope: store.ScopeOutgoing, RcptTo: "digits@dest.test", MailFrom: "m@example.com", Token: "3092844455750353"},
+		}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		run(t, e, []step{
+			{args: []string{"message", "show", "3092844455750353"}, out: []string{"digits@dest.test", "(token 3092844455750353)"}},
+			{args: []string{"message", "show", fmt.Sprint(acc[0][0].MessageID)}, out: []string{"first@dest.test"}},
+			{args: []string{"message", "show", "99999999"}, code: 1, errText: "message 99999999 not found"},
+		})
+	})
+}
