@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,7 +21,33 @@ import (
 // proc is one redis-server (or sentinel) process started for a test.
 type proc struct {
 	cmd    *exec.Cmd
+	out    *tailBuffer
 	exited chan struct{}
+}
+
+// tailBuffer keeps the last bytes a process wrote, for the failure
+// message of a test whose servers did not come up.
+type tailBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+const tailMax = 4 << 10
+
+func (b *tailBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf = append(b.buf, p...)
+	if len(b.buf) > tailMax {
+		b.buf = append(b.buf[:0], b.buf[len(b.buf)-tailMax:]...)
+	}
+	return len(p), nil
+}
+
+func (b *tailBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return string(b.buf)
 }
 
 // startProc starts redis-server with args in dir; it is killed when the test
@@ -33,10 +60,11 @@ func startProc(t testing.TB, dir string, args ...string) *proc {
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
+	p := &proc{cmd: cmd, out: &tailBuffer{}, exited: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = p.out, p.out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("redistest: start redis-server: %v", err)
 	}
-	p := &proc{cmd: cmd, exited: make(chan struct{})}
 	go func() {
 		_ = cmd.Wait()
 		close(p.exited)
@@ -48,6 +76,72 @@ func startProc(t testing.TB, dir string, args ...string) *proc {
 func (p *proc) kill() {
 	_ = p.cmd.Process.Kill()
 	<-p.exited
+}
+
+func (p *proc) hasExited() bool {
+	select {
+	case <-p.exited:
+		return true
+	default:
+		return false
+	}
+}
+
+// startOnFreePort starts a server on a free loopback port: args gives the
+// arguments for a port. It returns once the server answers there as itself.
+// Picking a free port and binding it later is a race: another process may
+// take the port in between (any outgoing connection on the machine may be
+// given it as its local port), and then redis-server exits. So a server
+// that exits before it answers is started again on another port, up to
+// five times, before the test fails with what the server printed.
+func startOnFreePort(t testing.TB, dir string, args func(port int) []string) (*proc, int) {
+	t.Helper()
+	var last *proc
+	for range 5 {
+		port := freeTCPPort(t)
+		p := startProc(t, dir, args(port)...)
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		deadline := time.Now().Add(10 * time.Second)
+		for !p.hasExited() && time.Now().Before(deadline) {
+			if answersAs(addr, p.cmd.Process.Pid) == nil {
+				return p, port
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		p.kill()
+		last = p
+	}
+	t.Fatalf("redistest: redis-server did not come up on a free port in 5 tries; it printed:\n%s", last.out)
+	return nil, 0
+}
+
+// answersAs checks that the server at addr is the process pid, not some
+// other server that took the port first.
+func answersAs(addr string, pid int) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second})
+	defer c.Close()
+	info, err := c.Info(ctx, "server").Result()
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(info, "process_id:"+strconv.Itoa(pid)+"\r\n") {
+		return fmt.Errorf("%s is another server than process %d", addr, pid)
+	}
+	return nil
+}
+
+// exitedReport names the processes of procs that have exited, with the
+// end of what they printed, for a failure message ("" when all run).
+func exitedReport(procs []*proc, names []string) string {
+	var b strings.Builder
+	for i, p := range procs {
+		if p.hasExited() {
+			fmt.Fprintf(&b, "\n%s exited; it printed:\n%s", names[i], p.out)
+		}
+	}
+	return b.String()
 }
 
 // freeTCPPort returns a loopback port that is free now, and whose cluster
@@ -120,23 +214,19 @@ func StartCluster(t testing.TB) *Cluster {
 	}
 	dir := t.TempDir()
 	c := &Cluster{}
+	var procs []*proc
 	for i := range 3 {
-		port := freeTCPPort(t)
 		nodeDir := filepath.Join(dir, strconv.Itoa(i))
 		if err := os.Mkdir(nodeDir, 0o700); err != nil {
 			t.Fatalf("redistest: %v", err)
 		}
-		startProc(t, nodeDir, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-			"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000",
-			"--save", "", "--appendonly", "no", "--dir", nodeDir)
-		c.Addrs = append(c.Addrs, fmt.Sprintf("127.0.0.1:%d", port))
-	}
-	for _, a := range c.Addrs {
-		waitUntil(t, "cluster node "+a+" answers", 10*time.Second, func(ctx context.Context) error {
-			n := redis.NewClient(&redis.Options{Addr: a})
-			defer n.Close()
-			return n.Ping(ctx).Err()
+		p, port := startOnFreePort(t, nodeDir, func(port int) []string {
+			return []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+				"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000",
+				"--save", "", "--appendonly", "no", "--dir", nodeDir}
 		})
+		procs = append(procs, p)
+		c.Addrs = append(c.Addrs, fmt.Sprintf("127.0.0.1:%d", port))
 	}
 	args := append([]string{"--cluster", "create"}, c.Addrs...)
 	args = append(args, "--cluster-yes")
@@ -152,7 +242,7 @@ func StartCluster(t testing.TB) *Cluster {
 				return err
 			}
 			if !strings.Contains(info, "cluster_state:ok") {
-				return fmt.Errorf("cluster info: %s", strings.SplitN(info, "\n", 2)[0])
+				return fmt.Errorf("cluster info: %s%s", strings.SplitN(info, "\n", 2)[0], exitedReport(procs, c.Addrs))
 			}
 			return nil
 		})
@@ -186,32 +276,47 @@ func (s *Sentinel) Options() redisconn.Options {
 func StartSentinel(t testing.TB) *Sentinel {
 	t.Helper()
 	dir := t.TempDir()
-	master, replica := freeTCPPort(t), freeTCPPort(t)
-	for i, port := range []int{master, replica} {
+	var procs []*proc
+	var names []string
+	var master, replica int
+	for i := range 2 {
 		d := filepath.Join(dir, "data"+strconv.Itoa(i))
 		if err := os.Mkdir(d, 0o700); err != nil {
 			t.Fatalf("redistest: %v", err)
 		}
-		args := []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", d}
-		if port == replica {
-			args = append(args, "--replicaof", "127.0.0.1", strconv.Itoa(master))
+		p, port := startOnFreePort(t, d, func(port int) []string {
+			args := []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", d}
+			if i == 1 {
+				args = append(args, "--replicaof", "127.0.0.1", strconv.Itoa(master))
+			}
+			return args
+		})
+		if i == 0 {
+			master = port
+		} else {
+			replica = port
 		}
-		startProc(t, d, args...)
+		procs = append(procs, p)
+		names = append(names, fmt.Sprintf("redis-server 127.0.0.1:%d", port))
 	}
 	s := &Sentinel{MasterName: SentinelMaster}
 	for i := range 3 {
-		port := freeTCPPort(t)
 		conf := filepath.Join(dir, fmt.Sprintf("sentinel%d.conf", i))
-		text := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\n"+
-			"sentinel monitor %s 127.0.0.1 %d 2\n"+
-			"sentinel down-after-milliseconds %[3]s 1000\n"+
-			"sentinel failover-timeout %[3]s 5000\n"+
-			"sentinel parallel-syncs %[3]s 1\n", port, dir, SentinelMaster, master)
-		if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
-			t.Fatalf("redistest: %v", err)
-		}
-		startProc(t, dir, conf, "--sentinel")
-		s.Addrs = append(s.Addrs, fmt.Sprintf("127.0.0.1:%d", port))
+		p, port := startOnFreePort(t, dir, func(port int) []string {
+			text := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\n"+
+				"sentinel monitor %s 127.0.0.1 %d 2\n"+
+				"sentinel down-after-milliseconds %[3]s 1000\n"+
+				"sentinel failover-timeout %[3]s 5000\n"+
+				"sentinel parallel-syncs %[3]s 1\n", port, dir, SentinelMaster, master)
+			if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+				t.Fatalf("redistest: %v", err)
+			}
+			return []string{conf, "--sentinel"}
+		})
+		procs = append(procs, p)
+		a := fmt.Sprintf("127.0.0.1:%d", port)
+		names = append(names, "sentinel "+a)
+		s.Addrs = append(s.Addrs, a)
 	}
 	for _, a := range s.Addrs {
 		waitUntil(t, "sentinel "+a+" sees the replica and its peers", 30*time.Second, func(ctx context.Context) error {
@@ -219,7 +324,7 @@ func StartSentinel(t testing.TB) *Sentinel {
 			defer sc.Close()
 			reps, err := sc.Replicas(ctx, SentinelMaster).Result()
 			if err != nil {
-				return err
+				return fmt.Errorf("%w%s", err, exitedReport(procs, names))
 			}
 			if len(reps) < 1 {
 				return fmt.Errorf("%d replicas known", len(reps))
@@ -238,7 +343,7 @@ func StartSentinel(t testing.TB) *Sentinel {
 				return err
 			}
 			if len(peers) < 2 {
-				return fmt.Errorf("%d other sentinels known", len(peers))
+				return fmt.Errorf("%d other sentinels known%s", len(peers), exitedReport(procs, names))
 			}
 			return nil
 		})
