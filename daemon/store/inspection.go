@@ -39,17 +39,26 @@ const (
 
 // recordInspection writes in for message id inside t.
 func recordInspection(ctx context.Context, t tx, id int64, in *NewInspection) error {
+	for _, st := range inspectionStatements(id, in) {
+		if _, err := t.exec(ctx, st.q, st.args...); err != nil {
+			return fmt.Errorf("inspection of message %d: %w", id, err)
+		}
+	}
+	return nil
+}
+
+// inspectionStatements are the statements that record in for message id:
+// the message's flags, then its checks replacing any recorded before.
+func inspectionStatements(id int64, in *NewInspection) []statement {
 	score := in.SpamScore
 	if math.IsNaN(score) || math.IsInf(score, 0) {
 		score = 0
 	}
-	if _, err := t.exec(ctx, `UPDATE messages SET inspected = TRUE, spam = ?, spam_score = ?, threat = ?,
-		threat_details = ?, inspection_skipped = ? WHERE id = ?`, in.Spam, score, in.Threat,
-		nullString(truncate(in.ThreatDetails, maxThreatDetails)), nullString(truncate(in.Skipped, maxSkipped)), id); err != nil {
-		return fmt.Errorf("inspection of message %d: %w", id, err)
-	}
-	if _, err := t.exec(ctx, `DELETE FROM spam_checks WHERE message_id = ?`, id); err != nil {
-		return fmt.Errorf("spam checks of message %d: %w", id, err)
+	out := []statement{
+		{q: `UPDATE messages SET inspected = TRUE, spam = ?, spam_score = ?, threat = ?,
+		threat_details = ?, inspection_skipped = ? WHERE id = ?`, args: []any{in.Spam, score, in.Threat,
+			nullString(truncate(in.ThreatDetails, maxThreatDetails)), nullString(truncate(in.Skipped, maxSkipped)), id}},
+		{q: `DELETE FROM spam_checks WHERE message_id = ?`, args: []any{id}},
 	}
 	for i, c := range in.Checks {
 		if i == maxChecks {
@@ -59,12 +68,10 @@ func recordInspection(ctx context.Context, t tx, id int64, in *NewInspection) er
 		if math.IsNaN(s) || math.IsInf(s, 0) {
 			s = 0
 		}
-		if _, err := t.exec(ctx, `INSERT INTO spam_checks (message_id, code, score, description) VALUES (?, ?, ?, ?)`,
-			id, truncate(c.Code, maxCheckCode), s, truncate(c.Description, maxCheckDescription)); err != nil {
-			return fmt.Errorf("spam checks of message %d: %w", id, err)
-		}
+		out = append(out, statement{q: `INSERT INTO spam_checks (message_id, code, score, description) VALUES (?, ?, ?, ?)`,
+			args: []any{id, truncate(c.Code, maxCheckCode), s, truncate(c.Description, maxCheckDescription)}})
 	}
-	return nil
+	return out
 }
 
 // Inspections returns the inspection state of the messages ids that exist,

@@ -286,15 +286,21 @@ func (s *Store) AddSuppressions(ctx context.Context, list []NewSuppression) erro
 // addSuppressions is AddSuppressions inside t.
 func addSuppressions(ctx context.Context, t tx, now int64, list []NewSuppression) error {
 	for _, n := range list {
-		if _, err := t.exec(ctx, `INSERT INTO suppressions (server_id, type, address, reason, timestamp, keep_until)
-			VALUES (?, ?, ?, ?, ?, ?)
-			ON CONFLICT (server_id, type, address) DO UPDATE SET reason = excluded.reason,
-				timestamp = excluded.timestamp, keep_until = excluded.keep_until`,
-			n.ServerID, SuppressionRecipient, strings.ToLower(n.Address), truncate(n.Reason, maxDetails), now, n.KeepUntil.UnixMicro()); err != nil {
+		st := suppressionStatement(now, n)
+		if _, err := t.exec(ctx, st.q, st.args...); err != nil {
 			return fmt.Errorf("suppress %s: %w", n.Address, err)
 		}
 	}
 	return nil
+}
+
+// suppressionStatement adds (or refreshes) the suppression n.
+func suppressionStatement(now int64, n NewSuppression) statement {
+	return statement{q: `INSERT INTO suppressions (server_id, type, address, reason, timestamp, keep_until)
+			VALUES (?, ?, ?, ?, ?, ?)
+			ON CONFLICT (server_id, type, address) DO UPDATE SET reason = excluded.reason,
+				timestamp = excluded.timestamp, keep_until = excluded.keep_until`,
+		args: []any{n.ServerID, SuppressionRecipient, strings.ToLower(n.Address), truncate(n.Reason, maxDetails), now, n.KeepUntil.UnixMicro()}}
 }
 
 // RemoveSuppression deletes a server's suppression of address and reports

@@ -342,20 +342,44 @@ func (s *Store) RecordOutcomes(ctx context.Context, outs []Outcome) ([]bool, err
 }
 
 // commitInto records outs in one transaction; on success it sets
-// c.Applied[at+i] and adds the new work to c.
+// c.Applied[at+i] and adds the new work to c. On PostgreSQL a batch whose
+// effects allow it is recorded in two round trips (commitPipelined).
 func (s *Store) commitInto(ctx context.Context, outs []Outcome, c *Committed, at int) error {
 	now := s.now()
 	applied := make([]bool, len(outs))
 	var queued []Accepted
 	var hooks []int64
 	tl := tally{}
+	var err error
+	if s.dialect.driver == Postgres && pipelinable(outs) {
+		hooks, err = s.commitPipelined(ctx, now, outs, applied, tl)
+	} else {
+		queued, hooks, err = s.commitTx(ctx, now, outs, applied, tl, s.dialect.driver == Postgres && batchable(outs))
+	}
+	if err != nil {
+		return err
+	}
+	copy(c.Applied[at:], applied)
+	c.Queued = append(c.Queued, queued...)
+	c.Webhooks = append(c.Webhooks, hooks...)
+	c.Counts = c.Counts.Add(tl.total())
+	return nil
+}
+
+// commitTx records outs in one transaction of separate statements: with
+// commitBatch when batch is set (PostgreSQL), else one outcome at a time
+// (commitEach). It sets applied[i], adds the applied outcomes to tl and
+// returns the queued rows and webhook requests the effects created.
+func (s *Store) commitTx(ctx context.Context, now time.Time, outs []Outcome, applied []bool, tl tally, batch bool) ([]Accepted, []int64, error) {
+	var queued []Accepted
+	var hooks []int64
 	err := s.inTx(ctx, func(t tx) error {
 		// A retried transaction starts afresh.
 		clear(applied)
 		clear(tl)
 		used := map[string][]int64{}
 		var err error
-		if t.d.driver == Postgres && batchable(outs) {
+		if batch {
 			queued, hooks, err = commitBatch(ctx, t, now, outs, applied, tl, used)
 		} else {
 			queued, hooks, err = commitEach(ctx, t, now, outs, applied, tl, used)
@@ -369,13 +393,11 @@ func (s *Store) commitInto(ctx context.Context, outs []Outcome, c *Committed, at
 		return tl.write(ctx, t, now)
 	})
 	if err != nil {
-		return err
+		clear(applied)
+		clear(tl)
+		return nil, nil, err
 	}
-	copy(c.Applied[at:], applied)
-	c.Queued = append(c.Queued, queued...)
-	c.Webhooks = append(c.Webhooks, hooks...)
-	c.Counts = c.Counts.Add(tl.total())
-	return nil
+	return queued, hooks, nil
 }
 
 // commitEach records outs inside t one by one with statements prepared for
@@ -452,18 +474,32 @@ func appendQueued(queued []Accepted, accs [][]Accepted) []Accepted {
 // markUsed sets last_used_at of the endpoints in used (ids per type), one
 // UPDATE per type.
 func markUsed(ctx context.Context, t tx, now int64, used map[string][]int64) error {
+	for _, st := range usedStatements(t.d, now, used) {
+		if _, err := t.exec(ctx, st.q, st.args...); err != nil {
+			return fmt.Errorf("mark endpoints used: %w", err)
+		}
+	}
+	return nil
+}
+
+// usedStatements are markUsed's statements: one UPDATE per endpoint table
+// named in used. On PostgreSQL the ids travel as one array, so the text is
+// the same whatever their number (one cached statement per table).
+func usedStatements(d dialect, now int64, used map[string][]int64) []statement {
+	var out []statement
 	for _, kind := range []string{EndpointHTTP, EndpointSMTP, EndpointAddress} {
 		ids := used[kind]
 		if len(ids) == 0 {
 			continue
 		}
-		args := append([]any{now}, int64Args(ids)...)
-		if _, err := t.exec(ctx, `UPDATE `+endpointTables[kind]+` SET last_used_at = ? WHERE id IN (`+placeholders(len(ids))+`)`,
-			args...); err != nil {
-			return fmt.Errorf("mark %s used: %w", kind, err)
+		if d.driver == Postgres {
+			out = append(out, statement{q: `UPDATE ` + endpointTables[kind] + ` SET last_used_at = ? WHERE id = ANY(?)`, args: []any{now, ids}})
+			continue
 		}
+		out = append(out, statement{q: `UPDATE ` + endpointTables[kind] + ` SET last_used_at = ? WHERE id IN (` + placeholders(len(ids)) + `)`,
+			args: append([]any{now}, int64Args(ids)...)})
 	}
-	return nil
+	return out
 }
 
 // applyEffects writes o's effects inside t and returns the queued rows and
@@ -503,8 +539,8 @@ func applyEffects(ctx context.Context, t tx, now int64, o *Outcome, tl tally) ([
 		return nil, nil, err
 	}
 	for _, u := range e.Unsuppress {
-		if _, err := t.exec(ctx, `DELETE FROM suppressions WHERE server_id = ? AND type = ? AND address = ?`,
-			u.ServerID, SuppressionRecipient, strings.ToLower(strings.TrimSpace(u.Address))); err != nil {
+		st := unsuppressStatement(u)
+		if _, err := t.exec(ctx, st.q, st.args...); err != nil {
 			return nil, nil, fmt.Errorf("unsuppress %s: %w", u.Address, err)
 		}
 	}
@@ -515,7 +551,7 @@ func applyEffects(ctx context.Context, t tx, now int64, o *Outcome, tl tally) ([
 	}
 	var hooks []int64
 	if sl := e.SendLimit; sl != nil && sl.Limit > 0 {
-		ids, err := sendLimitCrossing(ctx, t, now, sl)
+		ids, err := applySendLimit(ctx, t, now, sl)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -531,30 +567,65 @@ func applyEffects(ctx context.Context, t tx, now int64, o *Outcome, tl tally) ([
 	return queued, hooks, nil
 }
 
-// sendLimitCrossing applies a SendLimit effect: it marks (or clears) the
+// unsuppressStatement removes the suppression u names.
+func unsuppressStatement(u Unsuppression) statement {
+	return statement{q: `DELETE FROM suppressions WHERE server_id = ? AND type = ? AND address = ?`,
+		args: []any{u.ServerID, SuppressionRecipient, strings.ToLower(strings.TrimSpace(u.Address))}}
+}
+
+// clearSendLimitSQL clears a server's (?) send limit crossing marks; below
+// 90 % of the limit, so the next crossing fires again.
+const clearSendLimitSQL = `UPDATE servers SET send_limit_approaching_at = NULL, send_limit_exceeded_at = NULL
+			WHERE id = ? AND (send_limit_approaching_at IS NOT NULL OR send_limit_exceeded_at IS NOT NULL)`
+
+// markSendLimitSQL sets column (a crossing mark) of a server to a time
+// unless it is set: the arguments are the time and the server id. Only the
+// outcome whose statement changed the row fires the crossing's events.
+func markSendLimitSQL(column string) string {
+	return `UPDATE servers SET ` + column + ` = ? WHERE id = ? AND ` + column + ` IS NULL`
+}
+
+// sendLimitCrossings returns the marks sl reaches, with the requests each
+// fires.
+func sendLimitCrossings(sl *SendLimit) []sendLimitCrossing {
+	return []sendLimitCrossing{
+		{"send_limit_approaching_at", sl.Approaching},
+		{"send_limit_exceeded_at", sl.Exceeded},
+	}[:crossed(sl)]
+}
+
+// sendLimitCrossing is one mark of a server's send limit (approaching or
+// exceeded) and the requests its crossing fires.
+type sendLimitCrossing struct {
+	column string
+	reqs   []NewWebhookRequest
+}
+
+// crossed is how many of the marks sl reaches: 0 below 90 % of the limit, 1
+// (approaching) below the limit, 2 at or over it.
+func crossed(sl *SendLimit) int {
+	switch {
+	case sl.Volume*10 < sl.Limit*9:
+		return 0
+	case sl.Volume < sl.Limit:
+		return 1
+	}
+	return 2
+}
+
+// applySendLimit applies a SendLimit effect: it marks (or clears) the
 // server's crossing stamps by compare-and-set and writes the requests of
 // the crossings this outcome made.
-func sendLimitCrossing(ctx context.Context, t tx, now int64, sl *SendLimit) ([]int64, error) {
-	if sl.Volume*10 < sl.Limit*9 {
-		if _, err := t.exec(ctx, `UPDATE servers SET send_limit_approaching_at = NULL, send_limit_exceeded_at = NULL
-			WHERE id = ? AND (send_limit_approaching_at IS NOT NULL OR send_limit_exceeded_at IS NOT NULL)`, sl.ServerID); err != nil {
+func applySendLimit(ctx context.Context, t tx, now int64, sl *SendLimit) ([]int64, error) {
+	if crossed(sl) == 0 {
+		if _, err := t.exec(ctx, clearSendLimitSQL, sl.ServerID); err != nil {
 			return nil, fmt.Errorf("clear send limit marks of server %d: %w", sl.ServerID, err)
 		}
 		return nil, nil
 	}
 	var ids []int64
-	for _, c := range []struct {
-		column  string
-		reached bool
-		reqs    []NewWebhookRequest
-	}{
-		{"send_limit_approaching_at", true, sl.Approaching},
-		{"send_limit_exceeded_at", sl.Volume >= sl.Limit, sl.Exceeded},
-	} {
-		if !c.reached {
-			continue
-		}
-		res, err := t.exec(ctx, `UPDATE servers SET `+c.column+` = ? WHERE id = ? AND `+c.column+` IS NULL`, now, sl.ServerID)
+	for _, c := range sendLimitCrossings(sl) {
+		res, err := t.exec(ctx, markSendLimitSQL(c.column), now, sl.ServerID)
 		if err != nil {
 			return nil, fmt.Errorf("mark %s of server %d: %w", c.column, sl.ServerID, err)
 		}
@@ -593,9 +664,11 @@ func withDetails(reqs []NewWebhookRequest, old, new string) []NewWebhookRequest 
 // outcomes, none marks another message Bounced (a Links effect writes
 // message rows that another outcome of the batch may also write, so their
 // order matters), and no queued row or message appears twice. It is used
-// on PostgreSQL only: there each statement costs a round trip and a plan,
-// while SQLite runs the per-outcome prepared statements in process, 10-20 %
-// cheaper in CPU than compiling a batch's statements (BenchmarkHotPaths).
+// on PostgreSQL only, for batches commitPipelined cannot take (those that
+// store bounces or other new messages): there each statement costs a round
+// trip and a plan, while SQLite runs the per-outcome prepared statements in
+// process, 10-20 % cheaper in CPU than compiling a batch's statements
+// (BenchmarkHotPaths).
 func batchable(outs []Outcome) bool {
 	if len(outs) < 2 {
 		return false
@@ -619,8 +692,7 @@ func batchable(outs []Outcome) bool {
 // 65,535) for the widest row written this way.
 const maxBatchRows = 200
 
-// commitBatch records outs inside t as the per-outcome loop of commitInto
-// does, with the same result, in three statements per batch instead of
+// commitBatch records outs inside t as commitEach does, with the same result, in three statements per batch instead of
 // three per outcome (PostgreSQL only): one DELETE ... USING unnest(ids,
 // owners) ... RETURNING for the rows that finish, one UPDATE messages per
 // distinct change (a batch of Sent outcomes is one), one INSERT deliveries
