@@ -80,7 +80,10 @@ func (s *Store) commitPipelined(ctx context.Context, now time.Time, outs []Outco
 		for _, st := range tl.statements(now) {
 			p.queue("update statistics", false, s.dialect.rebind(st.q), st.args...)
 		}
-		hooks, err = p.commit(ctx, c)
+		// Like database/sql's Commit, the last round trip is not cut short
+		// when ctx ends: once COMMIT may be on its way, the caller must
+		// learn whether it was recorded.
+		hooks, err = p.commit(context.WithoutCancel(ctx), c)
 		return err
 	})
 	if err != nil {

@@ -263,39 +263,50 @@ func TestPipelinedOutcomesFailureRecordsNothing(t *testing.T) {
 	}
 }
 
-// A batch of 20 Sent outcomes, each with a MessageSent webhook request,
-// commits in two round trips on a connection that has prepared its
-// statements: BEGIN with the statement that applies the outcomes, then the
-// webhook requests, the statistics and COMMIT.
+// A batch of 20 Sent outcomes commits in two round trips on a connection
+// that has prepared its statements, with or without a MessageSent webhook
+// request each: BEGIN with the statement that applies the outcomes, then
+// the webhook requests, the statistics and COMMIT.
 func TestPipelinedOutcomesRoundTrips(t *testing.T) {
-	ctx := context.Background()
-	db := openPGCounted(t, time.Now())
-	s := db.s
-	fx := storetest.NewFixture(t, s, "example.com", "")
-	batch := func() []store.Outcome {
-		var rcpts []string
-		for i := range hotBatch {
-			rcpts = append(rcpts, fmt.Sprintf("r%d@dest.test", i))
-		}
-		var outs []store.Outcome
-		for _, q := range claimAll(t, s, fx, "w", rcpts...) {
-			outs = append(outs, store.Sent(q, store.NewDelivery{Output: "250 ok", LogID: "L"}).With(store.Effects{
-				Webhooks: []store.NewWebhookRequest{{ServerID: fx.Server.ID, MessageID: q.MessageID, URL: "https://h.test/",
-					Event: "MessageSent", Payload: "{}"}}}))
-		}
-		return outs
-	}
-	for _, step := range []string{"fresh connection", "prepared"} {
-		outs := batch()
-		n := db.rt.RoundTrips()
-		res, err := s.CommitOutcomes(ctx, outs)
-		n = db.rt.RoundTrips() - n
-		if err != nil || len(res.Webhooks) != hotBatch || res.Counts.Sent != hotBatch {
-			t.Fatalf("%s: %+v, %v", step, res, err)
-		}
-		t.Logf("%s: %d round trips", step, n)
-		if step == "prepared" && n != 2 {
-			t.Errorf("%d round trips for %d Sent outcomes, want 2", n, hotBatch)
-		}
+	for _, withHooks := range []bool{false, true} {
+		t.Run(fmt.Sprintf("webhooks=%v", withHooks), func(t *testing.T) {
+			ctx := context.Background()
+			db := openPGCounted(t, time.Now())
+			s := db.s
+			fx := storetest.NewFixture(t, s, "example.com", "")
+			batch := func() []store.Outcome {
+				var rcpts []string
+				for i := range hotBatch {
+					rcpts = append(rcpts, fmt.Sprintf("r%d@dest.test", i))
+				}
+				var outs []store.Outcome
+				for _, q := range claimAll(t, s, fx, "w", rcpts...) {
+					o := store.Sent(q, store.NewDelivery{Output: "250 ok", LogID: "L"})
+					if withHooks {
+						o = o.With(store.Effects{Webhooks: []store.NewWebhookRequest{{ServerID: fx.Server.ID, MessageID: q.MessageID,
+							URL: "https://h.test/", Event: "MessageSent", Payload: "{}"}}})
+					}
+					outs = append(outs, o)
+				}
+				return outs
+			}
+			hooks := 0
+			if withHooks {
+				hooks = hotBatch
+			}
+			for _, step := range []string{"fresh connection", "prepared"} {
+				outs := batch()
+				n := db.rt.RoundTrips()
+				res, err := s.CommitOutcomes(ctx, outs)
+				n = db.rt.RoundTrips() - n
+				if err != nil || len(res.Webhooks) != hooks || res.Counts.Sent != hotBatch {
+					t.Fatalf("%s: %+v, %v", step, res, err)
+				}
+				t.Logf("%s: %d round trips", step, n)
+				if step == "prepared" && n != 2 {
+					t.Errorf("%d round trips for %d Sent outcomes, want 2", n, hotBatch)
+				}
+			}
+		})
 	}
 }
