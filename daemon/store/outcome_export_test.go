@@ -1,6 +1,10 @@
 package store
 
-import "context"
+import (
+	"context"
+	"testing"
+	"time"
+)
 
 // CommitOutcomesEachForTest records outs in one transaction with the
 // per-outcome statements (commitEach) on every database, without
@@ -27,4 +31,12 @@ func (s *Store) CommitPipelinedForTest(ctx context.Context, outs []Outcome) (Com
 	}
 	c.Webhooks, c.Counts = hooks, tl.total()
 	return c, nil
+}
+
+// SetPipelineCommitLimitForTest sets the bound of commitPipelined's last
+// round trip until the test ends.
+func SetPipelineCommitLimitForTest(t testing.TB, d time.Duration) {
+	old := pipelineCommitLimit
+	pipelineCommitLimit = d
+	t.Cleanup(func() { pipelineCommitLimit = old })
 }

@@ -46,9 +46,14 @@ func pipelinable(outs []Outcome) bool {
 //
 // A statement that fails makes the server skip the rest of its pipeline,
 // COMMIT included; the transaction is then rolled back, so a failure leaves
-// nothing recorded. It sets applied[i], adds the applied outcomes to tl and
-// returns the webhook requests created; on failure applied and tl are
-// cleared. pgx prepares a statement the first time a connection sends it,
+// nothing recorded. The one exception is the last round trip running out
+// of pipelineCommitLimit: its COMMIT is with the server by then and may
+// still take effect, as any commit whose answer is lost (the lock guard
+// makes the caller's retry a no-op for rows it finished).
+//
+// It sets applied[i], adds the applied outcomes to tl and returns the
+// webhook requests created; on failure applied and tl are cleared. pgx
+// prepares a statement the first time a connection sends it,
 // one more round trip (the texts here do not depend on the batch's size).
 func (s *Store) commitPipelined(ctx context.Context, now time.Time, outs []Outcome, applied []bool, tl tally) ([]int64, error) {
 	var hooks []int64
@@ -82,8 +87,14 @@ func (s *Store) commitPipelined(ctx context.Context, now time.Time, outs []Outco
 		}
 		// Like database/sql's Commit, the last round trip is not cut short
 		// when ctx ends: once COMMIT may be on its way, the caller must
-		// learn whether it was recorded.
-		hooks, err = p.commit(context.WithoutCancel(ctx), c)
+		// learn whether it was recorded. Its statements may wait on row
+		// locks (a suppression another session holds), so it is bounded
+		// all the same, or a stuck session could keep a draining worker
+		// forever. Cut short there, the outcome is ambiguous but safe: a
+		// retry finds the queued rows gone or unlocked and changes nothing.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pipelineCommitLimit)
+		defer cancel()
+		hooks, err = p.commit(cctx, c)
 		return err
 	})
 	if err != nil {
@@ -93,6 +104,10 @@ func (s *Store) commitPipelined(ctx context.Context, now time.Time, outs []Outco
 	}
 	return hooks, nil
 }
+
+// pipelineCommitLimit bounds commitPipelined's last round trip (effects,
+// statistics and COMMIT), which its caller's context does not cut short.
+var pipelineCommitLimit = 30 * time.Second
 
 // endTx rolls back the transaction a failed commitPipelined left open, so
 // the connection goes back to the pool clean; one that cannot roll back is

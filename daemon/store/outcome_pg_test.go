@@ -263,6 +263,72 @@ func TestPipelinedOutcomesFailureRecordsNothing(t *testing.T) {
 	}
 }
 
+// The last round trip, which the caller's context does not cut short, is
+// bounded all the same: a statement of it waiting on a lock another session
+// holds (here the statistics upsert behind a table lock) ends the call with
+// an error, and nothing is recorded while the lock is held. The outcome is
+// then ambiguous, as any commit whose answer is lost: the pipeline's COMMIT
+// is already with the server, whose backend may go on to commit once the
+// lock is gone. Either way the retry that follows (the worker's, after a
+// failed commit) records each message exactly once: the queued rows are
+// gone, or still locked by their owner.
+func TestPipelinedOutcomesLockWaitIsBounded(t *testing.T) {
+	ctx := context.Background()
+	db := openPGCounted(t, time.Now())
+	s := db.s
+	fx := storetest.NewFixture(t, s, "example.com", "")
+	rows := claimAll(t, s, fx, "w", "a@dest.test", "b@dest.test")
+	outs := []store.Outcome{
+		store.Sent(rows[0], store.NewDelivery{Output: "250 ok"}),
+		store.Sent(rows[1], store.NewDelivery{Output: "250 ok"}),
+	}
+	before := db.dump(t)
+	lock, err := db.admin.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Rollback()
+	if _, err := lock.Exec(`LOCK TABLE server_statistics IN EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	store.SetPipelineCommitLimitForTest(t, 500*time.Millisecond)
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.CommitPipelinedForTest(ctx, outs)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("the commit succeeded behind the lock")
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the commit still waits on the lock 20 s later")
+	}
+	during := db.dump(t)
+	for table, rows := range before {
+		if !slices.Equal(during[table], rows) {
+			t.Errorf("%s changed while the lock was held:\nbefore %q\nafter  %q", table, rows, during[table])
+		}
+	}
+	if err := lock.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.CommitOutcomes(ctx, outs)
+	if err != nil || res.Applied[0] != res.Applied[1] || res.Fallback[0] != "" || res.Failed[0] != nil {
+		t.Fatalf("commit after the lock: %+v, %v", res, err)
+	}
+	var deliveries, sent, queued int
+	if err := db.admin.QueryRow(`SELECT (SELECT count(*) FROM deliveries), (SELECT count(*) FROM messages WHERE status = 'Sent'),
+		(SELECT count(*) FROM queued_messages)`).Scan(&deliveries, &sent, &queued); err != nil {
+		t.Fatal(err)
+	}
+	if deliveries != 2 || sent != 2 || queued != 0 {
+		t.Fatalf("after the retry (applied %v): %d deliveries, %d messages Sent, %d queued rows; want 2, 2, 0",
+			res.Applied[0], deliveries, sent, queued)
+	}
+}
+
 // A batch of 20 Sent outcomes commits in two round trips on a connection
 // that has prepared its statements, with or without a MessageSent webhook
 // request each: BEGIN with the statement that applies the outcomes, then
