@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
@@ -85,9 +86,15 @@ func TestAPIMessageIsDeliveredSigned(t *testing.T) {
 		"attachments": []any{map[string]any{"name": "notes.txt", "content_type": "text/plain",
 			"data": base64.StdEncoding.EncodeToString([]byte("attached notes"))}},
 	})
+	id := sent["messages"].(map[string]any)["bob@dest.test"].(map[string]any)["id"]
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("postald:\n%s", p.stderr)
+			_, postalctl := binaries(t)
+			cmd := exec.Command(postalctl, "--config", in.config, "--json", "message", "show", fmt.Sprint(id))
+			cmd.Env = in.env("redis://127.0.0.1:6379/0")
+			out, err := cmd.CombinedOutput()
+			t.Logf("postalctl message show %v: %v\n%s", id, err, out)
 		}
 	})
 	got := snk.wait(t, 1, 60*time.Second)
@@ -121,7 +128,6 @@ func TestAPIMessageIsDeliveredSigned(t *testing.T) {
 		t.Errorf("MIME layout %s", layout)
 	}
 
-	id := sent["messages"].(map[string]any)["bob@dest.test"].(map[string]any)["id"]
 	waitFor(t, "status Sent", 30*time.Second, func() bool {
 		m := post("messages/message", map[string]any{"id": id, "_expansions": []string{"status"}})
 		return m["status"].(map[string]any)["status"] == "Sent"

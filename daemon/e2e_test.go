@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 var (
@@ -112,7 +114,9 @@ func ephemeralLow() int {
 
 // install is a configured installation in a temp folder.
 type install struct {
-	dir, config                   string
+	dir, config string
+	// prefix is the Redis key prefix of this installation alone.
+	prefix                        string
 	healthPort, webPort, smtpPort int
 	smtpHealthPort                int
 	// extra environment for every postald and postalctl run.
@@ -125,7 +129,7 @@ func newInstall(t *testing.T, migrate bool) install {
 	t.Helper()
 	_, postalctl := binaries(t)
 	dir := t.TempDir()
-	in := install{dir: dir, config: filepath.Join(dir, "postal.yml"), healthPort: freePort(t), webPort: freePort(t), smtpPort: freePort(t),
+	in := install{dir: dir, config: filepath.Join(dir, "postal.yml"), prefix: testKeyPrefix(t), healthPort: freePort(t), webPort: freePort(t), smtpPort: freePort(t),
 		smtpHealthPort: freePort(t)}
 	if out, err := exec.Command(postalctl, "init", "--dir", dir, "--smtp-port", fmt.Sprint(in.smtpPort), "--web-port", fmt.Sprint(in.webPort)).CombinedOutput(); err != nil {
 		t.Fatalf("init: %v\n%s", err, out)
@@ -138,12 +142,31 @@ func newInstall(t *testing.T, migrate bool) install {
 	return in
 }
 
+// testKeyPrefix returns a Redis key prefix no other test run uses, and
+// deletes its keys from the shared Redis when the test ends. (Tests once
+// shared one prefix, "e2e-001" from t.TempDir's name, and a test could find
+// streams, retry entries and counters an earlier run left behind.)
+func testKeyPrefix(t *testing.T) string {
+	prefix := fmt.Sprintf("e2e-%016x", rand.Uint64())
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
+		defer rdb.Close()
+		iter := rdb.Scan(ctx, 0, "{"+prefix+"}:*", 1000).Iterator()
+		for iter.Next(ctx) {
+			rdb.Del(ctx, iter.Val())
+		}
+	})
+	return prefix
+}
+
 // env returns the environment postald runs with: the redis URL, ports and
 // a unique key prefix, as environment overrides (as operators would).
 func (in install) env(redisURL string) []string {
 	return append(append(os.Environ(),
 		"REDIS_URL="+redisURL,
-		"REDIS_KEY_PREFIX=e2e-"+filepath.Base(in.dir),
+		"REDIS_KEY_PREFIX="+in.prefix,
 		fmt.Sprintf("WORKER_DEFAULT_HEALTH_SERVER_PORT=%d", in.healthPort),
 		"WORKER_DEFAULT_HEALTH_SERVER_BIND_ADDRESS=127.0.0.1",
 		fmt.Sprintf("SMTP_SERVER_DEFAULT_HEALTH_SERVER_PORT=%d", in.smtpHealthPort),
@@ -155,8 +178,9 @@ func (in install) env(redisURL string) []string {
 }
 
 type proc struct {
-	cmd    *exec.Cmd
-	stderr *bytes.Buffer
+	cmd *exec.Cmd
+	// stderr is postald's log so far; safe to read while it runs.
+	stderr *syncBuffer
 	done   chan error
 }
 
@@ -165,12 +189,20 @@ func startPostald(t *testing.T, in install, redisURL string, args ...string) *pr
 	postald, _ := binaries(t)
 	cmd := exec.Command(postald, append([]string{"--config", in.config}, args...)...)
 	cmd.Env = in.env(redisURL)
-	var stderr bytes.Buffer
-	cmd.Stderr = &lockedWriter{w: &stderr}
+	return startCmd(t, cmd)
+}
+
+// startCmd starts a prepared postald command, collecting its stderr, and
+// kills it at cleanup.
+func startCmd(t *testing.T, cmd *exec.Cmd) *proc {
+	t.Helper()
+	stderr := &syncBuffer{}
+	cmd.Stderr = stderr
+	dieWithTest(cmd)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{cmd: cmd, stderr: &stderr, done: make(chan error, 1)}
+	p := &proc{cmd: cmd, stderr: stderr, done: make(chan error, 1)}
 	go func() { p.done <- cmd.Wait() }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
@@ -179,15 +211,22 @@ func startPostald(t *testing.T, in install, redisURL string, args ...string) *pr
 	return p
 }
 
-type lockedWriter struct {
+// syncBuffer is a bytes.Buffer that a process writes while a test reads it.
+type syncBuffer struct {
 	mu sync.Mutex
-	w  *bytes.Buffer
+	b  bytes.Buffer
 }
 
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func readyStatus(port int) int {
@@ -223,6 +262,7 @@ func (r *redisProc) url() string { return fmt.Sprintf("redis://127.0.0.1:%d/0", 
 func (r *redisProc) start(t *testing.T) {
 	t.Helper()
 	r.cmd = exec.Command("redis-server", "--port", fmt.Sprint(r.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
+	dieWithTest(r.cmd)
 	if err := r.cmd.Start(); err != nil {
 		t.Fatalf("redis-server: %v", err)
 	}

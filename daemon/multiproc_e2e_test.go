@@ -234,7 +234,7 @@ func TestMultiProcessKillAnyOneLosesNothing(t *testing.T) {
 	}
 	rdb := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", r.port)})
 	defer rdb.Close()
-	prefix := "e2e-" + lastPathElem(in.dir)
+	prefix := in.prefix
 	leaseOwner := func() string {
 		v, _ := rdb.Get(context.Background(), "{"+prefix+"}:lease:requeuer").Result()
 		_, owner, _ := strings.Cut(v, " ")
@@ -421,14 +421,9 @@ type smtpDiscard struct{}
 func (smtpDiscard) Printf(string, ...any) {}
 func (smtpDiscard) Println(...any)        {}
 
-func lastPathElem(p string) string { return p[strings.LastIndexByte(p, '/')+1:] }
-
 // tail returns the last n bytes p wrote to stderr so far.
 func tail(p *proc, n int) string {
-	lw := p.cmd.Stderr.(*lockedWriter)
-	lw.mu.Lock()
-	s := lw.w.String()
-	lw.mu.Unlock()
+	s := p.stderr.String()
 	if len(s) > n {
 		s = s[len(s)-n:]
 	}

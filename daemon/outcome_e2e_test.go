@@ -1,7 +1,6 @@
 package daemon_test
 
 import (
-	"bytes"
 	"database/sql"
 	"fmt"
 	"io"
@@ -112,18 +111,7 @@ func TestKillBetweenSendAndCommitRepeatsNoEffect(t *testing.T) {
 	run := func() *proc {
 		cmd := exec.Command(postald, "--config", in.config, "--role", "all")
 		cmd.Env = in.env("redis://127.0.0.1:6379/0")
-		stderr := new(bytes.Buffer)
-		cmd.Stderr = &lockedWriter{w: stderr}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		p := &proc{cmd: cmd, stderr: stderr, done: make(chan error, 1)}
-		go func() { p.done <- cmd.Wait() }()
-		t.Cleanup(func() {
-			_ = cmd.Process.Kill()
-			<-p.done
-		})
-		return p
+		return startCmd(t, cmd)
 	}
 
 	p := run()

@@ -1,7 +1,6 @@
 package daemon_test
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -35,7 +34,7 @@ func TestAllRolesRunOnPostalInstallerConfig(t *testing.T) {
 	healthPort, webPort, smtpPort := freePort(t), freePort(t), freePort(t)
 	env := append(os.Environ(),
 		"REDIS_URL="+r.url(),
-		"REDIS_KEY_PREFIX=e2e-postal-"+filepath.Base(dir),
+		"REDIS_KEY_PREFIX="+testKeyPrefix(t),
 		fmt.Sprintf("HEALTH_SERVER_PORT=%d", healthPort),
 		"HEALTH_SERVER_BIND_ADDRESS=127.0.0.1",
 		fmt.Sprintf("WEB_SERVER_DEFAULT_PORT=%d", webPort),
@@ -87,22 +86,4 @@ func TestAllRolesRunOnPostalInstallerConfig(t *testing.T) {
 	if n := strings.Count(logs, "main_db/message_db describe"); n != 1 {
 		t.Errorf("the Postal database note appears %d times, want once", n)
 	}
-}
-
-// startCmd starts a prepared postald command, collecting its stderr, and
-// kills it at cleanup.
-func startCmd(t *testing.T, cmd *exec.Cmd) *proc {
-	t.Helper()
-	var stderr bytes.Buffer
-	cmd.Stderr = &lockedWriter{w: &stderr}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{cmd: cmd, stderr: &stderr, done: make(chan error, 1)}
-	go func() { p.done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-p.done
-	})
-	return p
 }
