@@ -159,6 +159,14 @@ func Run(ctx context.Context, o Options) error {
 		d.listenBind, _ = lookup("BIND_ADDRESS")
 	}
 
+	installation, err := st.InstallationID(ctx)
+	if err != nil {
+		return err
+	}
+	if err := claimPrefix(ctx, d, installation); err != nil {
+		return err
+	}
+
 	// One round of checks before any role accepts work, so Ready() reflects
 	// the real state from the first connection on.
 	d.monitor.RunOnce(ctx)
@@ -166,6 +174,7 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	roles = append(roles, prefixGuard(d, installation))
 	healthSrv, err := startHealthServer(d)
 	if err != nil {
 		return err

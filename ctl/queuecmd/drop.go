@@ -106,15 +106,14 @@ func newDropCmd(f *cli.Factory, runF func(context.Context, *DropOptions) error) 
 }
 
 // ErrNotConfirmed is returned when the operator answers anything but y.
-var ErrNotConfirmed = errors.New("nothing dropped: not confirmed")
+var ErrNotConfirmed = errors.New("not confirmed; nothing changed")
 
-// confirm asks the operator to confirm what about to happen. Without a
+// confirm asks the operator to confirm what is about to happen. Without a
 // terminal it refuses unless --yes was given.
-func confirm(o *DropOptions, what string) error {
-	if o.Yes {
+func confirm(f *cli.Factory, yes bool, what string) error {
+	if yes {
 		return nil
 	}
-	f := o.Factory
 	if !f.IO.Terminal {
 		return cli.Usagef("refusing to %s without confirmation: add --yes", what)
 	}
@@ -162,7 +161,7 @@ func runDrop(ctx context.Context, o *DropOptions) error {
 	if more {
 		what = fmt.Sprintf("drop the first %d matching messages (--limit; more match)", len(cands))
 	}
-	if err := confirm(o, what); err != nil {
+	if err := confirm(o.Factory, o.Yes, what); err != nil {
 		return err
 	}
 	res, err := st.DropQueued(ctx, filter, o.Limit)
@@ -226,7 +225,7 @@ func runDropDead(ctx context.Context, o *DropOptions) error {
 	if len(rows) == 0 {
 		return f.Render(out, func(w io.Writer) { fmt.Fprintln(w, "No dead letters; nothing dropped.") })
 	}
-	if err := confirm(o, fmt.Sprintf("delete %d dead letters and drop the queued rows they still have", len(rows))); err != nil {
+	if err := confirm(o.Factory, o.Yes, fmt.Sprintf("delete %d dead letters and drop the queued rows they still have", len(rows))); err != nil {
 		return err
 	}
 	var ids []int64

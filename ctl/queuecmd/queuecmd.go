@@ -29,7 +29,7 @@ const redisTimeout = 5 * time.Second
 // NewCmd returns the queue command with its verbs.
 func NewCmd(f *cli.Factory) *cobra.Command {
 	cmd := newStatsCmd(f, nil)
-	cmd.AddCommand(newListCmd(f, nil), newDeadCmd(f, nil), newShapeCmd(f, nil), newRetryCmd(f, nil), newDropCmd(f, nil))
+	cmd.AddCommand(newListCmd(f, nil), newDeadCmd(f, nil), newShapeCmd(f, nil), newRetryCmd(f, nil), newDropCmd(f, nil), newResetCmd(f, nil))
 	return cmd
 }
 

@@ -154,6 +154,11 @@ func (k Keys) Prefix() string {
 	return k.prefix
 }
 
+// Name returns the prefix without its braces and colon, as configured.
+func (k Keys) Name() string {
+	return k.prefix[1 : len(k.prefix)-2]
+}
+
 // Pattern returns a SCAN MATCH pattern for every key that starts with
 // Key(parts...), with glob metacharacters in the prefix and parts escaped.
 // Pattern() matches every key built by k.

@@ -2,6 +2,7 @@ package redisconn_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -184,5 +185,68 @@ func TestOptionsFromPrefersAddrsOverTheDefaultURL(t *testing.T) {
 			t.Errorf("%s: client %s, want %s", tt.name, got, tt.kind)
 		}
 		_ = c.Close()
+	}
+}
+
+// The first installation to claim a prefix owns it; another is refused
+// with both ids; a lost owner key is claimed again by whoever comes first;
+// a reset deletes every key of the prefix and hands it over.
+func TestPrefixBelongsToOneInstallation(t *testing.T) {
+	c, keys := redistest.New(t)
+	ctx := context.Background()
+	if got := keys.Name(); "{"+got+"}:" != keys.Prefix() {
+		t.Fatalf("Name() = %q, Prefix() = %q", got, keys.Prefix())
+	}
+	if owner, err := redisconn.PrefixOwner(ctx, c, keys); err != nil || owner != "" {
+		t.Fatalf("owner of a fresh prefix = %q, %v", owner, err)
+	}
+	for range 2 {
+		if err := redisconn.ClaimPrefix(ctx, c, keys, "aaaa"); err != nil {
+			t.Fatalf("claim by the owner: %v", err)
+		}
+	}
+	err := redisconn.ClaimPrefix(ctx, c, keys, "bbbb")
+	var taken *redisconn.PrefixTakenError
+	if !errors.As(err, &taken) || taken.Owner != "aaaa" || taken.Installation != "bbbb" || taken.Prefix != keys.Name() {
+		t.Fatalf("claim by another installation = %v, want a PrefixTakenError naming aaaa and bbbb", err)
+	}
+	if !strings.Contains(err.Error(), "redis.key_prefix") || !strings.Contains(err.Error(), "postalctl queue reset") {
+		t.Errorf("error does not say what to do: %v", err)
+	}
+
+	// Redis lost its keys: the first installation to come claims it.
+	if err := redistest.DeleteAll(ctx, c, keys); err != nil {
+		t.Fatal(err)
+	}
+	if err := redisconn.ClaimPrefix(ctx, c, keys, "bbbb"); err != nil {
+		t.Fatalf("claim after the owner key was lost: %v", err)
+	}
+
+	for _, k := range []string{keys.Key("stream", "outgoing"), keys.Key("inflight"), keys.Key("lease", "cron")} {
+		if err := c.Set(ctx, k, "x", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	other := redisconn.NewKeys(keys.Name() + "-other")
+	if err := c.Set(ctx, other.Key("inflight"), "x", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Del(context.Background(), other.Key("inflight")) })
+	n, err := redisconn.ResetPrefix(ctx, c, keys, "aaaa")
+	if err != nil || n != 4 {
+		t.Fatalf("reset = %d keys, %v; want the 3 keys and the owner key", n, err)
+	}
+	left, err := redisconn.ScanKeys(ctx, c, keys.Pattern())
+	if err != nil || !slices.Equal(left, []string{keys.Key("installation")}) {
+		t.Fatalf("keys after reset = %v, %v; want only the owner key", left, err)
+	}
+	if owner, err := redisconn.PrefixOwner(ctx, c, keys); err != nil || owner != "aaaa" {
+		t.Fatalf("owner after reset = %q, %v", owner, err)
+	}
+	if c.Exists(ctx, other.Key("inflight")).Val() != 1 {
+		t.Error("reset deleted a key of another prefix")
+	}
+	if err := redisconn.ClaimPrefix(ctx, c, keys, "bbbb"); !errors.As(err, &taken) {
+		t.Fatalf("former owner's claim after reset = %v, want refused", err)
 	}
 }
