@@ -4,7 +4,8 @@ package status_test
 // or schema versions (the tests check those values themselves).
 func volatile(key string) bool {
 	switch key {
-	case "seen", "token", "ttl_ms", "driver", "schema_current", "schema_latest":
+	case "seen", "token", "ttl_ms", "driver", "schema_current", "schema_latest",
+		"prefix", "this_installation":
 		return true
 	}
 	return false

@@ -18,6 +18,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/postalgo/postal/ctl/cli"
+	"github.com/postalgo/postal/daemon/redisconn"
+	"github.com/postalgo/postal/daemon/store"
 	"github.com/postalgo/postal/tui/source"
 )
 
@@ -32,6 +34,7 @@ type Options struct {
 type Result struct {
 	Database  Database   `json:"database"`
 	Redis     Health     `json:"redis"`
+	KeyPrefix KeyPrefix  `json:"key_prefix"`
 	Processes []Process  `json:"processes"`
 	Leases    []Lease    `json:"leases"`
 	Cron      []CronTask `json:"cron"`
@@ -40,6 +43,20 @@ type Result struct {
 // Health says whether a side answered.
 type Health struct {
 	OK    bool   `json:"ok"`
+	Error string `json:"error,omitempty"`
+}
+
+// KeyPrefix says which installation owns redis.key_prefix (postald does
+// not start on a prefix another installation's database owns).
+type KeyPrefix struct {
+	Prefix string `json:"prefix"`
+	// ThisInstallation is this database's id; OwnedBy the id recorded in
+	// Redis, "" while no postald has claimed the prefix.
+	ThisInstallation string `json:"this_installation,omitempty"`
+	OwnedBy          string `json:"owned_by,omitempty"`
+	// Ours: the prefix is this installation's, or nobody's yet. False
+	// when it could not be read (Error).
+	Ours  bool   `json:"ours"`
 	Error string `json:"error,omitempty"`
 }
 
@@ -135,10 +152,38 @@ func Run(ctx context.Context, o *Options) error {
 		return err
 	}
 	res := FromSnapshot(snap, cfg.Database.Driver)
+	res.KeyPrefix = keyPrefix(ctx, o.Timeout, st, keys.Name(), res, func(ctx context.Context) (string, error) {
+		return redisconn.PrefixOwner(ctx, rdb, keys)
+	})
 	if err := f.Render(res, func(w io.Writer) { printHuman(w, res) }); err != nil {
 		return err
 	}
 	return res.Problem()
+}
+
+// keyPrefix reads this installation's id and the prefix's recorded owner
+// when both sides answer and the schema has the installation table.
+func keyPrefix(ctx context.Context, timeout time.Duration, st *store.Store, prefix string, r Result,
+	readOwner func(context.Context) (string, error)) KeyPrefix {
+	kp := KeyPrefix{Prefix: prefix}
+	if st == nil || !r.Database.OK || !r.Database.SchemaUpToDate || !r.Redis.OK {
+		kp.Error = "unknown: needs the database at the current schema and Redis"
+		return kp
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	id, err := st.InstallationID(ctx)
+	if err != nil {
+		kp.Error = err.Error()
+		return kp
+	}
+	owner, err := readOwner(ctx)
+	if err != nil {
+		kp.Error = err.Error()
+		return kp
+	}
+	kp.ThisInstallation, kp.OwnedBy, kp.Ours = id, owner, owner == "" || owner == id
+	return kp
 }
 
 // FromSnapshot converts a snapshot to the command's output.
@@ -183,6 +228,10 @@ func (r Result) Problem() error {
 	if !r.Redis.OK {
 		p = append(p, "Redis is unreachable: "+r.Redis.Error)
 	}
+	if kp := r.KeyPrefix; kp.OwnedBy != "" && !kp.Ours {
+		p = append(p, fmt.Sprintf("redis key prefix %q belongs to another installation (%s), so postald will not start: "+
+			"give this one its own redis.key_prefix, or run `postalctl queue reset` once the other is gone for good", kp.Prefix, kp.OwnedBy))
+	}
 	if len(p) == 0 {
 		return nil
 	}
@@ -208,6 +257,16 @@ func printHuman(w io.Writer, r Result) {
 		return
 	}
 	fmt.Fprintln(w, "Redis:\tok")
+	switch kp := r.KeyPrefix; {
+	case kp.Error != "":
+		fmt.Fprintf(w, "Prefix:\t%s, owner %s\n", kp.Prefix, kp.Error)
+	case !kp.Ours:
+		fmt.Fprintf(w, "Prefix:\t%s, OWNED BY ANOTHER INSTALLATION (%s; this one is %s)\n", kp.Prefix, kp.OwnedBy, kp.ThisInstallation)
+	case kp.OwnedBy == "":
+		fmt.Fprintf(w, "Prefix:\t%s, not claimed yet (postald claims it for installation %s)\n", kp.Prefix, kp.ThisInstallation)
+	default:
+		fmt.Fprintf(w, "Prefix:\t%s, this installation's (%s)\n", kp.Prefix, kp.ThisInstallation)
+	}
 
 	fmt.Fprintln(w)
 	if len(r.Processes) == 0 {

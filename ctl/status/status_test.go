@@ -14,6 +14,7 @@ import (
 	"github.com/postalgo/postal/ctl/cli/clitest"
 	ctlstatus "github.com/postalgo/postal/ctl/status"
 	"github.com/postalgo/postal/daemon/lease"
+	"github.com/postalgo/postal/daemon/redisconn"
 	"github.com/postalgo/postal/daemon/status"
 	"github.com/postalgo/postal/daemon/store"
 )
@@ -171,5 +172,45 @@ func TestStatusOptions(t *testing.T) {
 	}, "status", "--timeout", "750ms")
 	if res.Code != 0 || got == nil || got.Timeout != 750*time.Millisecond || got.Factory == nil {
 		t.Fatalf("options = %+v (exit %d)", got, res.Code)
+	}
+}
+
+// The key prefix: unclaimed, then this installation's, then another's,
+// which is a problem that names the remedy.
+func TestStatusShowsWhoOwnsTheKeyPrefix(t *testing.T) {
+	e := clitest.New(t, "sqlite", true)
+	ctx := context.Background()
+	rdb, keys := e.Redis(t)
+	id, err := e.Store.InstallationID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := e.Run(t, newCmd, "status")
+	if res.Code != 0 || !strings.Contains(res.Out, "Prefix:    "+keys.Name()+", not claimed yet (postald claims it for installation "+id+")") {
+		t.Fatalf("unclaimed: exit %d, %v\n%s", res.Code, res.RunErr, res.Out)
+	}
+	if err := redisconn.ClaimPrefix(ctx, rdb, keys, id); err != nil {
+		t.Fatal(err)
+	}
+	res = e.Run(t, newCmd, "status")
+	if res.Code != 0 || !strings.Contains(res.Out, "Prefix:    "+keys.Name()+", this installation's ("+id+")") {
+		t.Fatalf("ours: exit %d, %v\n%s", res.Code, res.RunErr, res.Out)
+	}
+	if _, err := redisconn.ResetPrefix(ctx, rdb, keys, "ffffffffffffffffffffffffffffffff"); err != nil {
+		t.Fatal(err)
+	}
+	res = e.Run(t, newCmd, "status", "--json")
+	var r ctlstatus.Result
+	if err := json.Unmarshal([]byte(res.Out), &r); err != nil {
+		t.Fatal(err)
+	}
+	want := ctlstatus.KeyPrefix{Prefix: keys.Name(), ThisInstallation: id, OwnedBy: "ffffffffffffffffffffffffffffffff"}
+	if res.Code != cli.ExitFailure || r.KeyPrefix != want ||
+		!strings.Contains(res.RunErr.Error(), "belongs to another installation (ffffffffffffffffffffffffffffffff), so postald will not start") {
+		t.Fatalf("taken: exit %d, %v, %+v", res.Code, res.RunErr, r.KeyPrefix)
+	}
+	res = e.Run(t, newCmd, "status")
+	if !strings.Contains(res.Out, "OWNED BY ANOTHER INSTALLATION (ffffffffffffffffffffffffffffffff; this one is "+id+")") {
+		t.Fatalf("taken, human:\n%s", res.Out)
 	}
 }
