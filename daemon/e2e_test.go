@@ -20,7 +20,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	"github.com/postalgo/postal/daemon/redisconn"
+	"github.com/postalgo/postal/daemon/redisconn/redistest"
 )
 
 var (
@@ -142,21 +143,22 @@ func newInstall(t *testing.T, migrate bool) install {
 	return in
 }
 
-// testKeyPrefix returns a Redis key prefix no other test run uses, and
-// deletes its keys from the shared Redis when the test ends. (Tests once
-// shared one prefix, "e2e-001" from t.TempDir's name, and a test could find
-// streams, retry entries and counters an earlier run left behind.)
+// testKeyPrefix returns a Redis key prefix of this test alone and deletes
+// its keys from the shared Redis when the test ends. A prefix shared
+// between tests lets a postald left running by a killed run consume a
+// later test's stream entries.
 func testKeyPrefix(t *testing.T) string {
-	prefix := fmt.Sprintf("e2e-%016x", rand.Uint64())
+	prefix := "e2e-" + redistest.RandomHex(8)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
-		defer rdb.Close()
-		iter := rdb.Scan(ctx, 0, "{"+prefix+"}:*", 1000).Iterator()
-		for iter.Next(ctx) {
-			rdb.Del(ctx, iter.Val())
+		c, err := redisconn.New(redisconn.Options{URL: "redis://127.0.0.1:6379/0"})
+		if err != nil {
+			t.Error(err)
+			return
 		}
+		defer c.Close()
+		_ = redistest.DeleteAll(ctx, c, redisconn.NewKeys(prefix)) // best effort
 	})
 	return prefix
 }
