@@ -222,6 +222,29 @@ func (f *Factory) Redis() (redis.UniversalClient, redisconn.Keys, error) {
 	return f.rdb, f.rkeys, nil
 }
 
+// CheckRedisOwner refuses, before anything changes, a command that will
+// write to Redis when another installation's database owns the key prefix
+// (postald's rule, docs/operations.md): its stream entries would reach the
+// other installation's workers. A Redis that does not answer is not a
+// refusal: the command's SQL side stands and reconciliation dispatches.
+func (f *Factory) CheckRedisOwner(ctx context.Context, st *store.Store) error {
+	rdb, keys, err := f.Redis()
+	if err != nil {
+		return &ConfigError{Err: err}
+	}
+	id, err := st.InstallationID(ctx)
+	if err != nil {
+		return err
+	}
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var taken *redisconn.PrefixTakenError
+	if err := redisconn.CheckPrefix(rctx, rdb, keys, id); errors.As(err, &taken) {
+		return &ConfigError{Err: err}
+	}
+	return nil
+}
+
 // Close releases whatever the factory opened.
 func (f *Factory) Close() {
 	if f.st != nil {

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/postalgo/postal/ctl/cli"
+	"github.com/postalgo/postal/daemon/redisconn"
 	"github.com/postalgo/postal/daemon/store"
 	"github.com/postalgo/postal/tui/source"
 )
@@ -86,7 +87,10 @@ func runAct(ctx context.Context, o *ActOptions) error {
 
 // actError turns a refused action into one line that says what to do.
 func actError(a source.Action, m *store.Message, err error) error {
+	var taken *redisconn.PrefixTakenError
 	switch {
+	case errors.As(err, &taken):
+		return &cli.ConfigError{Err: err}
 	case errors.Is(err, store.ErrLocked):
 		return fmt.Errorf("message %d is being delivered right now; try again in a moment", m.ID)
 	case errors.Is(err, store.ErrNotQueued):

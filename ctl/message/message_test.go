@@ -12,6 +12,7 @@ import (
 	"github.com/postalgo/postal/ctl/cli/clitest"
 	"github.com/postalgo/postal/ctl/message"
 	"github.com/postalgo/postal/daemon/queue"
+	"github.com/postalgo/postal/daemon/redisconn"
 	"github.com/postalgo/postal/daemon/store"
 	"github.com/postalgo/postal/daemon/store/storetest"
 )
@@ -239,4 +240,45 @@ func TestShowFindsAnAllDigitToken(t *testing.T) {
 			{args: []string{"message", "show", "99999999"}, code: 1, errText: "message 99999999 not found"},
 		})
 	})
+}
+
+// Actions that reach Redis are refused, before anything changes, when
+// another installation owns the key prefix; reading still works.
+func TestMessageActionsRefuseAnotherInstallationsPrefix(t *testing.T) {
+	e := clitest.New(t, "sqlite", true)
+	a := messages(t, e)
+	ctx := context.Background()
+	rdb, keys := e.Redis(t)
+	if err := redisconn.ClaimPrefix(ctx, rdb, keys, "ffffffffffffffffffffffffffffffff"); err != nil {
+		t.Fatal(err)
+	}
+	for _, verb := range []string{"release", "retry", "hold", "cancel", "delete"} {
+		ref := fmt.Sprint(a[2].MessageID)
+		if verb == "release" {
+			ref = fmt.Sprint(a[0].MessageID)
+		}
+		res := e.Run(t, message.NewCmd, "message", verb, ref)
+		if res.Code != cli.ExitUsage || !strings.Contains(fmt.Sprint(res.RunErr), `belongs to another installation (id ffffffffffffffffffffffffffffffff`) {
+			t.Fatalf("%s: exit %d, %v; want a refusal", verb, res.Code, res.RunErr)
+		}
+	}
+	for i, want := range []string{store.StatusHeld, store.StatusSent, store.StatusPending} {
+		m, err := e.Store.Message(ctx, a[i].MessageID)
+		if err != nil || m.Status != want {
+			t.Fatalf("message %d after the refusals: %v, %v; want %s", a[i].MessageID, m, err, want)
+		}
+	}
+	if res := e.Run(t, message.NewCmd, "message", "show", fmt.Sprint(a[2].MessageID)); res.Code != 0 {
+		t.Fatalf("show: exit %d, %v", res.Code, res.RunErr)
+	}
+	id, err := e.Store.InstallationID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := redisconn.ResetPrefix(ctx, rdb, keys, id); err != nil {
+		t.Fatal(err)
+	}
+	if res := e.Run(t, message.NewCmd, "message", "hold", fmt.Sprint(a[2].MessageID)); res.Code != 0 {
+		t.Fatalf("hold once the prefix is ours: exit %d, %v", res.Code, res.RunErr)
+	}
 }

@@ -58,6 +58,9 @@ func runRelease(ctx context.Context, o *ReleaseOptions) error {
 	if err != nil {
 		return err
 	}
+	if err := f.CheckRedisOwner(ctx, st); err != nil {
+		return err
+	}
 	rdb, keys, err := f.Redis()
 	if err != nil {
 		return &cli.ConfigError{Err: err}

@@ -145,6 +145,9 @@ func runDrop(ctx context.Context, o *DropOptions) error {
 	} else if st, err = f.Store(ctx); err != nil {
 		return err
 	}
+	if err := f.CheckRedisOwner(ctx, st); err != nil {
+		return err
+	}
 	q, err := newQueue(f)
 	if err != nil {
 		return err
@@ -215,6 +218,9 @@ func runDropDead(ctx context.Context, o *DropOptions) error {
 	f := o.Factory
 	st, err := f.Store(ctx)
 	if err != nil {
+		return err
+	}
+	if err := f.CheckRedisOwner(ctx, st); err != nil {
 		return err
 	}
 	q, rows, err := deadWithSQL(ctx, f, o.Limit)

@@ -49,6 +49,13 @@ func newRequeueCmd(f *cli.Factory, runF func(context.Context, *RequeueOptions) e
 
 func runRequeue(ctx context.Context, o *RequeueOptions) error {
 	f := o.Factory
+	st, err := f.Store(ctx)
+	if err != nil {
+		return err
+	}
+	if err := f.CheckRedisOwner(ctx, st); err != nil {
+		return err
+	}
 	q, rows, err := deadWithSQL(ctx, f, o.Limit)
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/postalgo/postal/ctl/cli/clitest"
 	"github.com/postalgo/postal/ctl/queuecmd"
 	"github.com/postalgo/postal/daemon/redisconn"
+	"github.com/postalgo/postal/daemon/store"
 )
 
 // A prefix another installation owns is emptied and handed to this one,
@@ -84,5 +86,33 @@ func TestResetHandsThePrefixToThisInstallation(t *testing.T) {
 	res = e.Run(t, newCmd, "queue", "reset", "--yes")
 	if res.Code != 0 || !strings.Contains(res.Out, "Deleted 1 keys under "+keys.Prefix()+"; the prefix now belongs to installation "+id) {
 		t.Fatalf("second reset: exit %d, %v, %q", res.Code, res.RunErr, res.Out)
+	}
+}
+
+// Commands that change Redis refuse a prefix another installation owns,
+// before anything changes in SQL.
+func TestWritesRefuseAnotherInstallationsPrefix(t *testing.T) {
+	e := clitest.New(t, "sqlite", true)
+	acc := populate(t, e)
+	ctx := context.Background()
+	rdb, keys := e.Redis(t)
+	if err := redisconn.ClaimPrefix(ctx, rdb, keys, "ffffffffffffffffffffffffffffffff"); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"queue", "drop", fmt.Sprint(acc[1].QueuedID), "--yes"},
+		{"queue", "drop", "--dead", "--yes"},
+		{"queue", "dead", "requeue"},
+	} {
+		res := e.Run(t, queuecmd.NewCmd, args...)
+		if res.Code != cli.ExitUsage || !strings.Contains(fmt.Sprint(res.RunErr), "belongs to another installation") {
+			t.Fatalf("%v: exit %d, %v; want a refusal", args, res.Code, res.RunErr)
+		}
+	}
+	if m, err := e.Store.Message(ctx, acc[1].MessageID); err != nil || m.Status != store.StatusPending {
+		t.Fatalf("message after the refused drop: %v, %v", m, err)
+	}
+	if res := e.Run(t, queuecmd.NewCmd, "queue", "ls"); res.Code != 0 {
+		t.Fatalf("queue ls: exit %d, %v", res.Code, res.RunErr)
 	}
 }

@@ -57,6 +57,21 @@ func ClaimPrefix(ctx context.Context, c redis.UniversalClient, keys Keys, instal
 	return nil
 }
 
+// CheckPrefix returns a *PrefixTakenError when another installation owns
+// keys' prefix, nil when installation owns it or nobody does yet. It
+// records nothing (postald claims; postalctl only checks before it writes),
+// and returns a wrapped error when Redis does not answer.
+func CheckPrefix(ctx context.Context, c redis.UniversalClient, keys Keys, installation string) error {
+	owner, err := PrefixOwner(ctx, c, keys)
+	if err != nil {
+		return err
+	}
+	if owner != "" && owner != installation {
+		return &PrefixTakenError{Prefix: keys.Name(), Owner: owner, Installation: installation}
+	}
+	return nil
+}
+
 // PrefixOwner returns the installation id recorded for keys' prefix, ""
 // when none is.
 func PrefixOwner(ctx context.Context, c redis.UniversalClient, keys Keys) (string, error) {

@@ -200,6 +200,9 @@ func TestPrefixBelongsToOneInstallation(t *testing.T) {
 	if owner, err := redisconn.PrefixOwner(ctx, c, keys); err != nil || owner != "" {
 		t.Fatalf("owner of a fresh prefix = %q, %v", owner, err)
 	}
+	if err := redisconn.CheckPrefix(ctx, c, keys, "bbbb"); err != nil {
+		t.Fatalf("check of an unclaimed prefix: %v", err)
+	}
 	for range 2 {
 		if err := redisconn.ClaimPrefix(ctx, c, keys, "aaaa"); err != nil {
 			t.Fatalf("claim by the owner: %v", err)
@@ -209,6 +212,12 @@ func TestPrefixBelongsToOneInstallation(t *testing.T) {
 	var taken *redisconn.PrefixTakenError
 	if !errors.As(err, &taken) || taken.Owner != "aaaa" || taken.Installation != "bbbb" || taken.Prefix != keys.Name() {
 		t.Fatalf("claim by another installation = %v, want a PrefixTakenError naming aaaa and bbbb", err)
+	}
+	if err := redisconn.CheckPrefix(ctx, c, keys, "aaaa"); err != nil {
+		t.Fatalf("check by the owner: %v", err)
+	}
+	if err := redisconn.CheckPrefix(ctx, c, keys, "bbbb"); !errors.As(err, &taken) || taken.Owner != "aaaa" {
+		t.Fatalf("check by another installation = %v, want a PrefixTakenError", err)
 	}
 	if !strings.Contains(err.Error(), "redis.key_prefix") || !strings.Contains(err.Error(), "postalctl queue reset") {
 		t.Errorf("error does not say what to do: %v", err)

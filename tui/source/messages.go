@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/postalgo/postal/daemon/queue"
+	"github.com/postalgo/postal/daemon/redisconn"
 	"github.com/postalgo/postal/daemon/store"
 )
 
@@ -123,6 +124,26 @@ type MessageStore interface {
 	WebhookAttempts(ctx context.Context, f store.WebhookAttemptFilter) ([]*store.WebhookAttempt, error)
 	WebhookRequestsOfMessage(ctx context.Context, id int64) ([]*store.WebhookRequest, error)
 	TrackingOf(ctx context.Context, id int64) (*store.MessageTracking, error)
+	InstallationID(ctx context.Context) (string, error)
+}
+
+// checkPrefix refuses an action that changes Redis when another
+// installation's database owns the key prefix: its entries would reach that
+// installation's workers (docs/operations.md). A Redis that does not
+// answer is not a refusal: SQL acts and reconciliation dispatches.
+func (l *Live) checkPrefix(ctx context.Context, ms MessageStore) error {
+	if l.o.Redis == nil {
+		return nil
+	}
+	id, err := ms.InstallationID(ctx)
+	if err != nil {
+		return err
+	}
+	var taken *redisconn.PrefixTakenError
+	if err := redisconn.CheckPrefix(ctx, l.o.Redis, l.o.Keys, id); errors.As(err, &taken) {
+		return err
+	}
+	return nil
 }
 
 // RequeueDead reads up to limit dead letters, asks SQL which rows still
@@ -134,6 +155,9 @@ func (l *Live) RequeueDead(ctx context.Context, limit int) (DeadResult, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, l.o.Timeout)
 	defer cancel()
+	if err := l.checkPrefix(ctx, ms); err != nil {
+		return DeadResult{}, err
+	}
 	letters, err := l.queue.DeadLetters(ctx, limit)
 	if err != nil {
 		return DeadResult{}, err
@@ -271,6 +295,11 @@ func (l *Live) Act(ctx context.Context, a Action, id int64) (Result, error) {
 	res := Result{Action: a, MessageID: id}
 	sctx, cancel := context.WithTimeout(ctx, l.o.Timeout)
 	defer cancel()
+	if a != ActUnsuppress {
+		if err := l.checkPrefix(sctx, ms); err != nil {
+			return Result{}, err
+		}
+	}
 	var q *store.QueuedMessage
 	switch a {
 	case ActRetry:

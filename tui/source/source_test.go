@@ -309,3 +309,49 @@ func TestLiveMessageDetailHasWebhooksAndTracking(t *testing.T) {
 		t.Fatalf("tracking = %+v", d.Tracking)
 	}
 }
+
+// The console's actions that change Redis are refused, before SQL
+// changes, when another installation owns the key prefix; removing a
+// suppression (SQL only) is not.
+func TestLiveActionsRefuseAnotherInstallationsPrefix(t *testing.T) {
+	ctx := context.Background()
+	st := storetest.SQLite(t)
+	rdb, keys := redistest.New(t)
+	fx := storetest.NewFixture(t, st, "example.com", "")
+	acc, err := st.InsertSubmissions(ctx, []store.Submission{{Raw: []byte("Subject: x\r\n\r\nx"), Messages: []store.NewMessage{
+		{ServerID: fx.Server.ID, Scope: store.ScopeOutgoing, RcptTo: "a@dest.test", MailFrom: "m@example.com", Queue: true, QueueDomain: "dest.test"},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := acc[0][0].MessageID
+	if err := redisconn.ClaimPrefix(ctx, rdb, keys, "ffffffffffffffffffffffffffffffff"); err != nil {
+		t.Fatal(err)
+	}
+	live := source.NewLive(source.LiveOptions{Store: st, Redis: rdb, Keys: keys})
+	var taken *redisconn.PrefixTakenError
+	for _, a := range []source.Action{source.ActHold, source.ActRetry, source.ActCancel, source.ActDelete} {
+		if _, err := live.Act(ctx, a, id); !errors.As(err, &taken) {
+			t.Fatalf("%s = %v, want a PrefixTakenError", a, err)
+		}
+	}
+	if _, err := live.RequeueDead(ctx, 10); !errors.As(err, &taken) {
+		t.Fatalf("requeue dead = %v, want a PrefixTakenError", err)
+	}
+	if m, err := st.Message(ctx, id); err != nil || m.Status != store.StatusPending {
+		t.Fatalf("message after the refusals: %v, %v", m, err)
+	}
+	if _, err := live.Act(ctx, source.ActUnsuppress, id); err != nil {
+		t.Fatalf("unsuppress: %v", err)
+	}
+	own, err := st.InstallationID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := redisconn.ResetPrefix(ctx, rdb, keys, own); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := live.Act(ctx, source.ActHold, id); err != nil {
+		t.Fatalf("hold once the prefix is ours: %v", err)
+	}
+}
