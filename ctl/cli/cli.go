@@ -238,8 +238,7 @@ func (f *Factory) CheckRedisOwner(ctx context.Context, st *store.Store) error {
 	}
 	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	var taken *redisconn.PrefixTakenError
-	if err := redisconn.CheckPrefix(rctx, rdb, keys, id); errors.As(err, &taken) {
+	if err := redisconn.CheckPrefix(rctx, rdb, keys, id); err != nil {
 		return &ConfigError{Err: err}
 	}
 	return nil

@@ -152,9 +152,7 @@ func Run(ctx context.Context, o *Options) error {
 		return err
 	}
 	res := FromSnapshot(snap, cfg.Database.Driver)
-	res.KeyPrefix = keyPrefix(ctx, o.Timeout, st, keys.Name(), res, func(ctx context.Context) (string, error) {
-		return redisconn.PrefixOwner(ctx, rdb, keys)
-	})
+	res.KeyPrefix = keyPrefix(ctx, o.Timeout, st, lo, res)
 	if err := f.Render(res, func(w io.Writer) { printHuman(w, res) }); err != nil {
 		return err
 	}
@@ -163,9 +161,8 @@ func Run(ctx context.Context, o *Options) error {
 
 // keyPrefix reads this installation's id and the prefix's recorded owner
 // when both sides answer and the schema has the installation table.
-func keyPrefix(ctx context.Context, timeout time.Duration, st *store.Store, prefix string, r Result,
-	readOwner func(context.Context) (string, error)) KeyPrefix {
-	kp := KeyPrefix{Prefix: prefix}
+func keyPrefix(ctx context.Context, timeout time.Duration, st *store.Store, lo source.LiveOptions, r Result) KeyPrefix {
+	kp := KeyPrefix{Prefix: lo.Keys.Name()}
 	if st == nil || !r.Database.OK || !r.Database.SchemaUpToDate || !r.Redis.OK {
 		kp.Error = "unknown: needs the database at the current schema and Redis"
 		return kp
@@ -177,7 +174,7 @@ func keyPrefix(ctx context.Context, timeout time.Duration, st *store.Store, pref
 		kp.Error = err.Error()
 		return kp
 	}
-	owner, err := readOwner(ctx)
+	owner, err := redisconn.PrefixOwner(ctx, lo.Redis, lo.Keys)
 	if err != nil {
 		kp.Error = err.Error()
 		return kp

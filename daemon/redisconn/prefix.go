@@ -58,18 +58,16 @@ func ClaimPrefix(ctx context.Context, c redis.UniversalClient, keys Keys, instal
 }
 
 // CheckPrefix returns a *PrefixTakenError when another installation owns
-// keys' prefix, nil when installation owns it or nobody does yet. It
-// records nothing (postald claims; postalctl only checks before it writes),
-// and returns a wrapped error when Redis does not answer.
+// keys' prefix, and nil otherwise: when installation owns it, when nobody
+// does yet, and when Redis does not answer (a command then changes SQL
+// alone and reconciliation dispatches later). It records nothing: postald
+// claims, postalctl and the console only check before they write.
 func CheckPrefix(ctx context.Context, c redis.UniversalClient, keys Keys, installation string) error {
 	owner, err := PrefixOwner(ctx, c, keys)
-	if err != nil {
-		return err
+	if err != nil || owner == "" || owner == installation {
+		return nil
 	}
-	if owner != "" && owner != installation {
-		return &PrefixTakenError{Prefix: keys.Name(), Owner: owner, Installation: installation}
-	}
-	return nil
+	return &PrefixTakenError{Prefix: keys.Name(), Owner: owner, Installation: installation}
 }
 
 // PrefixOwner returns the installation id recorded for keys' prefix, ""
@@ -91,6 +89,19 @@ func PrefixOwner(ctx context.Context, c redis.UniversalClient, keys Keys) (strin
 // SQL (reconciliation); the processes of a former owner stop at their next
 // check.
 func ResetPrefix(ctx context.Context, c redis.UniversalClient, keys Keys, installation string) (int, error) {
+	deleted, err := DeleteAll(ctx, c, keys)
+	if err != nil {
+		return deleted, err
+	}
+	if err := c.Set(ctx, ownerKey(keys), installation, 0).Err(); err != nil {
+		return deleted, fmt.Errorf("redis: record the owner of key prefix %s: %w", keys.Prefix(), err)
+	}
+	return deleted, nil
+}
+
+// DeleteAll deletes every key under keys' prefix, 500 at a time, and
+// returns how many it deleted.
+func DeleteAll(ctx context.Context, c redis.UniversalClient, keys Keys) (int, error) {
 	found, err := ScanKeys(ctx, c, keys.Pattern())
 	if err != nil {
 		return 0, err
@@ -103,9 +114,6 @@ func ResetPrefix(ctx context.Context, c redis.UniversalClient, keys Keys, instal
 		}
 		deleted += n
 		found = found[n:]
-	}
-	if err := c.Set(ctx, ownerKey(keys), installation, 0).Err(); err != nil {
-		return deleted, fmt.Errorf("redis: record the owner of key prefix %s: %w", keys.Prefix(), err)
 	}
 	return deleted, nil
 }

@@ -149,6 +149,10 @@ func TestPingFailsWhenRedisIsGone(t *testing.T) {
 	if err := redisconn.Ping(ctx, c); err == nil || !strings.Contains(err.Error(), "redis: ping") {
 		t.Fatalf("Ping after kill = %v, want a wrapped error", err)
 	}
+	// A command that checks the prefix before writing is not refused.
+	if err := redisconn.CheckPrefix(ctx, c, redisconn.NewKeys("gone"), "aaaa"); err != nil {
+		t.Fatalf("CheckPrefix with Redis gone = %v, want nil", err)
+	}
 }
 
 // The redis section's url has a default; addrs (with master_name for

@@ -139,11 +139,7 @@ func (l *Live) checkPrefix(ctx context.Context, ms MessageStore) error {
 	if err != nil {
 		return err
 	}
-	var taken *redisconn.PrefixTakenError
-	if err := redisconn.CheckPrefix(ctx, l.o.Redis, l.o.Keys, id); errors.As(err, &taken) {
-		return err
-	}
-	return nil
+	return redisconn.CheckPrefix(ctx, l.o.Redis, l.o.Keys, id)
 }
 
 // RequeueDead reads up to limit dead letters, asks SQL which rows still

@@ -72,18 +72,8 @@ func URL() string {
 // DeleteAll deletes every key under keys' prefix, as a Redis data loss
 // confined to one prefix would.
 func DeleteAll(ctx context.Context, c redis.UniversalClient, keys redisconn.Keys) error {
-	found, err := redisconn.ScanKeys(ctx, c, keys.Pattern())
-	if err != nil {
-		return err
-	}
-	for len(found) > 0 {
-		n := min(len(found), 500)
-		if err := c.Del(ctx, found[:n]...).Err(); err != nil {
-			return err
-		}
-		found = found[n:]
-	}
-	return nil
+	_, err := redisconn.DeleteAll(ctx, c, keys)
+	return err
 }
 
 // RandomHex returns n random bytes, hex encoded.
